@@ -1,0 +1,53 @@
+"""Label sets and folder-name aliases: the one place that decides class order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from feredge.edge.errors import LabelError
+
+# FER2013's own index order (the CSV ``emotion`` column): changing it breaks every FER2013 model.
+FER2013 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+PRESETS: dict[str, tuple[str, ...]] = {
+    "fer2013": FER2013,
+    "fer7": FER2013,
+    "fer5": ("angry", "happy", "surprise", "fear", "neutral"),
+    "pain6": ("angry", "disgust", "fear", "happy", "pain", "sad"),
+}
+
+ALIASES = {
+    "anger": "angry",
+    "happiness": "happy",
+    "sadness": "sad",
+    "surprised": "surprise",
+    "fearful": "fear",
+    "disgusted": "disgust",
+    "contempt": "contempt",
+}
+
+
+def canonical(name: str) -> str:
+    """Map a folder or user label name to its canonical form (``Anger`` -> ``angry``)."""
+    key = name.strip().lower()
+    if not key:
+        raise LabelError("empty label name")
+    return ALIASES.get(key, key)
+
+
+def resolve_labels(spec: str | Iterable[str]) -> tuple[str, ...]:
+    """Resolve a preset name (``fer2013``), a comma list or a sequence into canonical labels."""
+    if isinstance(spec, str):
+        preset = PRESETS.get(spec.strip().lower())
+        if preset is not None:
+            return preset
+        items = spec.split(",")
+    else:
+        items = list(spec)
+    labels = tuple(canonical(str(item)) for item in items if str(item).strip())
+    if not labels:
+        raise LabelError(f"no labels in {spec!r}")
+    dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dupes:
+        raise LabelError(f"duplicate labels after alias mapping: {', '.join(dupes)}")
+    return labels

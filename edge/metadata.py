@@ -1,0 +1,186 @@
+"""Versioned model metadata, and reading it from inside a ``.tflite`` without TensorFlow.
+
+Training writes ``metadata.json`` beside the Keras model; conversion embeds the same JSON in the
+TFLite flatbuffer's ``metadata`` table (name ``feredge``) or in ONNX ``metadata_props``, so the
+runtime needs no side file. The flatbuffer reader below is a few dozen lines of ``struct``: pulling
+in the ``flatbuffers`` package or TensorFlow for one lookup would defeat the small edge install.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from feredge.edge.errors import MetadataError
+from feredge.edge.labels import resolve_labels
+from feredge.edge.preprocess import PreprocessSpec
+
+SCHEMA = "feredge.model"
+SCHEMA_VERSION = 1
+METADATA_KEY = "feredge"
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything the runtime needs to feed a model and name its outputs."""
+
+    labels: tuple[str, ...]
+    input_size: int = 48
+    channels: int = 1
+    normalization: str = "unit"
+    crop_margin: float = 0.1
+    backbone: str = "unknown"
+    training_data: str = "unknown"
+    format: str = "keras"
+    source_model: str = ""
+    calibration_size: int = 0
+    test_time_flip: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema: str = SCHEMA
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", resolve_labels(list(self.labels)))
+        self.preprocess_spec()  # validates size, channels and normalization
+        if not 0.0 <= self.crop_margin <= 1.0:
+            raise MetadataError(f"crop_margin must be within [0, 1], got {self.crop_margin}")
+
+    def preprocess_spec(self) -> PreprocessSpec:
+        try:
+            return PreprocessSpec(self.input_size, self.channels, self.normalization)
+        except ValueError as exc:
+            raise MetadataError(f"invalid preprocessing in metadata: {exc}") from exc
+
+    def replace(self, **changes: Any) -> ModelMetadata:
+        return ModelMetadata(**{**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["labels"] = list(self.labels)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        if not isinstance(data, dict):
+            raise MetadataError("metadata is not a JSON object")
+        if data.get("schema", SCHEMA) != SCHEMA:
+            raise MetadataError(f"unknown metadata schema {data.get('schema')!r}")
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise MetadataError(
+                f"metadata schema version {version} is newer than this feredge understands "
+                f"({SCHEMA_VERSION}); upgrade feredge"
+            )
+        if not data.get("labels"):
+            raise MetadataError("metadata has no labels; pass the labels explicitly")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["labels"] = tuple(data["labels"])
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise MetadataError(f"invalid metadata: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelMetadata:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MetadataError(f"metadata is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        from feredge.edge.atomic import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelMetadata:
+        path = Path(path)
+        if not path.is_file():
+            raise MetadataError(f"{path}: metadata file not found")
+        return cls.from_json(path.read_text())
+
+
+# --- TFLite flatbuffer: just enough to find Model.metadata[name].buffer -> Model.buffers[i].data ---
+
+_MODEL_BUFFERS, _MODEL_METADATA = 4, 6
+_META_NAME, _META_BUFFER = 0, 1
+_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
+
+
+class _Table:
+    def __init__(self, buf: bytes, pos: int) -> None:
+        self.buf, self.pos = buf, pos
+        self.vtable = pos - struct.unpack_from("<i", buf, pos)[0]
+        self.vsize = struct.unpack_from("<H", buf, self.vtable)[0]
+
+    def _field(self, index: int) -> int:
+        slot = 4 + 2 * index
+        if slot >= self.vsize:
+            return 0
+        return struct.unpack_from("<H", self.buf, self.vtable + slot)[0]
+
+    def _indirect(self, index: int) -> int | None:
+        off = self._field(index)
+        if not off:
+            return None
+        at = self.pos + off
+        return at + struct.unpack_from("<I", self.buf, at)[0]
+
+    def scalar(self, index: int, fmt: str, default: int = 0) -> int:
+        off = self._field(index)
+        return struct.unpack_from(fmt, self.buf, self.pos + off)[0] if off else default
+
+    def vector(self, index: int) -> tuple[int, int]:
+        """(start, length) of a vector field; (0, 0) when absent."""
+        at = self._indirect(index)
+        if at is None:
+            return 0, 0
+        return at + 4, struct.unpack_from("<I", self.buf, at)[0]
+
+    def tables(self, index: int) -> list[_Table]:
+        start, length = self.vector(index)
+        out = []
+        for i in range(length):
+            at = start + 4 * i
+            out.append(_Table(self.buf, at + struct.unpack_from("<I", self.buf, at)[0]))
+        return out
+
+    def string(self, index: int) -> str:
+        start, length = self.vector(index)
+        return self.buf[start : start + length].decode("utf-8", "replace")
+
+
+def tflite_metadata_entries(data: bytes) -> dict[str, bytes]:
+    """All ``name -> bytes`` entries of a TFLite model's metadata table."""
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise MetadataError("not a TFLite flatbuffer (missing TFL3 identifier)")
+    try:
+        model = _Table(data, struct.unpack_from("<I", data, 0)[0])
+        buffers = model.tables(_MODEL_BUFFERS)
+        entries = {}
+        for meta in model.tables(_MODEL_METADATA):
+            buffer = buffers[meta.scalar(_META_BUFFER, "<I")]
+            offset = buffer.scalar(_BUFFER_OFFSET, "<Q")
+            if offset > 1:
+                size = buffer.scalar(_BUFFER_SIZE, "<Q")
+                entries[meta.string(_META_NAME)] = data[offset : offset + size]
+            else:
+                start, length = buffer.vector(_BUFFER_DATA)
+                entries[meta.string(_META_NAME)] = data[start : start + length]
+    except (struct.error, IndexError) as exc:
+        raise MetadataError(f"corrupt TFLite flatbuffer: {exc}") from exc
+    return entries
+
+
+def read_tflite_metadata(data: bytes) -> ModelMetadata | None:
+    """The embedded feredge metadata, or None for a plain ``.tflite``."""
+    raw = tflite_metadata_entries(data).get(METADATA_KEY)
+    return None if raw is None else ModelMetadata.from_json(raw)

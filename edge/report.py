@@ -1,0 +1,113 @@
+"""Classification metrics and their plots, shared by evaluate, convert's gate and the benchmarks.
+
+Numpy only, so every stage computes macro-F1 the same way; matplotlib is imported lazily by the
+plot functions, which only the train, convert and bench installs call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from feredge.edge.atomic import atomic_path
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return matrix
+
+
+def classification_metrics(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, labels: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class precision/recall/F1/support plus the confusion matrix.
+
+    A class with no predictions or no support scores 0 for the undefined ratio (sklearn's
+    ``zero_division=0``); macro-F1 averages over classes that appear in ``y_true``.
+    """
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError("y_true and y_pred must be non-empty and of equal length")
+    matrix = confusion_matrix(y_true, y_pred, len(labels))
+    tp = np.diag(matrix).astype(float)
+    support = matrix.sum(axis=1).astype(float)
+    predicted = matrix.sum(axis=0).astype(float)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = support > 0
+    return {
+        "accuracy": float(tp.sum() / y_true.size),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "samples": int(y_true.size),
+        "labels": list(labels),
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def format_report(metrics: dict[str, Any]) -> str:
+    """A plain-text classification report, like sklearn's."""
+    width = max(len(label) for label in metrics["labels"]) + 2
+    lines = [f"{'':<{width}}precision    recall  f1-score   support"]
+    for label, row in metrics["per_class"].items():
+        lines.append(
+            f"{label:<{width}}{row['precision']:9.3f} {row['recall']:9.3f} {row['f1']:9.3f} {row['support']:9d}"
+        )
+    lines.append("")
+    lines.append(f"{'accuracy':<{width}}{metrics['accuracy']:29.3f} {metrics['samples']:9d}")
+    lines.append(f"{'macro-F1':<{width}}{metrics['macro_f1']:29.3f}")
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(metrics: dict[str, Any], path: str | Path, title: str = "Confusion matrix") -> Path:
+    """Row-normalized confusion matrix with counts, written atomically as PNG."""
+    plt = _pyplot()
+    matrix = np.asarray(metrics["confusion_matrix"], float)
+    labels = metrics["labels"]
+    rows = matrix.sum(axis=1, keepdims=True)
+    norm = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.7 * len(labels)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}\nacc {metrics['accuracy']:.3f} · macro-F1 {metrics['macro_f1']:.3f}")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            color = "white" if norm[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{norm[i, j]:.2f}\n{int(matrix[i, j])}", ha="center", va="center", fontsize=7, color=color)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    plt = _pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,5 @@
+import sys
+
+from feredge.cli import main
+
+sys.exit(main())

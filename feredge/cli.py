@@ -1,0 +1,66 @@
+"""The ``feredge`` command: one table of subcommands, each in a light module of its stage.
+
+Each command module exposes ``configure(parser)`` and ``run(args) -> int`` and imports its heavy
+dependencies (TensorFlow, Gradio) inside ``run``, so ``feredge predict`` starts fast and never
+loads TensorFlow. Only ``main`` turns errors into exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from feredge import __version__
+from feredge.edge.errors import FeredgeError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("feredge.train.cli", "train or fine-tune an emotion model; writes a run folder"),
+    "evaluate": ("feredge.train.evaluate_cli", "classification report of a Keras or TFLite model on a data set"),
+}
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="feredge", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"feredge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.configure(command)
+        command.set_defaults(_module=module)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args._module.run(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+    try:
+        return run(args)
+    except FeredgeError as exc:
+        print(f"feredge {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"feredge {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
