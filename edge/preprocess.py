@@ -154,10 +154,10 @@ def square_box(
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx, cy = x + w / 2.0, y + h / 2.0
     height, width = image_shape[:2]
-    x0 = int(round(max(0.0, cx - side / 2.0)))
-    y0 = int(round(max(0.0, cy - side / 2.0)))
-    x1 = int(round(min(float(width), cx + side / 2.0)))
-    y1 = int(round(min(float(height), cy + side / 2.0)))
+    x0 = round(max(0.0, cx - side / 2.0))
+    y0 = round(max(0.0, cy - side / 2.0))
+    x1 = round(min(float(width), cx + side / 2.0))
+    y1 = round(min(float(height), cy + side / 2.0))
     return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
 
 

@@ -74,7 +74,7 @@ def format_report(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,7 +85,7 @@ def _pyplot():
 
 def plot_confusion_matrix(metrics: dict[str, Any], path: str | Path, title: str = "Confusion matrix") -> Path:
     """Row-normalized confusion matrix with counts, written atomically as PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.asarray(metrics["confusion_matrix"], float)
     labels = metrics["labels"]
     rows = matrix.sum(axis=1, keepdims=True)
@@ -106,7 +106,7 @@ def plot_confusion_matrix(metrics: dict[str, Any], path: str | Path, title: str 
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

@@ -1,0 +1,1 @@
+"""Training: data loading, augmentation, backbones, two-stage transfer learning and evaluation (TensorFlow)."""

@@ -1,0 +1,264 @@
+"""Data sets: FER2013 CSV, split folders, flat class folders and Kaggle downloads -> uint8 face arrays.
+
+Every image goes through the contract's ``decode_image`` and ``prepare_face`` (gray + resize), so the
+cached arrays are exactly what the edge runtime would produce before normalization. Bad files are
+counted and reported, never fatal; structural problems (no images, a requested class with no
+folder) raise ``DataError`` naming the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from feredge.edge.errors import DataError, ImageError
+from feredge.edge.labels import FER2013, canonical, resolve_labels
+from feredge.edge.preprocess import IMAGE_SUFFIXES, decode_image, prepare_face
+
+log = logging.getLogger(__name__)
+
+SPLIT_DIRS = {"train": "train", "training": "train", "val": "val", "validation": "val", "valid": "val",
+              "test": "test", "testing": "test"}
+CSV_USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
+KAGGLE_PREFIX = "kaggle:"
+
+
+@dataclass
+class Split:
+    """Faces of one split: uint8 (N, S, S) gray arrays and int class indices."""
+
+    images: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.targets.size)
+
+    def counts(self, num_classes: int) -> np.ndarray:
+        return np.bincount(self.targets, minlength=num_classes)
+
+
+@dataclass
+class Dataset:
+    labels: tuple[str, ...]
+    splits: dict[str, Split]
+    source: str
+    layout: str
+    skipped: Counter = field(default_factory=Counter)
+
+    def describe(self) -> str:
+        parts = [f"{name}={len(split)}" for name, split in self.splits.items()]
+        return f"{self.source} ({self.layout}): {', '.join(parts)}; labels={','.join(self.labels)}"
+
+
+def load_dataset(
+    source: str | Path,
+    labels: str | Sequence[str] | None = None,
+    input_size: int = 48,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    workers: int = 4,
+    make_val: bool = True,
+) -> Dataset:
+    """Load any supported layout into memory; split off validation when the layout has none.
+
+    ``make_val=False`` keeps a layout without a validation split whole (evaluation, calibration).
+    """
+    source_str = str(source)
+    if source_str.startswith(KAGGLE_PREFIX):
+        source = download_kaggle(source_str[len(KAGGLE_PREFIX):])
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path}: data set not found")
+    wanted = resolve_labels(labels) if labels else None
+    if path.is_file():
+        if path.suffix.lower() != ".csv":
+            raise DataError(f"{path}: a data file must be a FER2013-style CSV (emotion,pixels,Usage)")
+        dataset = _load_csv(path, wanted, input_size)
+    else:
+        split_dirs = {SPLIT_DIRS[d.name.lower()]: d for d in sorted(path.iterdir())
+                      if d.is_dir() and d.name.lower() in SPLIT_DIRS}
+        if "train" in split_dirs:
+            dataset = _load_split_folders(path, split_dirs, wanted, input_size, workers)
+        else:
+            dataset = _load_class_folders(path, wanted, input_size, workers)
+    if make_val and "val" not in dataset.splits:
+        dataset.splits["train"], dataset.splits["val"] = stratified_split(
+            dataset.splits["train"], val_fraction, seed
+        )
+    for name, split in dataset.splits.items():
+        empty = [dataset.labels[i] for i, n in enumerate(split.counts(len(dataset.labels))) if n == 0]
+        if name == "train" and empty:
+            raise DataError(f"{path}: class(es) with no training images: {', '.join(empty)}")
+    if dataset.skipped:
+        summary = ", ".join(f"{n} {reason}" for reason, n in sorted(dataset.skipped.items()))
+        log.warning("skipped %d bad file(s) in %s: %s", sum(dataset.skipped.values()), path, summary)
+    return dataset
+
+
+def download_kaggle(handle: str) -> Path:
+    """Download a Kaggle data set with kagglehub (needs the package and Kaggle credentials)."""
+    try:
+        import kagglehub
+    except ImportError as exc:
+        raise DataError("kaggle data sets need kagglehub: pip install 'feredge[kaggle]'") from exc
+    try:
+        return Path(kagglehub.dataset_download(handle))
+    except Exception as exc:  # kagglehub raises many types: network, auth, not-found
+        raise DataError(
+            f"kagglehub could not download {handle!r}: {exc}. Check your Kaggle credentials "
+            "(~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY) and network, or pass a local path."
+        ) from exc
+
+
+def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Per-class split, so rare classes (disgust) appear in both parts."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"validation fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    held = []
+    for cls in np.unique(split.targets):
+        idx = np.flatnonzero(split.targets == cls)
+        rng.shuffle(idx)
+        n_held = round(len(idx) * fraction)
+        if len(idx) > 1:
+            n_held = min(max(n_held, 1), len(idx) - 1)
+        held.extend(idx[:n_held])
+    mask = np.zeros(len(split), bool)
+    mask[np.asarray(held, int)] = True
+    return (Split(split.images[~mask], split.targets[~mask]), Split(split.images[mask], split.targets[mask]))
+
+
+def _choose_labels(found: Sequence[str], wanted: tuple[str, ...] | None, where: Path) -> tuple[str, ...]:
+    if wanted is None:
+        found_set = set(found)
+        if found_set <= set(FER2013):
+            return tuple(lab for lab in FER2013 if lab in found_set)
+        return tuple(sorted(found_set))
+    missing = [lab for lab in wanted if lab not in found]
+    if missing:
+        raise DataError(
+            f"{where}: requested label(s) {', '.join(missing)} not found; the data has {', '.join(sorted(found))}"
+        )
+    ignored = sorted(set(found) - set(wanted))
+    if ignored:
+        log.info("ignoring classes not in the label set: %s", ", ".join(ignored))
+    return wanted
+
+
+def _class_dirs(root: Path) -> dict[str, Path]:
+    dirs: dict[str, Path] = {}
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and not d.name.startswith("."):
+            name = canonical(d.name)
+            if name in dirs:
+                raise DataError(f"{root}: folders {dirs[name].name!r} and {d.name!r} both mean class {name!r}")
+            dirs[name] = d
+    return dirs
+
+
+def _read_folder(
+    class_dirs: dict[str, Path], labels: tuple[str, ...], size: int, skipped: Counter, workers: int
+) -> Split:
+    items: list[tuple[Path, int]] = []
+    for index, label in enumerate(labels):
+        for f in sorted(class_dirs[label].rglob("*")):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped["non-image file(s)"] += 1
+                continue
+            items.append((f, index))
+
+    def read(item: tuple[Path, int]) -> np.ndarray | None:
+        try:
+            return prepare_face(decode_image(item[0]), size)
+        except ImageError as exc:
+            log.debug("skip %s", exc)
+            return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        faces = list(pool.map(read, items, chunksize=64))
+    keep = [i for i, face in enumerate(faces) if face is not None]
+    skipped["unreadable or corrupt image(s)"] += len(items) - len(keep)
+    if not keep:
+        return Split(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64))
+    return Split(np.stack([faces[i] for i in keep]), np.array([items[i][1] for i in keep], np.int64))
+
+
+def _load_class_folders(root: Path, wanted, size: int, workers: int) -> Dataset:
+    class_dirs = _class_dirs(root)
+    if not class_dirs:
+        raise DataError(f"{root}: no class folders (expected root/<class>/*.jpg or root/train/<class>/*)")
+    labels = _choose_labels(list(class_dirs), wanted, root)
+    skipped: Counter = Counter()
+    train = _read_folder(class_dirs, labels, size, skipped, workers)
+    if len(train) == 0:
+        raise DataError(f"{root}: no readable images in the class folders")
+    return Dataset(labels, {"train": train}, str(root), "class-folders", skipped)
+
+
+def _load_split_folders(root: Path, split_dirs: dict[str, Path], wanted, size: int, workers: int) -> Dataset:
+    train_dirs = _class_dirs(split_dirs["train"])
+    if not train_dirs:
+        raise DataError(f"{split_dirs['train']}: no class folders")
+    labels = _choose_labels(list(train_dirs), wanted, split_dirs["train"])
+    skipped: Counter = Counter()
+    splits = {}
+    for name, d in split_dirs.items():
+        dirs = _class_dirs(d)
+        unknown = sorted(set(dirs) - set(train_dirs))
+        if unknown:
+            raise DataError(f"{d}: classes {', '.join(unknown)} are not in the training split")
+        present = {lab: dirs[lab] for lab in labels if lab in dirs}
+        split = _read_folder(present, labels, size, skipped, workers) if present else None
+        if split is None or len(split) == 0:
+            if name == "train":
+                raise DataError(f"{d}: no readable images")
+            log.warning("%s: split %r has no readable images; ignoring it", root, name)
+            continue
+        splits[name] = split
+    return Dataset(labels, splits, str(root), "split-folders", skipped)
+
+
+def _load_csv(path: Path, wanted, size: int) -> Dataset:
+    rows: dict[str, tuple[list[np.ndarray], list[int]]] = {}
+    skipped: Counter = Counter()
+    labels = wanted or FER2013
+    index_of = {lab: i for i, lab in enumerate(labels)}
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields = {f.strip().lower(): f for f in reader.fieldnames or []}
+            if not {"emotion", "pixels"} <= set(fields):
+                raise DataError(f"{path}: CSV needs 'emotion' and 'pixels' columns, found {reader.fieldnames}")
+            for row in reader:
+                try:
+                    label = FER2013[int(row[fields["emotion"]])]
+                    pixels = np.array(row[fields["pixels"]].split(), dtype=np.uint8)
+                    side = math.isqrt(pixels.size)
+                    if side * side != pixels.size or side == 0:
+                        raise ValueError("pixel count is not a square")
+                except (ValueError, IndexError, TypeError, OverflowError):
+                    skipped["malformed CSV row(s)"] += 1
+                    continue
+                if label not in index_of:
+                    continue
+                usage = (row.get(fields.get("usage", ""), "") or "training").strip().lower()
+                split = CSV_USAGE.get(usage, "train")
+                faces, targets = rows.setdefault(split, ([], []))
+                faces.append(prepare_face(pixels.reshape(side, side), size))
+                targets.append(index_of[label])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read CSV: {exc}") from exc
+    if "train" not in rows:
+        raise DataError(f"{path}: no training rows for labels {', '.join(labels)}")
+    splits = {name: Split(np.stack(f), np.array(t, np.int64)) for name, (f, t) in rows.items()}
+    return Dataset(tuple(labels), splits, str(path), "fer2013-csv", skipped)

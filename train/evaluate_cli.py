@@ -1,0 +1,29 @@
+"""``feredge evaluate MODEL DATA``: the classification report of any model on any data layout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="run folder, .keras, .tflite or .onnx")
+    parser.add_argument("data", help="any layout feredge train accepts")
+    parser.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],
+                        help="auto: val if present, else test, else all images")
+    parser.add_argument("--labels", help="labels of a model without metadata (comma list or preset)")
+    parser.add_argument("--threads", type=int, help="interpreter threads (TFLite)")
+    parser.add_argument("--out", help="folder for metrics.json and confusion_matrix.png")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from feredge.edge.report import format_report
+    from feredge.train.evaluate import evaluate, write_evaluation
+
+    metrics = evaluate(args.model, args.data, args.split, args.labels, args.threads)
+    print(json.dumps(metrics, indent=2) if args.json else
+          f"{metrics['model']} on {metrics['data']} [{metrics['split']}]\n{format_report(metrics)}")
+    if args.out:
+        write_evaluation(metrics, args.out)
+    return 0

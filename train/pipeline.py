@@ -1,0 +1,86 @@
+"""tf.data input pipelines: in-memory uint8 faces -> augment -> the contract's ``normalize``.
+
+Faces were decoded and resized by the contract (``prepare_face``) when the data set was loaded, so
+the only step left here is the same ``normalize`` the edge runtime calls, applied after
+augmentation. ``tests/test_train_pipeline.py`` proves the two paths give the same tensor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from feredge.edge.preprocess import PreprocessSpec, normalize
+from feredge.train.augment import AugmentConfig, augment_batch
+from feredge.train.data import Split
+
+
+def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
+    """Per-class loss weights: ``balanced`` (n / (k * count)), ``sqrt`` (its square root) or ``none``.
+
+    Weights are scaled so the average sample weight is 1, which keeps the learning rate meaningful.
+    """
+    counts = np.asarray(counts, float)
+    if mode == "none":
+        return np.ones_like(counts)
+    raw = np.divide(counts.sum(), len(counts) * counts, out=np.zeros_like(counts), where=counts > 0)
+    if mode == "sqrt":
+        raw = np.sqrt(raw)
+    elif mode != "balanced":
+        raise ValueError(f"unknown class weighting {mode!r}")
+    return raw * counts.sum() / max((raw * counts).sum(), 1e-12)
+
+
+def oversample_indices(targets: np.ndarray, seed: int) -> np.ndarray:
+    """Indices in which every class smaller than the median class is repeated up to the median."""
+    rng = np.random.default_rng(seed)
+    counts = np.bincount(targets)
+    target = int(np.median(counts[counts > 0]))
+    parts = []
+    for cls in np.flatnonzero(counts):
+        idx = np.flatnonzero(targets == cls)
+        if len(idx) < target:
+            idx = np.concatenate([idx, rng.choice(idx, target - len(idx), replace=True)])
+        parts.append(idx)
+    return np.concatenate(parts)
+
+
+def make_dataset(
+    split: Split,
+    spec: PreprocessSpec,
+    num_classes: int,
+    batch_size: int,
+    training: bool,
+    augment: AugmentConfig | None = None,
+    weights: np.ndarray | None = None,
+    oversample: bool = False,
+    seed: int = 0,
+):
+    """Batches of (inputs, one-hot targets[, sample weights]) for ``model.fit`` / ``predict``."""
+    import tensorflow as tf
+
+    images, targets = split.images, split.targets
+    if training and oversample:
+        idx = oversample_indices(targets, seed)
+        images, targets = images[idx], targets[idx]
+    tensors = [images, targets]
+    if weights is not None:
+        tensors.append(np.asarray(weights, np.float32)[targets])
+    ds = tf.data.Dataset.from_tensor_slices(tuple(tensors))
+    if training:
+        ds = ds.shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    do_augment = training and augment is not None and augment.enabled
+
+    def to_inputs(faces, labels, *sample_weight):
+        x = tf.cast(faces, tf.float32)
+        if do_augment:
+            x = augment_batch(x, augment)
+        out = (normalize(x, spec), tf.one_hot(labels, num_classes))
+        return out + tuple(sample_weight)
+
+    return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def inputs_only(split: Split, spec: PreprocessSpec, batch_size: int = 256):
+    """Normalized inputs without labels, for ``model.predict``."""
+    return make_dataset(split, spec, 1, batch_size, training=False).map(lambda x, _y: x)

@@ -1,0 +1,243 @@
+"""Two-stage training with resumable checkpoints; the best epoch is chosen on validation macro-F1.
+
+Stage ``head`` trains the new head on a frozen base (only with pretrained weights); stage
+``finetune`` unfreezes the top N base layers at a lower learning rate (all layers, at the full rate,
+when training from scratch). After every epoch the run folder holds a restorable checkpoint
+(model + optimizer), ``state.json`` and ``history.csv``, so ``--resume`` continues where a killed
+run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from feredge.edge.atomic import atomic_path, atomic_write_text
+from feredge.edge.errors import FeredgeError
+from feredge.edge.metadata import ModelMetadata
+from feredge.edge.preprocess import PreprocessSpec
+from feredge.edge.report import classification_metrics, format_report, plot_confusion_matrix
+from feredge.train.augment import AugmentConfig
+from feredge.train.backbones import FEATURES_NAME, HEAD_NAME, base_layers, build_model, get_backbone
+from feredge.train.config import TrainConfig
+from feredge.train.data import Dataset, Split, load_dataset
+from feredge.train.evaluate import predict_scores
+from feredge.train.pipeline import class_weights, inputs_only, make_dataset
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+BEST_WEIGHTS = "checkpoints/best_weights.h5"  # legacy HDF5: a ".weights.h5" name switches format
+
+
+class RunFolderExists(FeredgeError):
+    pass
+
+
+def resolve_spec(config: TrainConfig) -> PreprocessSpec:
+    backbone = get_backbone(config.backbone)
+    return PreprocessSpec(config.input_size or backbone.default_size, backbone.channels, backbone.normalization)
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Run (or resume) a training run; returns the run folder."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from feredge.train.callbacks import MacroF1, RunState
+
+    run_dir = Path(config.out)
+    state_path = run_dir / "state.json"
+    if resume:
+        if not state_path.exists():
+            raise FeredgeError(f"{run_dir}: nothing to resume (no state.json); start a new run without --resume")
+        config = TrainConfig.load(run_dir / "config.json")
+        state = json.loads(state_path.read_text())
+        log.info("resuming %s at stage %s, epoch %d", run_dir, state["stage"], state["epoch"])
+    else:
+        if state_path.exists():
+            raise RunFolderExists(f"{run_dir} already holds a run; pass --resume to continue it or choose --out")
+        state = {"stage": None, "epoch": 0, "best_f1": -1.0, "best_epoch": None, "history": [], "done": False}
+    if state.get("done"):
+        log.info("%s is already complete", run_dir)
+        return run_dir
+
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    spec = resolve_spec(config)
+    dataset = load_dataset(config.data, config.labels, spec.input_size, config.val_fraction, config.seed,
+                           config.workers)
+    log.info("data: %s", dataset.describe())
+    labels = dataset.labels
+    metadata = ModelMetadata(
+        labels=labels, input_size=spec.input_size, channels=spec.channels, normalization=spec.normalization,
+        crop_margin=config.crop_margin, backbone=f"{config.backbone}(alpha={config.alpha})",
+        training_data=dataset.describe(), format="keras", test_time_flip=config.test_time_flip,
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.json")
+    metadata.save(run_dir / "metadata.json")
+
+    pretrained = config.weights != "none"
+    head_epochs = config.head_epochs if config.head_epochs is not None else (5 if pretrained else 0)
+    weights = class_weights(dataset.splits["train"].counts(len(labels)),
+                            "none" if config.balance == "oversample" else config.balance)
+    augment = AugmentConfig.preset(config.augment)
+    train_ds = make_dataset(dataset.splits["train"], spec, len(labels), config.batch_size, True, augment,
+                            weights, config.balance == "oversample", config.seed)
+    val_split = dataset.splits["val"]
+
+    strategy = _strategy(config.strategy)
+    with strategy.scope():
+        model = build_model(config.backbone, len(labels), spec.input_size, config.weights, config.alpha,
+                            config.dropout)
+    log.info("model %s: %d parameters, devices: %s", model.name, model.count_params(),
+             [d.name for d in tf.config.list_logical_devices()])
+
+    stages = []
+    if head_epochs > 0:
+        stages.append(("head", head_epochs, config.lr))
+    stages.append(("finetune", config.epochs, config.lr * config.finetune_lr_factor if stages else config.lr))
+    start = [name for name, _, _ in stages].index(state["stage"]) if state["stage"] else 0
+    for name, epochs, lr in stages[start:]:
+        initial_epoch = state["epoch"] if state["stage"] == name else 0
+        if state["stage"] != name:
+            state.update(stage=name, epoch=0)
+            if name == "finetune" and (run_dir / BEST_WEIGHTS).exists():
+                model.load_weights(str(run_dir / BEST_WEIGHTS))
+        _set_trainable(model, name, config.unfreeze, pretrained)
+        with strategy.scope():
+            optimizer = _optimizer(keras, lr, config.weight_decay)
+            model.compile(optimizer=optimizer,
+                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                          weighted_metrics=["accuracy"])
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints" / name), max_to_keep=1)
+        if initial_epoch > 0 and manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint).expect_partial()
+            log.info("restored %s", manager.latest_checkpoint)
+        if initial_epoch >= epochs:
+            continue
+        callbacks = [
+            MacroF1(val_split, spec, labels, config.test_time_flip),  # first: the others read its logs
+            RunState(run_dir, state, manager, epochs, BEST_WEIGHTS),
+            keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=config.patience, verbose=1),
+        ]
+        if config.schedule == "cosine":
+            callbacks.append(keras.callbacks.LearningRateScheduler(
+                cosine_schedule(lr, epochs, config.warmup_epochs)))
+        else:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(
+                "val_macro_f1", mode="max", factor=0.5, patience=max(1, config.patience // 3), min_lr=1e-6,
+                verbose=1))
+        log.info("stage %s: epochs %d..%d, lr %.2g", name, initial_epoch + 1, epochs, lr)
+        model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                  verbose=1 if sys.stderr.isatty() else 2)
+    model.load_weights(str(run_dir / BEST_WEIGHTS))
+    if config.head == "svm":
+        fit_svm_head(model, dataset.splits["train"], spec, config.svm_c, config.balance != "none", config.seed)
+    finish_run(model, run_dir, dataset, spec, metadata, state)
+    return run_dir
+
+
+def _strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name != "default":
+        raise FeredgeError(f"unknown strategy {name!r}; choose default, mirrored or multiworker")
+    return tf.distribute.get_strategy()
+
+
+def _optimizer(keras, lr: float, weight_decay: float):
+    if weight_decay > 0:
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
+    return keras.optimizers.Adam(learning_rate=lr)
+
+
+def cosine_schedule(lr: float, epochs: int, warmup: int):
+    """Linear warm-up then cosine decay to 1% of ``lr``; a pure function of the epoch, so resumable."""
+
+    def schedule(epoch: int, _current: float) -> float:
+        if epoch < warmup:
+            return lr * (epoch + 1) / (warmup + 1)
+        progress = (epoch - warmup) / max(1, epochs - warmup)
+        return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+    return schedule
+
+
+def _set_trainable(model, stage: str, unfreeze: int, pretrained: bool) -> None:
+    from tf_keras import layers as kl
+
+    base = base_layers(model)
+    for layer in model.layers:
+        layer.trainable = True
+    if stage == "head":
+        for layer in base:
+            layer.trainable = False
+        return
+    frozen = base if unfreeze < 0 else base[: max(0, len(base) - unfreeze)]
+    for layer in frozen if unfreeze >= 0 else []:
+        layer.trainable = False
+    if pretrained:  # pretrained BN statistics are worth more than a small batch's
+        for layer in base:
+            if isinstance(layer, kl.BatchNormalization):
+                layer.trainable = False
+
+
+def fit_svm_head(model, split: Split, spec: PreprocessSpec, c: float, balanced: bool, seed: int) -> None:
+    """Fit a linear SVM on the pooled embeddings and fold it into the Dense head (one Keras model)."""
+    import tf_keras as keras
+    from sklearn.svm import LinearSVC
+
+    features = keras.Model(model.input, model.get_layer(FEATURES_NAME).output)
+    embeddings = features.predict(inputs_only(split, spec), verbose=0)
+    svm = LinearSVC(C=c, class_weight="balanced" if balanced else None, random_state=seed, max_iter=5000)
+    svm.fit(embeddings, split.targets)
+    coef, intercept = svm.coef_, svm.intercept_
+    if coef.shape[0] == 1:  # binary: one decision function, split symmetrically over two logits
+        coef, intercept = np.vstack([-coef, coef]) / 2, np.array([-intercept[0], intercept[0]]) / 2
+    model.get_layer(HEAD_NAME).set_weights([coef.T.astype(np.float32), intercept.astype(np.float32)])
+    log.info("svm head: C=%g, train accuracy %.4f", c, svm.score(embeddings, split.targets))
+
+
+def evaluate_splits(model, dataset: Dataset, spec: PreprocessSpec, flip: bool) -> dict[str, Any]:
+    results = {}
+    for name in ("val", "test"):
+        if name in dataset.splits:
+            split = dataset.splits[name]
+            scores = predict_scores(model, split, spec, flip)
+            results[name] = classification_metrics(split.targets, scores.argmax(1), dataset.labels)
+    return results
+
+
+def finish_run(model, run_dir: Path, dataset: Dataset, spec: PreprocessSpec, metadata: ModelMetadata,
+               state: dict) -> None:
+    """Save the final model atomically, then metrics.json and the plots."""
+    from feredge.train.plots import plot_training_curves
+
+    with atomic_path(run_dir / MODEL_FILE) as tmp:  # the temporary name keeps the .keras suffix
+        model.save(str(tmp))
+    results = evaluate_splits(model, dataset, spec, metadata.test_time_flip)
+    results["best_epoch"] = state["best_epoch"]
+    results["model"] = MODEL_FILE
+    atomic_write_text(run_dir / "metrics.json", json.dumps(results, indent=2) + "\n")
+    for name in ("val", "test"):
+        if name in results:
+            log.info("%s:\n%s", name, format_report(results[name]))
+    plot_confusion_matrix(results["val"], run_dir / "confusion_matrix.png", title=f"{run_dir.name} (val)")
+    plot_training_curves(state["history"], run_dir / "training_curves.png")
+    state["done"] = True
+    atomic_write_text(run_dir / "state.json", json.dumps(state, indent=1))
+    log.info("run complete: %s", run_dir)
