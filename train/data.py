@@ -187,7 +187,8 @@ def _read_folder(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         faces = list(pool.map(read, items, chunksize=64))
     keep = [i for i, face in enumerate(faces) if face is not None]
-    skipped["unreadable or corrupt image(s)"] += len(items) - len(keep)
+    if len(keep) < len(items):
+        skipped["unreadable or corrupt image(s)"] += len(items) - len(keep)
     if not keep:
         return Split(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64))
     return Split(np.stack([faces[i] for i in keep]), np.array([items[i][1] for i in keep], np.int64))
