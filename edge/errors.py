@@ -23,3 +23,7 @@ class ModelLoadError(FeredgeError, RuntimeError):
 
 class DataError(FeredgeError, ValueError):
     """A data set is empty, malformed or does not match the requested label set."""
+
+
+class VideoError(FeredgeError, RuntimeError):
+    """A video source (file, camera or stream) cannot be opened or written."""

@@ -1,0 +1,199 @@
+"""An emotion classifier without detection: face tensors or crops in, class probabilities out.
+
+This is the interface the evaluator and the benchmarks share with ``EmotionRecognizer``::
+
+    from feredge.edge.model import load_model
+    model = load_model("model_int8.tflite", threads=2)
+    probs = model.predict_crops([face_bgr_or_gray, ...])   # (N, K) float32, rows sum to 1
+    model.metadata.labels                                  # names of the K columns
+
+Preprocessing always goes through the contract (``feredge.edge.preprocess``), driven by the metadata
+embedded in the model, so a model is fed exactly what it saw in training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
+from feredge.edge.interpreter import TFLiteRunner
+from feredge.edge.labels import resolve_labels
+from feredge.edge.metadata import METADATA_KEY, ModelMetadata, tflite_metadata_entries
+from feredge.edge.preprocess import preprocess_face
+from feredge.edge.tta import flip_average
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "feredge_default_int8.tflite"
+
+# Rows of a softmax output sum to 1 up to int8 rounding (K * scale / 2, about 0.014 for 7 classes).
+_PROBABILITY_TOLERANCE = 0.05
+
+
+class Runner(Protocol):
+    """What ``EmotionModel`` needs from an inference backend (TFLite or onnxruntime)."""
+
+    input_shape: tuple[int, int, int]
+    num_outputs: int
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def default_threads() -> int:
+    """All cores up to four: beyond that a small CNN gains nothing and steals the detector's CPU."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class EmotionModel:
+    """A loaded classifier plus its metadata; build it with ``load_model``."""
+
+    def __init__(self, runner: Runner, metadata: ModelMetadata, name: str) -> None:
+        self.runner = runner
+        self.metadata = metadata
+        self.name = name
+        self.spec = metadata.preprocess_spec()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.metadata.labels
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Decoded face crops (uint8 gray or BGR, any size) -> float32 (N, S, S, C) model input."""
+        if not crops:
+            return np.zeros((0, self.spec.input_size, self.spec.input_size, self.spec.channels), np.float32)
+        return np.stack([preprocess_face(crop, self.spec) for crop in crops])
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, S, S, C) preprocessed tensors -> float32 (N, K) probabilities.
+
+        Quantized outputs are dequantized; softmax is applied only when the outputs are not already
+        probabilities. With ``test_time_flip`` in the metadata each row is the mean of the crop's
+        and its mirror's scores, both computed in the same batched call.
+        """
+        batch = np.asarray(batch, np.float32)
+        expected = (self.spec.input_size, self.spec.input_size, self.spec.channels)
+        if batch.ndim != 4 or batch.shape[1:] != expected:
+            raise ValueError(f"{self.name}: expected a batch of shape (N, {', '.join(map(str, expected))}), "
+                             f"got {batch.shape}")
+        if len(batch) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        if self.metadata.test_time_flip:
+            return flip_average(self._probabilities, batch)
+        return self._probabilities(batch)
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return _as_probabilities(self.runner.run(batch))
+
+    def predict_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Decoded face crops -> float32 (N, K) probabilities (contract preprocessing, one batch)."""
+        return self.predict(self.preprocess(crops))
+
+
+def _as_probabilities(outputs: np.ndarray) -> np.ndarray:
+    sums = outputs.sum(axis=1, keepdims=True)
+    if outputs.min() >= 0.0 and np.all(np.abs(sums - 1.0) <= _PROBABILITY_TOLERANCE):
+        return (outputs / sums).astype(np.float32)
+    exp = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def load_model(
+    path: str | Path | None = None,
+    labels: str | Iterable[str] | None = None,
+    threads: int | None = None,
+    normalization: str | None = None,
+) -> EmotionModel:
+    """Load a ``.tflite`` (or ``.onnx``) emotion model; ``None`` means the shipped default model.
+
+    ``labels`` (a preset such as ``fer2013``, a comma list or a sequence) and ``normalization``
+    override the embedded metadata; a model without metadata needs ``labels``, and then takes its
+    input size and channels from the input tensor and ``normalization`` defaults to ``unit``.
+    """
+    if path is None:
+        if not DEFAULT_MODEL.is_file():
+            raise ModelLoadError(
+                f"no default model is installed (expected {DEFAULT_MODEL}); pass a model path (--model)"
+            )
+        path = DEFAULT_MODEL
+    path = Path(path)
+    threads = threads or default_threads()
+    runner: Runner
+    if path.suffix.lower() == ".onnx":
+        from feredge.edge.onnx_runner import OnnxRunner
+
+        _check_file(path)
+        runner = OnnxRunner(path, threads)
+        raw = runner.metadata_json
+    else:
+        data = _read_tflite(path)
+        runner = TFLiteRunner(data, threads, name=str(path))
+        try:
+            raw = tflite_metadata_entries(data).get(METADATA_KEY)
+        except MetadataError as exc:
+            raise ModelLoadError(f"{path}: {exc}") from exc
+    try:
+        metadata = _metadata(raw, labels, normalization, runner.input_shape)
+    except (MetadataError, LabelError) as exc:
+        raise type(exc)(f"{path}: {exc}") from exc
+    _check_matches(metadata, runner, path)
+    return EmotionModel(runner, metadata, str(path))
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: model file not found")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path}: empty (0-byte) model file")
+
+
+def _read_tflite(path: Path) -> bytes:
+    _check_file(path)
+    data = path.read_bytes()
+    if data[4:8] != b"TFL3":
+        raise ModelLoadError(f"{path}: not a TFLite model (no TFL3 identifier); expected .tflite or .onnx")
+    return data
+
+
+def _metadata(
+    raw: str | bytes | None,
+    labels: str | Iterable[str] | None,
+    normalization: str | None,
+    input_shape: tuple[int, int, int],
+) -> ModelMetadata:
+    overrides: dict = {}
+    if labels is not None:
+        overrides["labels"] = list(resolve_labels(labels))
+    if normalization is not None:
+        overrides["normalization"] = normalization
+    if raw is None:
+        if labels is None:
+            raise MetadataError("model has no feredge metadata; pass its labels (e.g. --labels fer2013)")
+        height, _, channels = input_shape
+        return ModelMetadata.from_dict(
+            {"input_size": height, "channels": channels, "format": "tflite", **overrides}
+        )
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise MetadataError(f"embedded metadata is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MetadataError("embedded metadata is not a JSON object")
+    return ModelMetadata.from_dict({**data, **overrides})
+
+
+def _check_matches(metadata: ModelMetadata, runner: Runner, path: Path) -> None:
+    height, width, channels = runner.input_shape
+    expected = (metadata.input_size, metadata.input_size, metadata.channels)
+    if (height, width, channels) != expected:
+        raise ModelLoadError(
+            f"{path}: metadata says input {expected} but the model's input tensor is {runner.input_shape}"
+        )
+    if len(metadata.labels) != runner.num_outputs:
+        raise LabelError(
+            f"{path}: {len(metadata.labels)} labels ({', '.join(metadata.labels)}) "
+            f"but the model has {runner.num_outputs} outputs"
+        )

@@ -1,0 +1,165 @@
+"""``EmotionRecognizer``: images in, faces with emotion labels out.
+
+    from feredge.edge.recognizer import EmotionRecognizer
+    recognizer = EmotionRecognizer("model_int8.tflite", detector="haar", threads=2)
+    for face in recognizer.predict("group.jpg"):
+        print(face.box, face.label, face.confidence)
+    recognizer.timings.as_dict()          # per-stage milliseconds of the last call
+    recognizer.detect_emotions(frame)     # fer-compatible: [{"box": [...], "emotions": {...}}]
+
+Every face of a call goes through one batched model invocation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from feredge.edge.detect import DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, Box, Detector, make_detector
+from feredge.edge.model import EmotionModel, load_model
+from feredge.edge.preprocess import crop_face, decode_image
+
+ImageInput = str | Path | bytes | bytearray | np.ndarray
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: its box (x, y, w, h) in image pixels and the model's scores."""
+
+    box: Box
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    track_id: int | None = None
+
+    def to_fer(self) -> dict[str, Any]:
+        """The record ``fer.FER.detect_emotions`` returns for a face."""
+        return {"box": list(self.box), "emotions": dict(self.scores)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record (``track_id`` only when the face is tracked in a video)."""
+        data = {"box": list(self.box), "label": self.label, "confidence": self.confidence}
+        data["scores"] = self.scores
+        if self.track_id is not None:
+            data["track_id"] = self.track_id
+        return data
+
+
+def face_from_scores(box: Box, labels: Sequence[str], probs: np.ndarray, track_id: int | None = None) -> Face:
+    """A ``Face`` labelled with the highest of ``probs`` (one row, ordered like ``labels``)."""
+    best = int(np.argmax(probs))
+    scores = {label: round(float(p), 6) for label, p in zip(labels, probs, strict=True)}
+    return Face(tuple(int(v) for v in box), labels[best], float(probs[best]), scores, track_id)
+
+
+@dataclass
+class StageTimings:
+    """Milliseconds spent per stage by the last call (summed over its images)."""
+
+    decode_ms: float = 0.0
+    detect_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    infer_ms: float = 0.0
+    faces: int = 0
+
+    @property
+    def total_ms(self) -> float:
+        return self.decode_ms + self.detect_ms + self.preprocess_ms + self.infer_ms
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "total_ms": self.total_ms}
+
+
+@dataclass
+class _Clock:
+    timings: StageTimings = field(default_factory=StageTimings)
+    _last: float = field(default_factory=time.perf_counter)
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        attr = f"{stage}_ms"
+        setattr(self.timings, attr, getattr(self.timings, attr) + (now - self._last) * 1000.0)
+        self._last = now
+
+
+class EmotionRecognizer:
+    """Detector + emotion model.
+
+    ``model`` is a model path, an ``EmotionModel`` or ``None`` for the shipped default model;
+    ``detector`` is ``haar``, ``yunet``, ``none`` (input is already a face crop) or any object with
+    ``detect(image) -> boxes``. Faces smaller than ``min_face`` pixels are ignored and frames larger
+    than ``max_side`` are downscaled for detection only.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | EmotionModel | None = None,
+        detector: str | Detector = "haar",
+        threads: int | None = None,
+        *,
+        labels: str | Iterable[str] | None = None,
+        normalization: str | None = None,
+        detector_model: str | Path | None = None,
+        min_face: int = DEFAULT_MIN_FACE,
+        max_side: int = DEFAULT_MAX_SIDE,
+    ) -> None:
+        if isinstance(model, EmotionModel):
+            self.model = model
+        else:
+            self.model = load_model(model, labels=labels, threads=threads, normalization=normalization)
+        if isinstance(detector, str):
+            detector = make_detector(detector, detector_model, min_face, max_side)
+        self.detector = detector
+        self.timings = StageTimings()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.model.labels
+
+    def predict(self, image: ImageInput, boxes: Sequence[Box] | None = None) -> list[Face]:
+        """Faces found in ``image`` (path, bytes or array); ``boxes`` skips detection (video tracking).
+
+        No face gives an empty list; an unreadable image raises ``ImageError``.
+        """
+        clock = _Clock()
+        decoded = decode_image(image)
+        clock.lap("decode")
+        return self._classify([decoded], [boxes], clock)[0]
+
+    def predict_batch(self, images: Iterable[ImageInput]) -> list[list[Face]]:
+        """Faces of each image; all faces of all images go through one model call."""
+        clock = _Clock()
+        decoded = []
+        for image in images:
+            decoded.append(decode_image(image))
+            clock.lap("decode")
+        return self._classify(decoded, [None] * len(decoded), clock)
+
+    def detect_emotions(self, image: ImageInput) -> list[dict[str, Any]]:
+        """fer-compatible view: ``[{"box": [x, y, w, h], "emotions": {label: score}}]``."""
+        return [face.to_fer() for face in self.predict(image)]
+
+    def _classify(
+        self, images: list[np.ndarray], given: list[Sequence[Box] | None], clock: _Clock
+    ) -> list[list[Face]]:
+        boxes = []
+        for image, known in zip(images, given, strict=True):
+            boxes.append(list(known) if known is not None else self.detector.detect(image))
+            clock.lap("detect")
+        margin = self.model.metadata.crop_margin
+        pairs = zip(images, boxes, strict=True)
+        crops = [crop_face(image, box, margin) for image, found in pairs for box in found]
+        batch = self.model.preprocess(crops)
+        clock.lap("preprocess")
+        probs = self.model.predict(batch)
+        clock.lap("infer")
+        rows = iter(probs)
+        results = [[face_from_scores(box, self.labels, next(rows)) for box in found] for found in boxes]
+        clock.timings.faces = len(probs)
+        self.timings = clock.timings
+        return results
