@@ -1,0 +1,142 @@
+"""Data loading in every layout, bad data, class balance and the train/serve preprocessing parity."""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+from synthetic import write_class_folders, write_fer_csv, write_split_folders
+
+from feredge.edge.errors import DataError
+from feredge.edge.labels import FER2013
+from feredge.edge.preprocess import PreprocessSpec, decode_image, preprocess_face
+from feredge.train.data import load_dataset, stratified_split
+from feredge.train.pipeline import class_weights, oversample_indices
+
+FIVE = ("angry", "happy", "surprise", "fear", "neutral")
+
+
+def test_fer_csv_usage_maps_to_splits(tmp_path):
+    data = load_dataset(write_fer_csv(tmp_path / "fer.csv", per_class=3), input_size=32)
+    assert data.layout == "fer2013-csv" and data.labels == FER2013
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 21, "val": 14, "test": 14}
+    assert data.splits["train"].images.shape[1:] == (32, 32)
+
+
+def test_csv_subset_of_labels_is_remapped(tmp_path):
+    data = load_dataset(write_fer_csv(tmp_path / "fer.csv", per_class=2), labels="fer5")
+    assert data.labels == FIVE
+    assert sorted(set(data.splits["train"].targets)) == [0, 1, 2, 3, 4]
+
+
+def test_split_folders_with_validation_alias_and_folder_aliases(tmp_path):
+    write_split_folders(tmp_path, ["anger", "happiness", "sadness"], per_class=4, val_dir="validation")
+    data = load_dataset(tmp_path)
+    assert data.layout == "split-folders"
+    assert data.labels == ("angry", "happy", "sad")  # FER2013 order, canonical names
+    assert len(data.splits["val"]) == 6
+
+
+def test_flat_class_folders_get_a_stratified_seeded_split(tmp_path):
+    write_class_folders(tmp_path, ["angry", "disgust", "fear", "happy", "pain", "sad"], per_class=10)
+    labels = "anger,disgust,fear,happiness,pain,sadness"
+    a = load_dataset(tmp_path, labels=labels, val_fraction=0.2, seed=3)
+    b = load_dataset(tmp_path, labels=labels, val_fraction=0.2, seed=3)
+    assert a.labels == ("angry", "disgust", "fear", "happy", "pain", "sad")
+    assert list(a.splits["val"].counts(6)) == [2] * 6
+    np.testing.assert_array_equal(a.splits["val"].images, b.splits["val"].images)
+
+
+def test_rare_class_lands_in_both_parts_of_a_split():
+    from feredge.train.data import Split
+
+    targets = np.array([0] * 50 + [1] * 2)
+    train, val = stratified_split(Split(np.zeros((52, 4, 4), np.uint8), targets), 0.1, 0)
+    assert 1 in train.targets and 1 in val.targets
+
+
+def test_bad_files_are_counted_not_fatal(tmp_path, caplog):
+    write_class_folders(tmp_path, ["happy", "sad"], per_class=3)
+    (tmp_path / "happy" / "zero.jpg").write_bytes(b"")
+    (tmp_path / "happy" / "text.jpg").write_text("not an image")
+    ok, jpg = cv2.imencode(".jpg", np.full((48, 48), 90, np.uint8))
+    (tmp_path / "sad" / "cut.jpg").write_bytes(jpg.tobytes()[:100])
+    (tmp_path / "sad" / "notes.txt").write_text("stray")
+    with caplog.at_level(logging.WARNING):
+        data = load_dataset(tmp_path, val_fraction=0.3)
+    assert sum(len(s) for s in data.splits.values()) == 6
+    assert data.skipped == {"unreadable or corrupt image(s)": 3, "non-image file(s)": 1}
+    assert "skipped 4 bad file(s)" in caplog.text
+
+
+def test_empty_root_and_empty_class_folders_raise_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="no class folders"):
+        load_dataset(tmp_path)
+    (tmp_path / "happy").mkdir()
+    with pytest.raises(DataError, match="no readable images"):
+        load_dataset(tmp_path)
+
+
+def test_a_class_without_images_is_named(tmp_path):
+    write_class_folders(tmp_path, ["happy", "sad"], per_class=2)
+    for f in (tmp_path / "sad").iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match="no training images: sad"):
+        load_dataset(tmp_path)
+
+
+def test_requested_labels_must_exist(tmp_path):
+    write_class_folders(tmp_path, ["happy", "sad"], per_class=2)
+    with pytest.raises(DataError, match="requested label.*pain.*the data has happy, sad"):
+        load_dataset(tmp_path, labels="happy,pain")
+    with pytest.raises(DataError, match="not found"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_csv_without_pixels_column(tmp_path):
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="'emotion' and 'pixels'"):
+        load_dataset(tmp_path / "bad.csv")
+
+
+def test_class_weights_favour_rare_classes_and_average_one():
+    counts = np.array([1000, 100, 900])
+    for mode in ("balanced", "sqrt"):
+        w = class_weights(counts, mode)
+        assert w[1] > w[2] > w[0] * 0.99
+        assert (w * counts).sum() / counts.sum() == pytest.approx(1.0)
+    assert list(class_weights(counts, "none")) == [1, 1, 1]
+    idx = oversample_indices(np.array([0] * 10 + [1] * 2 + [2] * 6), seed=0)
+    assert np.bincount(np.array([0] * 10 + [1] * 2 + [2] * 6)[idx]).tolist() == [10, 6, 6]
+
+
+@pytest.mark.parametrize(("channels", "normalization"), [(1, "unit"), (3, "symmetric"), (3, "caffe")])
+def test_training_pipeline_and_edge_path_give_the_same_tensor(tmp_path, channels, normalization):
+    """The classic train/serve skew check: one odd-sized colour JPEG through both paths."""
+    from feredge.train.pipeline import make_dataset
+
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 256, (70, 55, 3)).astype(np.uint8)
+    (tmp_path / "happy").mkdir()
+    cv2.imwrite(str(tmp_path / "happy" / "face.jpg"), photo)
+    spec = PreprocessSpec(48, channels, normalization)
+    data = load_dataset(tmp_path, input_size=48, make_val=False)
+    batch, _ = next(iter(make_dataset(data.splits["train"], spec, 1, 4, training=False)))
+    edge_input = preprocess_face(decode_image(tmp_path / "happy" / "face.jpg"), spec)
+    np.testing.assert_allclose(batch.numpy()[0], edge_input, rtol=1e-6, atol=1e-6)
+
+
+def test_augmentation_changes_images_but_keeps_range():
+    tf = pytest.importorskip("tensorflow")
+    from feredge.train.augment import AugmentConfig, augment_batch
+
+    faces = tf.constant(np.random.default_rng(0).uniform(0, 255, (8, 48, 48)).astype(np.float32))
+    out = augment_batch(faces, AugmentConfig.preset("strong")).numpy()
+    assert out.shape == (8, 48, 48) and out.min() >= 0 and out.max() <= 255
+    assert not np.allclose(out, faces.numpy())
+    flip_only = AugmentConfig(True, 0, 0, 0, 0, 0, 0, 0)
+    flipped = augment_batch(faces, flip_only).numpy()
+    for got, src in zip(flipped, faces.numpy(), strict=True):
+        assert np.allclose(got, src, atol=1e-3) or np.allclose(got, src[:, ::-1], atol=1e-3)
