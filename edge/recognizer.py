@@ -54,7 +54,7 @@ def face_from_scores(box: Box, labels: Sequence[str], probs: np.ndarray, track_i
     """A ``Face`` labelled with the highest of ``probs`` (one row, ordered like ``labels``)."""
     best = int(np.argmax(probs))
     scores = {label: round(float(p), 6) for label, p in zip(labels, probs, strict=True)}
-    return Face(tuple(int(v) for v in box), labels[best], float(probs[best]), scores, track_id)
+    return Face(tuple(int(v) for v in box), labels[best], scores[labels[best]], scores, track_id)
 
 
 @dataclass

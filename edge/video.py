@@ -1,0 +1,257 @@
+"""Video and camera streams: detection every N frames, IoU tracking and score smoothing.
+
+Detection is the expensive stage, so it runs every ``detect_every`` frames and the tracked boxes
+are carried in between; the emotion model still runs on every frame. Each tracked face keeps an
+exponential moving average of its scores, so a label changes only when the evidence holds for a
+few frames instead of flickering with every frame's noise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from feredge.edge.detect import Box
+from feredge.edge.draw import annotate
+from feredge.edge.errors import VideoError
+from feredge.edge.recognizer import EmotionRecognizer, Face, StageTimings, face_from_scores
+
+log = logging.getLogger(__name__)
+
+WRITER_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+FALLBACK_FPS = 25.0
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    id: int
+    box: Box
+    scores: np.ndarray
+    missed: int = 0
+
+
+class FaceTracker:
+    """Matches each frame's faces to tracks by IoU and smooths their scores with an EMA.
+
+    ``alpha`` is the weight of the newest frame (1 = no smoothing). A track that finds no face keeps
+    its state for ``max_missed`` updates, so a face the detector drops for a moment resumes its
+    smoothed scores and its id.
+    """
+
+    def __init__(
+        self, labels: Sequence[str], alpha: float = 0.4, iou_threshold: float = 0.3, max_missed: int = 2
+    ) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"smoothing alpha must be in (0, 1], got {alpha}")
+        self.labels = tuple(labels)
+        self.alpha = alpha
+        self.iou_threshold = iou_threshold
+        self.max_missed = max_missed
+        self._tracks: list[_Track] = []
+        self._ids = itertools.count(1)
+
+    @property
+    def boxes(self) -> list[Box]:
+        """Boxes of the faces seen in the last update, to carry to frames without detection."""
+        return [t.box for t in self._tracks if t.missed == 0]
+
+    def update(self, faces: Sequence[Face]) -> list[Face]:
+        """The faces, in the same order, with smoothed scores, labels and ``track_id`` set."""
+        pairs = sorted(
+            ((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self._tracks) for fi, f in enumerate(faces)),
+            reverse=True,
+        )
+        track_of: dict[int, _Track] = {}
+        used: set[int] = set()
+        for overlap, ti, fi in pairs:
+            if overlap < self.iou_threshold:
+                break
+            if ti not in used and fi not in track_of:
+                used.add(ti)
+                track_of[fi] = self._tracks[ti]
+        for ti, track in enumerate(self._tracks):
+            if ti not in used:
+                track.missed += 1
+        self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
+        smoothed = []
+        for fi, face in enumerate(faces):
+            scores = np.array([face.scores[label] for label in self.labels], np.float32)
+            track = track_of.get(fi)
+            if track is None:
+                track = _Track(next(self._ids), face.box, scores)
+                self._tracks.append(track)
+            else:
+                track.scores = self.alpha * scores + (1.0 - self.alpha) * track.scores
+                track.box, track.missed = face.box, 0
+            smoothed.append(face_from_scores(track.box, self.labels, track.scores, track.id))
+        return smoothed
+
+
+@dataclass
+class FrameRecord:
+    """What happened on one frame: for ``--json`` and for callers of ``process_video``."""
+
+    index: int
+    fps: float
+    detected: bool
+    faces: list[Face]
+    timings: StageTimings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frame": self.index,
+            "fps": round(self.fps, 2),
+            "detected": self.detected,
+            "faces": [face.to_dict() for face in self.faces],
+            "timings": {k: round(v, 3) for k, v in self.timings.as_dict().items()},
+        }
+
+
+@dataclass
+class VideoSummary:
+    frames: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    output: Path | None = None
+    label_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def mean_fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def open_capture(source: str) -> cv2.VideoCapture:
+    """A capture for a camera index (``0``), a stream URL (``rtsp://``, ``http://``) or a video file."""
+    if source.isdigit():
+        capture = cv2.VideoCapture(int(source))
+    elif "://" in source:
+        capture = cv2.VideoCapture(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise VideoError(f"{source}: video file not found")
+        if path.stat().st_size == 0:
+            raise VideoError(f"{source}: empty (0-byte) video file")
+        capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise VideoError(f"{source}: cannot open video source (unknown format, no such camera or unreachable)")
+    return capture
+
+
+def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """An OpenCV writer for ``.mp4`` (mp4v) or ``.avi`` (MJPG)."""
+    codec = WRITER_CODECS.get(path.suffix.lower())
+    if codec is None:
+        raise VideoError(f"{path}: unsupported output type; use one of {', '.join(WRITER_CODECS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
+    if not writer.isOpened():
+        raise VideoError(f"{path}: cannot write video with codec {codec}")
+    return writer
+
+
+def display_available() -> bool:
+    """True where ``cv2.imshow`` can open a window (a display, and an OpenCV build with GUI)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        cv2.namedWindow("feredge", cv2.WINDOW_NORMAL)
+    except cv2.error:
+        return False
+    return True
+
+
+def process_video(
+    recognizer: EmotionRecognizer,
+    source: str,
+    *,
+    detect_every: int = 3,
+    smoothing: float = 0.4,
+    out: str | Path | None = None,
+    show: bool = False,
+    max_frames: int | None = None,
+    on_frame: Callable[[FrameRecord], None] | None = None,
+) -> VideoSummary:
+    """Run ``recognizer`` over a video until it ends, ``max_frames`` or Ctrl-C (a clean stop).
+
+    The writer and the capture are released in ``finally``, so ``out`` stays playable however the
+    loop ends. ``on_frame`` receives each frame's record.
+    """
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    capture = open_capture(source)
+    tracker = FaceTracker(recognizer.labels, alpha=smoothing)
+    summary = VideoSummary(output=Path(out) if out is not None else None)
+    writer = None
+    if show and not display_available():
+        log.warning("no display available (or OpenCV is the headless build): --show ignored")
+        show = False
+    fps = 0.0
+    start = last = time.perf_counter()
+    try:
+        ok, frame = capture.read()
+        if not ok:
+            raise VideoError(f"{source}: opened, but no frame could be read")
+        for index in itertools.count():
+            detected = index % detect_every == 0
+            faces = tracker.update(recognizer.predict(frame, boxes=None if detected else tracker.boxes))
+            for face in faces:
+                summary.label_counts[face.label] = summary.label_counts.get(face.label, 0) + 1
+            now = time.perf_counter()
+            rate = 1.0 / max(now - last, 1e-6)  # whole loop: read, infer, draw, write
+            fps, last = (rate if fps == 0.0 else 0.9 * fps + 0.1 * rate), now
+            summary.frames += 1
+            if on_frame is not None:
+                on_frame(FrameRecord(index, fps, detected, faces, recognizer.timings))
+            if summary.output is not None or show:
+                annotate(frame, faces, fps)
+            if summary.output is not None:
+                if writer is None:
+                    writer = open_writer(summary.output, _source_fps(capture), (frame.shape[1], frame.shape[0]))
+                writer.write(frame)
+            if show:
+                cv2.imshow("feredge", frame)
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+            if max_frames is not None and summary.frames >= max_frames:
+                break
+            ok, frame = capture.read()
+            if not ok:
+                break
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        summary.seconds = time.perf_counter() - start
+        if writer is not None:
+            writer.release()
+        capture.release()
+        if show:
+            cv2.destroyAllWindows()
+    return summary
+
+
+def _source_fps(capture: cv2.VideoCapture) -> float:
+    """The stream's frame rate for the output file; cameras and some streams report 0 or nonsense."""
+    rate = capture.get(cv2.CAP_PROP_FPS)
+    return rate if math.isfinite(rate) and 0 < rate < 1000 else FALLBACK_FPS

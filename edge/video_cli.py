@@ -1,0 +1,67 @@
+"""``feredge video SOURCE``: emotions in a video file, a camera (``0``) or an RTSP/HTTP stream.
+
+Headless by default; ``--out`` writes an annotated video, ``--show`` opens a window where a display
+exists, ``--json`` prints one record per frame. Ctrl-C (or ``q`` in the window) stops cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from feredge.edge.cli_options import add_recognizer_options, build_recognizer
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE", help="video file, camera index (0) or rtsp:// / http:// URL")
+    add_recognizer_options(parser)
+    parser.add_argument("--detect-every", type=int, default=3, metavar="N", help="run the detector every N frames")
+    parser.add_argument(
+        "--smoothing", type=float, default=0.4, metavar="ALPHA",
+        help="weight of the newest frame in each face's score average; 1 disables smoothing",
+    )
+    parser.add_argument("--out", metavar="OUT.mp4", help="write the annotated video (.mp4 or .avi)")
+    parser.add_argument("--show", action="store_true", help="show the annotated video in a window")
+    parser.add_argument("--json", action="store_true", help="one JSON record per frame on stdout")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+
+
+def run(args: argparse.Namespace) -> int:
+    from feredge.edge.video import FrameRecord, process_video
+
+    recognizer = build_recognizer(args)
+    live = sys.stderr.isatty() and not args.json
+    last_status = 0.0
+
+    def on_frame(record: FrameRecord) -> None:
+        nonlocal last_status
+        if args.json:
+            print(json.dumps(record.to_dict()), flush=True)
+        elif live and time.monotonic() - last_status > 0.5:
+            last_status = time.monotonic()
+            labels = ", ".join(face.label for face in record.faces) or "no face"
+            print(f"\rframe {record.index}  {record.fps:5.1f} FPS  {labels}".ljust(70), end="", file=sys.stderr)
+
+    summary = process_video(
+        recognizer,
+        args.source,
+        detect_every=args.detect_every,
+        smoothing=args.smoothing,
+        out=args.out,
+        show=args.show,
+        max_frames=args.max_frames,
+        on_frame=on_frame,
+    )
+    if live:
+        print(file=sys.stderr)
+    counts = ", ".join(f"{label} {n}" for label, n in sorted(summary.label_counts.items(), key=lambda kv: -kv[1]))
+    ending = "stopped by Ctrl-C" if summary.interrupted else "done"
+    print(
+        f"{ending}: {summary.frames} frames in {summary.seconds:.1f} s ({summary.mean_fps:.1f} FPS)"
+        + (f"; face-frames: {counts}" if counts else "")
+        + (f"; wrote {summary.output}" if summary.output else ""),
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,214 @@
+"""``feredge predict`` and ``feredge video``: output formats, bad inputs, exit codes, no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from feredge.cli import main
+from feredge.edge.model import DEFAULT_MODEL
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    ok, data = cv2.imencode(path.suffix, image)
+    assert ok
+    path.write_bytes(data.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos(face_scene, tmp_path_factory) -> Path:
+    """A folder of good images of every layout, and bad files, some in a subfolder."""
+    scene, _ = face_scene
+    root = tmp_path_factory.mktemp("photos")
+    (root / "sub").mkdir()
+    write_image(root / "scene.jpg", scene)
+    write_image(root / "gray.png", cv2.cvtColor(scene, cv2.COLOR_BGR2GRAY))
+    write_image(root / "rgba.png", cv2.cvtColor(scene, cv2.COLOR_BGR2BGRA))
+    write_image(root / "sub" / "deep16.png", scene.astype(np.uint16) * 257)
+    write_image(root / "sub" / "blank.png", np.full((120, 160, 3), 200, np.uint8))
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.jpg").write_text("this is a text file, renamed\n")
+    (root / "cut.jpg").write_bytes((root / "scene.jpg").read_bytes()[:-500])
+    (root / "readme.txt").write_text("not an image suffix: skipped")
+    return root
+
+
+BAD = {"empty.jpg": "empty", "notes.jpg": "not a readable image", "cut.jpg": "truncated"}
+GOOD_FACES = {"scene.jpg": 2, "gray.png": 2, "rgba.png": 2, "sub/deep16.png": 2, "sub/blank.png": 0}
+
+
+def test_table_output(tiny_int8_model, photos, capsys):
+    assert main(["predict", str(photos / "scene.jpg"), "--model", str(tiny_int8_model)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["file", "face", "box"]
+    assert len(out) == 3 and all(line.startswith(str(photos / "scene.jpg")) for line in out[1:])
+    assert out[1].split()[-2] in {"angry", "disgust"}
+
+
+def test_folder_with_good_and_bad_files(tiny_int8_model, photos, capsys):
+    code = main(["predict", str(photos), "--model", str(tiny_int8_model), "--json", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 1
+    records = {str(Path(r["file"]).relative_to(photos)): r for r in map(json.loads, captured.out.splitlines())}
+    assert set(records) == set(GOOD_FACES) | set(BAD)
+    for name, count in GOOD_FACES.items():
+        assert len(records[name]["faces"]) == count, name
+        assert records[name]["timings"]["infer_ms"] >= 0
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == len(BAD)
+    for name, problem in BAD.items():
+        assert problem in records[name]["error"]
+        assert sum(str(photos / name) in line and problem in line for line in errors) == 1
+    assert "summary: 5 images · 8 faces · 3 failed" in captured.err
+
+
+def test_missing_file_does_not_stop_the_run(tiny_int8_model, photos, tmp_path, capsys):
+    missing = tmp_path / "gone.jpg"
+    empty_dir = tmp_path / "nothing"
+    empty_dir.mkdir()
+    code = main(["predict", str(missing), str(empty_dir), str(photos / "scene.jpg"), "--model", str(tiny_int8_model)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"error: {missing}: file not found" in captured.err
+    assert f"error: {empty_dir}: no image files" in captured.err
+    assert len(captured.out.splitlines()) == 3
+
+
+def test_annotate_writes_images_with_boxes(tiny_int8_model, photos, tmp_path, capsys):
+    out = tmp_path / "annotated"
+    main(["predict", str(photos), "--model", str(tiny_int8_model), "--annotate", str(out)])
+    capsys.readouterr()
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(GOOD_FACES)
+    original = cv2.imread(str(photos / "gray.png"), cv2.IMREAD_UNCHANGED)
+    drawn = cv2.imread(str(out / "gray.png"), cv2.IMREAD_UNCHANGED)
+    assert drawn.shape == (*original.shape, 3)
+    assert not np.array_equal(cv2.cvtColor(drawn, cv2.COLOR_BGR2GRAY), original)
+
+
+def test_detector_none_on_face_crops(tiny_int8_model, tmp_path, capsys):
+    crop = np.zeros((48, 48), np.uint8)
+    crop[:, :24] = 255
+    path = write_image(tmp_path / "crop.png", crop)
+    assert main(["predict", str(path), "--model", str(tiny_int8_model), "--detector", "none", "--json"]) == 0
+    (record,) = map(json.loads, capsys.readouterr().out.splitlines())
+    assert record["faces"][0]["box"] == [0, 0, 48, 48] and record["faces"][0]["label"] == "angry"
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "message"),
+    [
+        ("truncated", [], "truncated.tflite: not a valid TFLite model"),
+        ("no_labels", [], "no_labels.tflite: metadata has no labels"),
+        ("float32_plain", [], "no feredge metadata"),
+        ("float32_plain", ["--labels", "fer5"], "5 labels"),
+    ],
+)
+def test_model_problems_exit_2_with_one_message(tiny_models, photos, tmp_path, capsys, model, extra, message):
+    if model == "truncated":
+        path = tmp_path / "truncated.tflite"
+        path.write_bytes(tiny_models["int8"].read_bytes()[:3000])
+    else:
+        path = tiny_models[model]
+    assert main(["predict", str(photos / "scene.jpg"), "--model", str(path), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("feredge predict: error:") and message in err[0]
+
+
+def test_model_without_labels_works_with_labels_option(tiny_models, photos, capsys):
+    args = ["predict", str(photos / "scene.jpg"), "--model", str(tiny_models["no_labels"]), "--labels", "fer2013"]
+    assert main(args) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_no_default_model_yet(photos, capsys):
+    if DEFAULT_MODEL.exists():
+        pytest.skip("a default model is installed")
+    assert main(["predict", str(photos / "scene.jpg")]) == 2
+    assert "no default model is installed" in capsys.readouterr().err
+
+
+def test_video_json_and_out(tiny_int8_model, face_scene, tmp_path, capsys):
+    scene, _ = face_scene
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for i in range(6):
+        writer.write(np.roll(scene, 3 * i, axis=0))
+    writer.release()
+    out = tmp_path / "out.mp4"
+    args = ["--model", str(tiny_int8_model), "--json", "--out", str(out), "--detect-every", "2"]
+    code = main(["video", str(clip), *args])
+    captured = capsys.readouterr()
+    assert code == 0
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["frame"] for r in records] == list(range(6))
+    assert [r["detected"] for r in records] == [True, False] * 3
+    assert all(len(r["faces"]) == 2 for r in records)
+    assert "done: 6 frames" in captured.err and str(out) in captured.err
+    assert cv2.VideoCapture(str(out)).read()[0]
+
+
+def test_video_that_cannot_be_opened(tiny_int8_model, tmp_path, capsys):
+    bogus = tmp_path / "movie.mp4"
+    bogus.write_text("no video here\n" * 100)
+    assert main(["video", str(bogus), "--model", str(tiny_int8_model)]) == 2
+    assert f"feredge video: error: {bogus}: cannot open video source" in capsys.readouterr().err
+
+
+def _python(code: str, *args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True, **kwargs)
+
+
+def test_edge_and_predict_never_import_tensorflow(tiny_int8_model, photos):
+    code = (
+        "import sys\n"
+        "import feredge.edge, feredge.edge.model, feredge.edge.recognizer, feredge.edge.video, feredge.edge.draw\n"
+        "assert 'tensorflow' not in sys.modules, 'import'\n"
+        "from feredge.cli import main\n"
+        "rc = main(['predict', sys.argv[1], '--model', sys.argv[2], '--json'])\n"
+        "assert rc == 0, rc\n"
+        "assert 'tensorflow' not in sys.modules, 'predict'\n"
+        "print('clean')\n"
+    )
+    proc = _python(code, str(photos / "scene.jpg"), str(tiny_int8_model), stdout=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out.splitlines()[-1] == "clean"
+
+
+def test_ctrl_c_on_video_stops_cleanly_with_a_playable_file(tiny_int8_model, face_drawer, tmp_path):
+    """A real SIGINT to a real process, on a clip long enough that it is still running."""
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    frame[10:110, 30:130] = face_drawer(100)
+    clip = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for _ in range(3000):
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "stopped.mp4"
+    code = "import sys; from feredge.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = ["video", str(clip), "--model", str(tiny_int8_model), "--json", "--out", str(out), "--threads", "1"]
+    proc = _python(code, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(5):
+            assert proc.stdout.readline(), "video ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped by Ctrl-C" in err
+    capture = cv2.VideoCapture(str(out))
+    assert capture.read()[0]
+    # a frame's JSON line comes before it is written: the first 4 of the 5 seen are in the file
+    assert 4 <= capture.get(cv2.CAP_PROP_FRAME_COUNT) < 3000
+    capture.release()

@@ -1,0 +1,288 @@
+"""EmotionRecognizer and the detectors: inputs of every kind, batching, boxes, timings, bad images."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tracemalloc
+import urllib.error
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from feredge.edge import detect
+from feredge.edge.detect import HaarDetector, WholeImage, YuNetDetector, make_detector
+from feredge.edge.errors import ImageError, ModelLoadError
+from feredge.edge.labels import FER2013
+from feredge.edge.model import load_model
+from feredge.edge.recognizer import EmotionRecognizer, Face
+
+YUNET = Path("/work/shared/models/face_detection_yunet.onnx")
+needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason="shared YuNet model not present")
+
+
+def overlaps(found, expected, tolerance: float = 0.35) -> bool:
+    """Box centre within ``tolerance`` of the expected side, and similar size."""
+    fx, fy, fw, fh = found
+    ex, ey, ew, eh = expected
+    centre = abs(fx + fw / 2 - ex - ew / 2) + abs(fy + fh / 2 - ey - eh / 2)
+    return centre < tolerance * ew and 0.4 * ew < fw < 1.6 * ew
+
+
+def matches(boxes, placed) -> bool:
+    return len(boxes) == len(placed) and all(any(overlaps(b, p) for b in boxes) for p in placed)
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_int8_model):
+    return EmotionRecognizer(tiny_int8_model, detector="haar", threads=1)
+
+
+@pytest.fixture(scope="module")
+def half_face() -> np.ndarray:
+    """A crop whose right half is bright: the tiny model answers 'disgust'."""
+    crop = np.zeros((96, 96, 3), np.uint8)
+    crop[:, 48:] = 255
+    return crop
+
+
+# --- detection ---
+
+
+def test_haar_finds_both_faces_of_a_scene(face_scene):
+    scene, placed = face_scene
+    boxes = HaarDetector().detect(scene)
+    assert matches(boxes, placed)
+    assert boxes[0][2] >= boxes[1][2], "largest face first"
+
+
+@needs_yunet
+def test_yunet_finds_both_faces_of_a_scene(face_scene):
+    scene, placed = face_scene
+    assert matches(YuNetDetector(YUNET).detect(scene), placed)
+    assert matches(YuNetDetector(YUNET).detect(cv2.cvtColor(scene, cv2.COLOR_BGR2GRAY)), placed)
+
+
+def test_no_face_is_an_empty_list(recognizer):
+    assert recognizer.predict(np.full((240, 320, 3), 128, np.uint8)) == []
+    assert recognizer.detect_emotions(np.zeros((50, 50), np.uint8)) == []
+
+
+def test_min_face_drops_small_faces(face_scene):
+    scene, placed = face_scene
+    assert len(HaarDetector(min_face=20).detect(scene)) == 2
+    boxes = HaarDetector(min_face=225).detect(scene)
+    assert len(boxes) == 1 and overlaps(boxes[0], placed[1])
+
+
+def test_large_frame_is_downscaled_for_detection_and_boxes_map_back(face_scene):
+    scene, placed = face_scene
+    big = cv2.resize(scene, None, fx=4, fy=4, interpolation=cv2.INTER_LINEAR)
+    seen = []
+
+    class Spy(HaarDetector):
+        def _detect(self, image, min_size):
+            seen.append(image.shape)
+            return super()._detect(image, min_size)
+
+    boxes = Spy(max_side=640).detect(big)
+    assert seen == [(480, 640, 3)]
+    assert matches(boxes, [tuple(4 * v for v in box) for box in placed])
+
+
+def test_detector_none_uses_the_whole_image(tiny_int8_model, half_face):
+    crop_recognizer = EmotionRecognizer(tiny_int8_model, detector="none")
+    (face,) = crop_recognizer.predict(half_face)
+    assert face.box == (0, 0, 96, 96) and face.label == "disgust"
+    assert isinstance(make_detector("none"), WholeImage)
+    with pytest.raises(ValueError, match="unknown detector"):
+        make_detector("mtcnn")
+
+
+# --- recognizer API ---
+
+
+def test_predict_returns_faces_with_scores(recognizer, face_scene):
+    scene, placed = face_scene
+    faces = recognizer.predict(scene)
+    assert matches([f.box for f in faces], placed)
+    for face in faces:
+        assert isinstance(face, Face) and all(isinstance(v, int) for v in face.box)
+        assert set(face.scores) == set(FER2013)
+        assert face.label == max(face.scores, key=face.scores.get)
+        assert face.confidence == face.scores[face.label]
+        assert sum(face.scores.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_fer_compatible_view(recognizer, face_scene):
+    scene, _ = face_scene
+    records = recognizer.detect_emotions(scene)
+    assert [r["box"] for r in records] == [list(f.box) for f in recognizer.predict(scene)]
+    assert all(set(r) == {"box", "emotions"} and set(r["emotions"]) == set(FER2013) for r in records)
+
+
+def test_all_faces_of_all_images_go_through_one_model_call(tiny_int8_model, face_scene):
+    scene, _ = face_scene
+    recognizer = EmotionRecognizer(tiny_int8_model)
+    sizes = []
+    run = recognizer.model.runner.run
+    recognizer.model.runner.run = lambda batch: sizes.append(len(batch)) or run(batch)
+    results = recognizer.predict_batch([scene, np.full((100, 100), 50, np.uint8), scene])
+    assert [len(faces) for faces in results] == [2, 0, 2]
+    assert sizes == [4]
+    assert recognizer.timings.faces == 4
+    assert results[0] == recognizer.predict(scene)
+    assert sizes == [4, 2]
+
+
+def test_given_boxes_skip_detection(recognizer, half_face):
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[50:146, 100:196] = half_face
+    (face,) = recognizer.predict(image, boxes=[(100, 50, 96, 96)])
+    assert face.box == (100, 50, 96, 96) and face.label == "disgust"
+    assert recognizer.predict(image, boxes=[]) == []
+
+
+def test_timings_of_the_last_call(recognizer, face_scene):
+    scene, _ = face_scene
+    recognizer.predict(scene)
+    timings = recognizer.timings.as_dict()
+    assert set(timings) == {"decode_ms", "detect_ms", "preprocess_ms", "infer_ms", "faces", "total_ms"}
+    assert all(timings[k] > 0 for k in ("detect_ms", "preprocess_ms", "infer_ms"))
+    assert timings["faces"] == 2
+    assert timings["total_ms"] == pytest.approx(
+        sum(timings[k] for k in ("decode_ms", "detect_ms", "preprocess_ms", "infer_ms"))
+    )
+
+
+def test_model_object_can_be_shared(tiny_int8_model):
+    model = load_model(tiny_int8_model)
+    assert EmotionRecognizer(model, detector="none").model is model
+
+
+# --- inputs of every kind ---
+
+
+def _encoded(image: np.ndarray, suffix: str) -> bytes:
+    ok, data = cv2.imencode(suffix, image)
+    assert ok
+    return data.tobytes()
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        pytest.param(lambda bgr: bgr, id="bgr"),
+        pytest.param(lambda bgr: cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), id="gray"),
+        pytest.param(lambda bgr: cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA), id="bgra"),
+        pytest.param(lambda bgr: bgr.astype(np.uint16) * 257, id="16-bit"),
+    ],
+)
+@pytest.mark.parametrize("form", ["array", "png-path", "png-bytes"])
+def test_every_input_form_and_pixel_layout_works(recognizer, face_scene, tmp_path, convert, form):
+    scene, placed = face_scene
+    image = convert(scene)
+    if form == "array":
+        source = image
+    else:
+        data = _encoded(image, ".png")
+        source = data if form == "png-bytes" else tmp_path / "in.png"
+        if form == "png-path":
+            source.write_bytes(data)
+    faces = recognizer.predict(source)
+    assert matches([f.box for f in faces], placed)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (None, "file not found"),
+        (lambda: b"", "empty"),
+        (lambda: b"this is just text\n" * 20, "not a readable image"),
+        (lambda: _encoded(np.full((64, 64, 3), 99, np.uint8), ".jpg")[:-300], "truncated"),
+    ],
+    ids=["missing", "zero-bytes", "text-as-jpg", "truncated-jpeg"],
+)
+def test_bad_images_raise_image_error_naming_the_file(recognizer, tmp_path, make, message):
+    path = tmp_path / "photo.jpg"
+    if make is not None:
+        path.write_bytes(make())
+    with pytest.raises(ImageError, match=message) as info:
+        recognizer.predict(path)
+    assert str(path) in str(info.value)
+
+
+def test_huge_image_costs_no_full_size_copies(recognizer, face_drawer, tmp_path):
+    side = 10_000
+    image = np.full((side, side), 90, np.uint8)
+    face = cv2.resize(cv2.cvtColor(face_drawer(300), cv2.COLOR_BGR2GRAY), (3000, 3000))
+    image[4000:7000, 5000:8000] = face
+    path = tmp_path / "huge.jpg"
+    path.write_bytes(_encoded(image, ".jpg"))
+    del image, face
+    tracemalloc.start()
+    try:
+        faces = recognizer.predict(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(faces) == 1 and overlaps(faces[0].box, (5000, 4000, 3000, 3000))
+    assert peak < 1.3 * side * side, f"peak {peak / 1e6:.0f} MB for a {side * side / 1e6:.0f} MB image"
+
+
+# --- YuNet model: explicit path, cache, download ---
+
+
+def test_yunet_missing_explicit_path(tmp_path):
+    with pytest.raises(ModelLoadError, match="detector model file not found"):
+        YuNetDetector(tmp_path / "nope.onnx")
+
+
+def test_yunet_bad_model_file(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ModelLoadError, match=r"bad.onnx: not a usable YuNet"):
+        YuNetDetector(bad)
+
+
+def test_yunet_download_failure_says_pass_detector_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(detect.urllib.request, "urlopen", offline)
+    with pytest.raises(ModelLoadError, match="--detector-model PATH"):
+        YuNetDetector()
+    assert not (tmp_path / detect.YUNET_FILENAME).exists()
+
+
+def test_yunet_download_with_wrong_checksum_is_not_saved(monkeypatch, tmp_path):
+    monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
+
+    class Response:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            return b"<html>captive portal</html>"
+
+    monkeypatch.setattr(detect.urllib.request, "urlopen", lambda *a, **k: Response())
+    with pytest.raises(ModelLoadError, match="sha256"):
+        YuNetDetector()
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_yunet
+def test_yunet_from_cache_without_download(monkeypatch, tmp_path, face_scene):
+    assert hashlib.sha256(YUNET.read_bytes()).hexdigest() == detect.YUNET_SHA256
+    monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
+    shutil.copy(YUNET, tmp_path / detect.YUNET_FILENAME)
+    monkeypatch.setattr(detect.urllib.request, "urlopen", pytest.fail)
+    scene, placed = face_scene
+    assert matches(make_detector("yunet").detect(scene), placed)

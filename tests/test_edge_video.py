@@ -1,0 +1,165 @@
+"""Video: tracking and smoothing, detection every N frames, output files that stay playable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from feredge.edge.errors import VideoError
+from feredge.edge.labels import FER2013
+from feredge.edge.recognizer import EmotionRecognizer, Face, face_from_scores
+from feredge.edge.video import FaceTracker, iou, process_video
+
+
+def face(box, label: str, p: float = 0.8) -> Face:
+    probs = np.full(len(FER2013), (1 - p) / (len(FER2013) - 1), np.float32)
+    probs[FER2013.index(label)] = p
+    return face_from_scores(box, FER2013, probs)
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 15.0) -> Path:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def frame_count(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+@pytest.fixture(scope="module")
+def clip(face_scene, tmp_path_factory) -> Path:
+    scene, _ = face_scene
+    frames = [np.roll(scene, 2 * i, axis=1) for i in range(12)]
+    return write_clip(tmp_path_factory.mktemp("video") / "clip.mp4", frames)
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_int8_model):
+    return EmotionRecognizer(tiny_int8_model, threads=1)
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+def test_smoothing_keeps_the_label_through_a_one_frame_blip():
+    tracker = FaceTracker(FER2013, alpha=0.4)
+    box = (10, 10, 50, 50)
+    labels = [tracker.update([face(box, lab)])[0].label for lab in ["happy", "happy", "sad", "happy"]]
+    assert labels == ["happy"] * 4
+    # the EMA: 0.4 * new + 0.6 * old
+    tracker = FaceTracker(FER2013, alpha=0.4)
+    tracker.update([face(box, "happy", 0.9)])
+    (smoothed,) = tracker.update([face(box, "sad", 0.9)])
+    assert smoothed.scores["happy"] == pytest.approx(0.6 * 0.9 + 0.4 * 0.1 / 6, abs=1e-5)
+    assert smoothed.label == "happy"
+
+
+def test_sustained_change_switches_the_label():
+    tracker = FaceTracker(FER2013, alpha=0.4)
+    box = (10, 10, 50, 50)
+    labels = [tracker.update([face(box, lab)])[0].label for lab in ["happy"] * 3 + ["sad"] * 4]
+    assert labels[:3] == ["happy"] * 3 and labels[-1] == "sad"
+
+
+def test_tracks_follow_boxes_not_list_order():
+    tracker = FaceTracker(FER2013)
+    left, right = (0, 0, 50, 50), (200, 0, 50, 50)
+    first = tracker.update([face(left, "happy"), face(right, "sad")])
+    moved = tracker.update([face((205, 2, 50, 50), "sad"), face((3, 1, 50, 50), "happy")])
+    assert [f.track_id for f in moved] == [first[1].track_id, first[0].track_id]
+    assert sorted(tracker.boxes) == [(3, 1, 50, 50), (205, 2, 50, 50)]
+
+
+def test_lost_track_resumes_briefly_then_is_dropped():
+    tracker = FaceTracker(FER2013, max_missed=1)
+    box = (0, 0, 50, 50)
+    (first,) = tracker.update([face(box, "happy")])
+    assert tracker.update([]) == [] and tracker.boxes == []
+    assert tracker.update([face(box, "sad")])[0].track_id == first.track_id
+    tracker.update([])
+    tracker.update([])
+    assert tracker.update([face(box, "sad")])[0].track_id != first.track_id
+
+
+def test_bad_smoothing():
+    with pytest.raises(ValueError, match="alpha"):
+        FaceTracker(FER2013, alpha=0.0)
+
+
+def test_detection_every_n_frames_with_boxes_carried(recognizer, clip, tmp_path):
+    calls = []
+    detect = recognizer.detector.detect
+    recognizer.detector.detect = lambda image: calls.append(1) or detect(image)
+    records = []
+    out = tmp_path / "annotated.mp4"
+    try:
+        summary = process_video(recognizer, str(clip), detect_every=4, out=out, on_frame=records.append)
+    finally:
+        recognizer.detector.detect = detect
+    assert summary.frames == 12 and not summary.interrupted
+    assert [r.detected for r in records] == [i % 4 == 0 for i in range(12)]
+    assert len(calls) == 3
+    assert all(len(r.faces) == 2 for r in records)
+    ids = {f.track_id for r in records for f in r.faces}
+    assert len(ids) == 2
+    assert frame_count(out) == 12
+    record = records[1].to_dict()
+    assert set(record) == {"frame", "fps", "detected", "faces", "timings"}
+    assert {"box", "label", "confidence", "scores", "track_id"} == set(record["faces"][0])
+
+
+def test_ctrl_c_stops_cleanly_and_the_output_stays_playable(recognizer, clip, tmp_path):
+    out = tmp_path / "partial.mp4"
+
+    def interrupt(record):
+        if record.index == 4:
+            raise KeyboardInterrupt
+
+    summary = process_video(recognizer, str(clip), out=out, on_frame=interrupt)
+    assert summary.interrupted and summary.frames == 5
+    assert frame_count(out) == 4
+
+
+def test_max_frames(recognizer, clip):
+    assert process_video(recognizer, str(clip), max_frames=3).frames == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "video file not found"), (b"", "empty"), (b"not a video at all\n" * 50, "cannot open video")],
+    ids=["missing", "zero-bytes", "text-as-mp4"],
+)
+def test_video_that_cannot_be_opened(recognizer, tmp_path, content, message):
+    path = tmp_path / "clip.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(VideoError, match=message) as info:
+        process_video(recognizer, str(path))
+    assert str(path) in str(info.value)
+
+
+def test_unsupported_output_type(recognizer, clip, tmp_path):
+    with pytest.raises(VideoError, match="unsupported output type"):
+        process_video(recognizer, str(clip), out=tmp_path / "out.gif")
+
+
+def test_show_without_display_is_ignored(recognizer, clip, monkeypatch, caplog):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert process_video(recognizer, str(clip), show=True, max_frames=2).frames == 2
+    assert "--show ignored" in caplog.text
