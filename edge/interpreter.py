@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,8 @@ def interpreter_class() -> tuple[type, str]:
     raise ModelLoadError("no TFLite interpreter is installed: pip install ai-edge-litert")
 
 
-def create_interpreter(model: bytes, threads: int, name: str):
-    """An allocated interpreter for ``model``; every failure becomes a ModelLoadError naming ``name``."""
+def create_interpreter(model: bytes, threads: int, name: str) -> tuple[Any, str]:
+    """An allocated interpreter for ``model`` and its pip package; failures become ModelLoadError."""
     cls, package = interpreter_class()
     try:
         interpreter = cls(model_content=model, num_threads=threads)
@@ -50,7 +51,7 @@ def create_interpreter(model: bytes, threads: int, name: str):
         raise ModelLoadError(f"{name}: {package} cannot create an interpreter: {exc}") from exc
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{name}: not a valid TFLite model ({exc})") from exc
-    return interpreter
+    return interpreter, package
 
 
 class TFLiteRunner:
@@ -64,7 +65,7 @@ class TFLiteRunner:
 
     def __init__(self, model: bytes, threads: int, name: str = "model") -> None:
         self.name = name
-        self._interpreter = create_interpreter(model, threads, name)
+        self._interpreter, self.backend = create_interpreter(model, threads, name)
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:

@@ -39,6 +39,7 @@ class Runner(Protocol):
 
     input_shape: tuple[int, int, int]
     num_outputs: int
+    backend: str  # pip package that runs the model, e.g. "ai-edge-litert"
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 

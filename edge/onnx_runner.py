@@ -43,6 +43,7 @@ class OnnxRunner:
             raise ModelLoadError(
                 f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}"
             )
+        self.backend = "onnxruntime"
         self._input_name = inputs[0].name
         self._dtype = _FLOAT_TYPES.get(inputs[0].type)
         shape = inputs[0].shape

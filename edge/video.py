@@ -143,19 +143,19 @@ class VideoSummary:
 def open_capture(source: str) -> cv2.VideoCapture:
     """A capture for a camera index (``0``), a stream URL (``rtsp://``, ``http://``) or a video file."""
     if source.isdigit():
-        capture = cv2.VideoCapture(int(source))
+        capture, problem = cv2.VideoCapture(int(source)), "cannot open camera (none with this index, or busy)"
     elif "://" in source:
-        capture = cv2.VideoCapture(source)
+        capture, problem = cv2.VideoCapture(source), "cannot open stream (unreachable or unsupported)"
     else:
         path = Path(source)
         if not path.is_file():
             raise VideoError(f"{source}: video file not found")
         if path.stat().st_size == 0:
             raise VideoError(f"{source}: empty (0-byte) video file")
-        capture = cv2.VideoCapture(str(path))
+        capture, problem = cv2.VideoCapture(str(path)), "cannot open video file (unknown format or corrupt)"
     if not capture.isOpened():
         capture.release()
-        raise VideoError(f"{source}: cannot open video source (unknown format, no such camera or unreachable)")
+        raise VideoError(f"{source}: {problem}")
     return capture
 
 

@@ -50,6 +50,8 @@ def _tiny_keras_model(size: int, channels: int, softmax: bool, batch_size: int |
 
 
 def _convert(model, mode: str) -> bytes:
+    import warnings
+
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -76,7 +78,9 @@ def _convert(model, mode: str) -> bytes:
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = getattr(tf, mode)
-    return converter.convert()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
+        return converter.convert()
 
 
 @pytest.fixture(scope="session")

@@ -161,7 +161,7 @@ def test_video_that_cannot_be_opened(tiny_int8_model, tmp_path, capsys):
     bogus = tmp_path / "movie.mp4"
     bogus.write_text("no video here\n" * 100)
     assert main(["video", str(bogus), "--model", str(tiny_int8_model)]) == 2
-    assert f"feredge video: error: {bogus}: cannot open video source" in capsys.readouterr().err
+    assert f"feredge video: error: {bogus}: cannot open video file" in capsys.readouterr().err
 
 
 def _python(code: str, *args: str, **kwargs) -> subprocess.Popen:

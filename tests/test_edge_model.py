@@ -212,7 +212,7 @@ def test_chain_prefers_ai_edge_litert_and_passes_threads(monkeypatch, tiny_int8_
             super().__init__(**kwargs)
 
     monkeypatch.setattr(interpreter_module, "interpreter_class", lambda: (Spy, package))
-    load_model(tiny_int8_model, threads=2)
+    assert load_model(tiny_int8_model, threads=2).runner.backend == "ai-edge-litert"
     assert seen["num_threads"] == 2
 
 
@@ -254,6 +254,7 @@ def test_onnx_model_with_metadata(tmp_path):
     path = tmp_path / "tiny.onnx"
     _tiny_onnx(path, with_metadata=True)
     model = load_model(path, threads=1)
+    assert model.runner.backend == "onnxruntime"
     assert model.labels == FER2013 and model.metadata.test_time_flip
     probs = model.predict(halves(1, 0))
     np.testing.assert_allclose(probs[0, 0], probs[0, 1], atol=1e-5)

@@ -141,7 +141,7 @@ def test_max_frames(recognizer, clip):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "video file not found"), (b"", "empty"), (b"not a video at all\n" * 50, "cannot open video")],
+    [(None, "video file not found"), (b"", "empty"), (b"not a video at all\n" * 50, "cannot open video file")],
     ids=["missing", "zero-bytes", "text-as-mp4"],
 )
 def test_video_that_cannot_be_opened(recognizer, tmp_path, content, message):
