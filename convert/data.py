@@ -1,0 +1,107 @@
+"""Faces for calibration, QAT and the accuracy gate, loaded by train/data so they pass the edge contract.
+
+The default is the run's own data, reloaded from config.json with its labels, validation fraction
+and seed: the stratified split is deterministic, so the gate sees exactly the run's validation faces
+and calibration draws from the faces the model was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from feredge.convert.errors import CalibrationError, CheckDataError
+from feredge.convert.source import SourceModel
+from feredge.edge.errors import DataError
+from feredge.edge.preprocess import PreprocessSpec, normalize
+from feredge.train.data import KAGGLE_PREFIX, Dataset, Split, load_dataset, stratified_split
+
+
+@dataclass
+class ConversionData:
+    check: Split
+    check_source: str  # where the gate's faces come from, for the report
+    train: Split | None  # calibration and QAT faces
+    train_missing: str = ""  # why ``train`` is None, for the formats that need it
+
+
+def resolve_data(
+    source: SourceModel,
+    check_data: str | Path | None = None,
+    calibration_data: str | Path | None = None,
+    need_train: bool = False,
+) -> ConversionData:
+    """The gate's check split and, when ``need_train``, the training faces for calibration and QAT."""
+    config = source.config
+    labels, size = source.metadata.labels, source.metadata.input_size
+    workers = config.workers if config else 4
+    run_data: Dataset | None = None
+    if check_data is not None:
+        check, check_source = _load_check(check_data, labels, size, workers)
+    else:
+        run_data = _load_run_data(source, "the accuracy gate", "--check-data DIR")
+        check, check_source = run_data.splits["val"], f"{run_data.source} (the run's validation split)"
+    if calibration_data is not None:
+        return ConversionData(check, check_source, _load_calibration(calibration_data, labels, size, workers))
+    if not need_train:
+        return ConversionData(check, check_source, None, "no format asked for training data")
+    try:
+        run_data = run_data or _load_run_data(source, "calibration", "--calibration-data DIR")
+    except CheckDataError as exc:  # only the formats that need it fail, each with this message
+        return ConversionData(check, check_source, None, str(exc))
+    return ConversionData(check, check_source, run_data.splits["train"])
+
+
+def _load_run_data(source: SourceModel, purpose: str, flag: str) -> Dataset:
+    config = source.config
+    if config is None:
+        raise CheckDataError(f"{source.path}: not in a run folder (no config.json), so there is no data for "
+                             f"{purpose}; pass {flag}")
+    if not config.data.startswith(KAGGLE_PREFIX) and not Path(config.data).exists():
+        raise CheckDataError(f"the run's data {config.data} (from config.json) is not available here; "
+                             f"pass {flag} for {purpose}")
+    try:
+        return load_dataset(config.data, source.metadata.labels, source.metadata.input_size, config.val_fraction,
+                            config.seed, config.workers)
+    except DataError as exc:
+        raise CheckDataError(f"the run's data cannot be reloaded for {purpose}: {exc}; pass {flag}") from exc
+
+
+def _load_check(path: str | Path, labels: tuple[str, ...], size: int, workers: int) -> tuple[Split, str]:
+    """The val split if the data has one, else test, else all of it."""
+    try:
+        dataset = load_dataset(path, labels, size, workers=workers, make_val=False)
+    except DataError as exc:
+        raise CheckDataError(f"check data {path} does not fit the model (labels {', '.join(labels)}): {exc}") from exc
+    name = next(n for n in ("val", "test", "train") if n in dataset.splits)
+    return dataset.splits[name], f"{path} ({name} split)"
+
+
+def _load_calibration(path: str | Path, labels: tuple[str, ...], size: int, workers: int) -> Split:
+    try:
+        return load_dataset(path, labels, size, workers=workers, make_val=False).splits["train"]
+    except DataError as exc:
+        raise CalibrationError(f"calibration data {path}: {exc}. Expected training face images in class folders "
+                               f"named after the model's labels ({', '.join(labels)})") from exc
+
+
+def calibration_sample(train: Split, size: int, seed: int) -> Split:
+    """About ``size`` faces, stratified by class so that rare classes set activation ranges too."""
+    if size < 1:
+        raise CalibrationError(f"calibration size must be at least 1, got {size}")
+    if size >= len(train):
+        return train
+    return stratified_split(train, size / len(train), seed)[1]
+
+
+def representative_dataset(faces: Split, spec: PreprocessSpec) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """The TFLite converter's calibration generator: one contract-normalized face per step."""
+
+    def generate() -> Iterator[list[np.ndarray]]:
+        for face in faces.images:
+            yield [np.asarray(normalize(face[None].astype(np.float32), spec), np.float32)]
+
+    return generate

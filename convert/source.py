@@ -1,0 +1,91 @@
+"""The float model a conversion starts from: a run folder, or a Keras file with or without metadata.json."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
+from feredge.edge.labels import resolve_labels
+from feredge.edge.metadata import ModelMetadata
+from feredge.train.config import TrainConfig
+from feredge.train.evaluate import KERAS_SUFFIXES
+from feredge.train.trainer import MODEL_FILE
+
+SIZE_BASIS = "float32 weights of the Keras model (count_params x 4 bytes)"
+
+
+@dataclass
+class SourceModel:
+    model: Any  # a tf_keras Model
+    metadata: ModelMetadata
+    path: Path  # the Keras file
+    config: TrainConfig | None  # the run's config.json, when the model sits in a run folder
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def float_bytes(self) -> int:
+        """The baseline of every size ratio; see ``SIZE_BASIS``."""
+        return int(self.model.count_params()) * 4
+
+
+def load_source(
+    path: str | Path, labels: str | Iterable[str] | None = None, normalization: str | None = None
+) -> SourceModel:
+    """Load the Keras model and its metadata; ``labels`` / ``normalization`` override or replace metadata.json.
+
+    A Keras file without metadata.json needs ``labels``; its input size and channels then come from the
+    model's input and its normalization defaults to ``unit``.
+    """
+    path = Path(path)
+    model_file = path / MODEL_FILE if path.is_dir() else path
+    if path.is_dir() and not model_file.is_file():
+        raise ModelLoadError(f"{path}: not a run folder (no {MODEL_FILE}) and not a model file")
+    if not model_file.is_file():
+        raise ModelLoadError(f"{path}: model not found")
+    if model_file.suffix.lower() not in KERAS_SUFFIXES:
+        raise ModelLoadError(f"{path}: convert starts from the float Keras model (a run folder, .keras or .h5), "
+                             f"not a {model_file.suffix or 'suffix-less'} file")
+    import tf_keras as keras
+
+    try:
+        model = keras.models.load_model(str(model_file), compile=False)
+    except Exception as exc:  # Keras raises anything from OSError to ValueError for a bad file
+        raise ModelLoadError(f"{model_file}: cannot load the Keras model: {exc}") from exc
+    metadata = _metadata(model, model_file, labels, normalization)
+    config_file = model_file.parent / "config.json"
+    config = TrainConfig.load(config_file) if config_file.is_file() else None
+    return SourceModel(model, metadata, model_file, config)
+
+
+def _metadata(model, model_file: Path, labels, normalization: str | None) -> ModelMetadata:
+    meta_file = model_file.parent / "metadata.json"
+    overrides: dict[str, Any] = {}
+    if labels is not None:
+        overrides["labels"] = resolve_labels(labels)
+    if normalization is not None:
+        overrides["normalization"] = normalization
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):
+        raise ModelLoadError(f"{model_file}: expected a square gray or colour image input, got {shape}")
+    if meta_file.is_file():
+        metadata = ModelMetadata.load(meta_file)
+        metadata = metadata.replace(**overrides) if overrides else metadata
+    elif labels is None:
+        raise MetadataError(f"{model_file}: no metadata.json beside the model; pass --labels "
+                            "(and --normalization if the model was not trained on [0, 1] inputs)")
+    else:
+        metadata = ModelMetadata(input_size=shape[1], channels=shape[3], format="keras", **overrides)
+    if (metadata.input_size, metadata.channels) != (shape[1], shape[3]):
+        raise MetadataError(f"{model_file}: metadata says {metadata.input_size}x{metadata.input_size}x"
+                            f"{metadata.channels} input but the model takes {shape[1:]}")
+    outputs = model.output_shape[-1]
+    if outputs != len(metadata.labels):
+        raise LabelError(f"{model_file}: {len(metadata.labels)} labels ({', '.join(metadata.labels)}) "
+                         f"but the model has {outputs} outputs")
+    return metadata
