@@ -20,7 +20,7 @@ from feredge.convert.edgetpu import compile_edgetpu
 from feredge.convert.embed import embed_onnx_metadata, embed_tflite_metadata
 from feredge.convert.errors import CalibrationError, ConversionError, GateFailed, ParityError
 from feredge.convert.formats import QAT_VARIANT, Format, variants
-from feredge.convert.gate import GateResult, compare, format_report, write_report
+from feredge.convert.gate import GateResult, compare, report_markdown, write_report
 from feredge.convert.onnx_export import DEFAULT_OPSET, export_onnx
 from feredge.convert.qat import quantization_aware
 from feredge.convert.source import SIZE_BASIS, SourceModel
@@ -187,7 +187,7 @@ def convert(source: SourceModel, data: ConversionData, formats: Sequence[Format]
 
 def format_summary(outcomes: Sequence[Outcome]) -> str:
     """Each artefact's full report, then one Markdown table with the status of every format."""
-    parts = [format_report(o.report) for o in outcomes if o.report]
+    parts = [report_markdown(o.report) for o in outcomes if o.report]
     rows = ["| format | status | size | ratio | macro-F1 | drop | agreement | file / reason |",
             "|---|---|---:|---:|---:|---:|---:|---|"]
     for o in outcomes:

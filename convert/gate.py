@@ -67,7 +67,7 @@ def _kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
-def format_report(report: dict[str, Any]) -> str:
+def report_markdown(report: dict[str, Any]) -> str:
     """Markdown: status, size, time, then float vs converted accuracy, macro-F1 and per-class F1."""
     name, fl, cv = report["name"], report["float"], report["converted"]
     lines = [
@@ -98,5 +98,5 @@ def write_report(report: dict[str, Any], stem: Path) -> tuple[Path, Path]:
     """``<stem>.json`` and ``<stem>.md`` beside the artefact, each written atomically."""
     json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
     atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(md_path, format_report(report))
+    atomic_write_text(md_path, report_markdown(report))
     return json_path, md_path
