@@ -28,7 +28,8 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--detector-model", metavar="PATH",
-        help="YuNet .onnx file (default: ~/.cache/feredge/, downloaded on first use)",
+        help="YuNet .onnx file (default: $FEREDGE_CACHE or ~/.cache/feredge/, downloaded and sha256-checked "
+        "on first use)",
     )
     group.add_argument("--min-face", type=int, metavar="PX", help="smallest face side to report, in pixels")
 

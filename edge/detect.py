@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import urllib.request
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -105,7 +106,10 @@ class HaarDetector(_ScaledDetector):
 
 
 class YuNetDetector(_ScaledDetector):
-    """``cv2.FaceDetectorYN`` with the YuNet ONNX model."""
+    """``cv2.FaceDetectorYN`` with the YuNet ONNX model.
+
+    The network keeps the input size as state, so calls are serialized (the demo serves threads).
+    """
 
     def __init__(
         self,
@@ -120,11 +124,13 @@ class YuNetDetector(_ScaledDetector):
             self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, 5000)
         except cv2.error as exc:
             raise ModelLoadError(f"{path}: not a usable YuNet face detector model ({exc.err})") from exc
+        self._lock = threading.Lock()
 
     def _detect(self, image: np.ndarray, min_size: int) -> np.ndarray:
         bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
-        self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, faces = self._net.detect(bgr)
+        with self._lock:
+            self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
+            _, faces = self._net.detect(bgr)
         if faces is None:
             return np.zeros((0, 4))
         return faces[:, :4]
