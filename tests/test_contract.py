@@ -78,7 +78,7 @@ def test_decode_errors_name_the_file(tmp_path):
     (tmp_path / "text.jpg").write_text("hello")
     with pytest.raises(ImageError, match=r"text\.jpg: not a readable image"):
         decode_image(tmp_path / "text.jpg")
-    ok, jpg = cv2.imencode(".jpg", np.full((64, 64), 128, np.uint8))
+    _ok, jpg = cv2.imencode(".jpg", np.full((64, 64), 128, np.uint8))
     (tmp_path / "cut.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2])
     with pytest.raises(ImageError, match="truncated"):
         decode_image(tmp_path / "cut.jpg")

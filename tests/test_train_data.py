@@ -61,7 +61,7 @@ def test_bad_files_are_counted_not_fatal(tmp_path, caplog):
     write_class_folders(tmp_path, ["happy", "sad"], per_class=3)
     (tmp_path / "happy" / "zero.jpg").write_bytes(b"")
     (tmp_path / "happy" / "text.jpg").write_text("not an image")
-    ok, jpg = cv2.imencode(".jpg", np.full((48, 48), 90, np.uint8))
+    _ok, jpg = cv2.imencode(".jpg", np.full((48, 48), 90, np.uint8))
     (tmp_path / "sad" / "cut.jpg").write_bytes(jpg.tobytes()[:100])
     (tmp_path / "sad" / "notes.txt").write_text("stray")
     with caplog.at_level(logging.WARNING):
@@ -89,7 +89,7 @@ def test_a_class_without_images_is_named(tmp_path):
 
 def test_requested_labels_must_exist(tmp_path):
     write_class_folders(tmp_path, ["happy", "sad"], per_class=2)
-    with pytest.raises(DataError, match="requested label.*pain.*the data has happy, sad"):
+    with pytest.raises(DataError, match=r"requested label.*pain.*the data has happy, sad"):
         load_dataset(tmp_path, labels="happy,pain")
     with pytest.raises(DataError, match="not found"):
         load_dataset(tmp_path / "nope")

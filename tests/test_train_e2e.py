@@ -20,7 +20,7 @@ FAST = ["--batch-size", "16", "--workers", "1", "--augment", "light"]
 
 
 def assert_complete_run(run, labels):
-    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    assert {p.name for p in run.iterdir()} >= RUN_FILES
     meta = ModelMetadata.load(run / "metadata.json")
     assert meta.labels == tuple(labels)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -75,7 +75,7 @@ def test_svm_head_on_flat_class_folders_is_folded_into_one_keras_model(tmp_path)
     assert main(argv + FAST) == 0
     assert_complete_run(run, ("angry", "happy", "pain"))
     model = keras.models.load_model(run / "model.keras", compile=False)
-    kernel, bias = model.get_layer("head").get_weights()
+    kernel, _bias = model.get_layer("head").get_weights()
     assert kernel.shape[1] == 3 and np.abs(kernel).sum() > 0
 
 
@@ -124,3 +124,16 @@ def test_imagenet_weights_on_a_scratch_backbone_is_refused():
         build_model("cnn", 7, 48, weights="imagenet")
     with pytest.raises(FeredgeError, match="not found"):
         build_model("mobilenet_v2", 7, 96, weights="/nonexistent/weights.h5")
+
+
+def test_local_weights_file_is_loaded_by_layer_name(tmp_path):
+    import numpy as np
+
+    from feredge.train.backbones import build_model
+
+    source = build_model("mobilenet_v2", 5, 48, weights="none", alpha=0.35)
+    path = tmp_path / "backbone_notop.h5"
+    source.save_weights(str(path))
+    target = build_model("mobilenet_v2", 3, 48, weights=str(path), alpha=0.35)  # other head size
+    loaded, saved = (m.get_layer("Conv1").get_weights()[0] for m in (target, source))
+    np.testing.assert_array_equal(loaded, saved)

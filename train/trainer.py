@@ -187,9 +187,9 @@ def _set_trainable(model, stage: str, unfreeze: int, pretrained: bool) -> None:
         for layer in base:
             layer.trainable = False
         return
-    frozen = base if unfreeze < 0 else base[: max(0, len(base) - unfreeze)]
-    for layer in frozen if unfreeze >= 0 else []:
-        layer.trainable = False
+    if unfreeze >= 0:
+        for layer in base[: max(0, len(base) - unfreeze)]:
+            layer.trainable = False
     if pretrained:  # pretrained BN statistics are worth more than a small batch's
         for layer in base:
             if isinstance(layer, kl.BatchNormalization):
