@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -32,8 +33,6 @@ def expand(path: Path) -> list[tuple[Path, Path | None]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
     from feredge.edge.errors import FeredgeError
     from feredge.edge.preprocess import decode_image
 

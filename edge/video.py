@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,7 @@ class VideoSummary:
     seconds: float = 0.0
     interrupted: bool = False
     output: Path | None = None
-    label_counts: dict[str, int] = field(default_factory=dict)
+    label_counts: Counter[str] = field(default_factory=Counter)  # label -> frames it was shown on a face
 
     @property
     def mean_fps(self) -> float:
@@ -216,8 +217,7 @@ def process_video(
         for index in itertools.count():
             detected = index % detect_every == 0
             faces = tracker.update(recognizer.predict(frame, boxes=None if detected else tracker.boxes))
-            for face in faces:
-                summary.label_counts[face.label] = summary.label_counts.get(face.label, 0) + 1
+            summary.label_counts.update(face.label for face in faces)
             now = time.perf_counter()
             rate = 1.0 / max(now - last, 1e-6)  # whole loop: read, infer, draw, write
             fps, last = (rate if fps == 0.0 else 0.9 * fps + 0.1 * rate), now

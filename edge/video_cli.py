@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if live:
         print(file=sys.stderr)
-    counts = ", ".join(f"{label} {n}" for label, n in sorted(summary.label_counts.items(), key=lambda kv: -kv[1]))
+    counts = ", ".join(f"{label} {n}" for label, n in summary.label_counts.most_common())
     ending = "stopped by Ctrl-C" if summary.interrupted else "done"
     print(
         f"{ending}: {summary.frames} frames in {summary.seconds:.1f} s ({summary.mean_fps:.1f} FPS)"
