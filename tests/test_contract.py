@@ -122,3 +122,18 @@ def test_classification_metrics_match_hand_counts():
     assert m["per_class"]["c"]["f1"] == 0.0
     assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
     assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+
+
+def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
+    import os
+
+    from feredge.edge.atomic import atomic_path, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "a.json", "{}")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["a.json"]

@@ -137,3 +137,17 @@ def test_local_weights_file_is_loaded_by_layer_name(tmp_path):
     target = build_model("mobilenet_v2", 3, 48, weights=str(path), alpha=0.35)  # other head size
     loaded, saved = (m.get_layer("Conv1").get_weights()[0] for m in (target, source))
     np.testing.assert_array_equal(loaded, saved)
+
+
+def test_failed_imagenet_download_says_what_to_do(monkeypatch):
+    """The real ``weights="imagenet"`` path, with Keras' downloader failing as it does offline."""
+    from tf_keras.src.utils import data_utils
+
+    from feredge.train.backbones import build_model
+
+    def offline(*_args, **_kwargs):
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(data_utils, "get_file", offline)
+    with pytest.raises(FeredgeError, match=r"--weights PATH.*--weights none"):
+        build_model("mobilenet_v2", 7, 96, weights="imagenet", alpha=0.35)

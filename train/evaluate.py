@@ -53,7 +53,10 @@ def resolve_keras_model(path: str | Path) -> tuple[Path, Path]:
 
 def load_predictor(path: str | Path, labels=None, threads: int | None = None
                    ) -> tuple[Callable[[np.ndarray], np.ndarray], ModelMetadata]:
-    """A batch predictor and its metadata for a run folder, a Keras file, a ``.tflite`` or ``.onnx``."""
+    """A batch predictor and its metadata for a run folder, a Keras file, a ``.tflite`` or ``.onnx``.
+
+    The predictor applies the metadata's flip averaging itself, as the edge runtime's models do.
+    """
     path = Path(path)
     if path.is_dir() or path.suffix in KERAS_SUFFIXES:
         import tf_keras as keras
@@ -61,6 +64,8 @@ def load_predictor(path: str | Path, labels=None, threads: int | None = None
         model_file, meta_file = resolve_keras_model(path)
         metadata = ModelMetadata.load(meta_file)
         model = keras.models.load_model(str(model_file), compile=False)
+        if metadata.test_time_flip:
+            return lambda batch: flip_average(model.predict_on_batch, batch), metadata
         return model.predict_on_batch, metadata
     from feredge.edge.model import load_model
 
@@ -84,7 +89,7 @@ def evaluate(model_path: str | Path, data: str | Path, split: str = "auto", labe
         chosen = dataset.splits[split]
     else:
         raise FeredgeError(f"{data}: no {split!r} split (has {', '.join(dataset.splits)}); use --split all")
-    scores = predict_scores(predict, chosen, metadata.preprocess_spec(), metadata.test_time_flip)
+    scores = predict_scores(predict, chosen, metadata.preprocess_spec())
     metrics = classification_metrics(chosen.targets, scores.argmax(1), metadata.labels)
     metrics.update(model=str(model_path), data=str(data), split=split)
     return metrics
