@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("feredge.edge.predict_cli", "emotions of the faces in images or folders (table or JSON lines)"),
     "video": ("feredge.edge.video_cli", "emotions in a video file, camera or stream, smoothed per tracked face"),
     "bench": ("feredge.benchmarks.cli", "latency, size, memory and macro-F1 of models (and peers) side by side"),
+    "demo": ("feredge.demo.cli", "web demo (Gradio) and REST POST /predict on this device, on the edge runtime"),
 }
 
 EXIT_USER_ERROR = 2

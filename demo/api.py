@@ -1,0 +1,78 @@
+"""``POST /predict`` and ``GET /health``: plain REST beside the Gradio UI, for scripts and curl.
+
+    curl -F file=@face.jpg "http://127.0.0.1:7860/predict?detector=haar"
+
+Errors are JSON ``{"error": message}``: 400 for a missing field, non-image, corrupt image or unknown
+model/detector, 413 for an upload over the size cap. The form is parsed by hand rather than with
+FastAPI parameters so that a missing field is a 400 with one message, like every other bad input.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from feredge.demo.service import DemoRequestError, DemoService, UploadTooLargeError
+from feredge.edge.errors import FeredgeError, ImageError
+
+# Multipart boundaries and headers around the file; a body beyond cap + this is refused unread.
+_FORM_OVERHEAD = 64 * 1024
+
+
+def error_status(exc: FeredgeError) -> int:
+    """HTTP status for a demo error: the client's fault is 4xx, a server-side model problem 500."""
+    if isinstance(exc, UploadTooLargeError):
+        return 413
+    if isinstance(exc, DemoRequestError | ImageError):
+        return 400
+    return 500
+
+
+def router(service: DemoService) -> APIRouter:
+    """Routes bound to ``service``; include them before mounting Gradio at ``/``."""
+    routes = APIRouter()
+
+    @routes.get("/health")
+    def health() -> dict:
+        """Liveness plus the choices ``/predict`` accepts."""
+        return {"status": "ok", "models": list(service.models), "detectors": list(service.detectors)}
+
+    @routes.post("/predict")
+    async def predict(request: Request) -> JSONResponse:
+        """Multipart ``file`` (an image); optional ``model`` and ``detector`` as query or form fields."""
+        try:
+            data, name, fields = await _read_upload(request, service.max_upload_bytes)
+            analysis = await run_in_threadpool(
+                service.analyze, data, fields.get("model"), fields.get("detector"), name=name
+            )
+        except FeredgeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
+        return JSONResponse(analysis.to_dict())
+
+    return routes
+
+
+async def _read_upload(request: Request, max_bytes: int) -> tuple[bytes, str, dict[str, str]]:
+    """(file bytes, file name, model/detector fields); reads at most ``max_bytes + 1`` bytes of the file."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes + _FORM_OVERHEAD:
+        raise UploadTooLargeError(
+            f"request of {int(length) / 2**20:.1f} MB: larger than the {max_bytes / 2**20:g} MB upload limit"
+        )
+    fields = {key: request.query_params[key] for key in ("model", "detector") if key in request.query_params}
+    try:
+        async with request.form(max_files=1, max_fields=10) as form:
+            upload = form.get("file")
+            fields.update({key: str(form[key]) for key in ("model", "detector") if key in form})
+            if upload is None:
+                raise DemoRequestError("missing multipart field 'file' (send the image as -F file=@image.jpg)")
+            if not isinstance(upload, UploadFile):
+                raise DemoRequestError("field 'file' must be a file upload, not text")
+            data = await upload.read(max_bytes + 1)
+            name = upload.filename or "upload"
+    except HTTPException as exc:
+        raise DemoRequestError(f"malformed multipart form: {exc.detail}") from exc
+    return data, name, fields

@@ -1,0 +1,47 @@
+"""``feredge demo``: the web demo and ``POST /predict`` on this device, bound to localhost by default.
+
+Only argparse at import time; Gradio and uvicorn are imported by ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="PATH",
+        help="a .tflite or .onnx model; repeat to compare models (the shipped model is added when installed)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 serves the LAN")
+    parser.add_argument("--port", type=int, default=7860, help="port (0: any free port) (default: 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
+    parser.add_argument("--detector-model", metavar="PATH", help="YuNet .onnx file; enables the yunet detector")
+
+
+def run(args: argparse.Namespace) -> int:
+    from feredge.demo.server import BackgroundServer, create_app
+    from feredge.demo.service import DemoService, model_choices
+
+    service = DemoService(model_choices(args.model), detector_model=args.detector_model)
+    with BackgroundServer(create_app(service), args.host, args.port) as server:
+        print(f"feredge demo: open {server.url}  (REST: POST {server.url}/predict)", flush=True)
+        if args.share:
+            print(_share(server), flush=True)
+        print("press Ctrl-C to stop", file=sys.stderr)
+        server.wait()
+    return 0
+
+
+def _share(server) -> str:
+    """A gradio.live tunnel to the running server; a failure leaves the local server running."""
+    import secrets
+
+    from gradio.networking import setup_tunnel
+
+    try:
+        url = setup_tunnel(server.host, server.port, secrets.token_urlsafe(32), None, None)
+    except Exception as exc:  # the tunnel client raises many kinds; sharing is optional
+        return f"feredge demo: no share link ({exc}); serving locally only"
+    return f"feredge demo: public link {url.replace('http://', 'https://', 1)}"

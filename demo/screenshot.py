@@ -1,0 +1,113 @@
+"""``python -m feredge.demo.screenshot OUT.png [--model PATH ...]``: the demo page with a result, as a PNG.
+
+Starts the demo on a free loopback port, drives a headless chromium with Playwright (``pip install
+playwright``; Debian's ``chromium`` package is the browser), uploads an image, waits for the first
+face's chart and saves a full-page screenshot. The browser test runs this same flow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from feredge.demo import EXAMPLES_DIR
+from feredge.edge.errors import FeredgeError
+
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+class BrowserUnavailableError(FeredgeError, RuntimeError):
+    """No chromium was found, or it cannot be launched here."""
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """What the page showed once the result arrived."""
+
+    status: str
+    first_chart: str
+
+
+def find_chromium() -> str:
+    """Path of a chromium executable (``chromium`` or ``chromium-browser`` on PATH)."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise BrowserUnavailableError("no chromium on PATH (Debian/Ubuntu: apt-get install chromium)")
+
+
+def capture(url: str, image: Path, out: Path, chromium: str, timeout_s: float = 60.0) -> PageResult:
+    """Open ``url``, upload ``image``, wait for the status and the first face chart, screenshot to ``out``.
+
+    A browser that cannot start raises ``BrowserUnavailableError``; a page that never shows a result
+    raises Playwright's ``TimeoutError``.
+    """
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=list(CHROMIUM_ARGS))
+        except PlaywrightError as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise BrowserUnavailableError(f"cannot launch chromium ({chromium}): {reason}") from exc
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(timeout_s * 1000)
+            page.goto(url, wait_until="domcontentloaded")
+            page.locator("#input-image input[type=file]").set_input_files(str(image))
+            chart = page.locator("#face-1")
+            chart.wait_for(state="visible")
+            page.locator("#status", has_text="latency").wait_for()
+            page.locator("#annotated img").wait_for()
+            result = PageResult(page.locator("#status").inner_text(), chart.inner_text())
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out), full_page=True)
+        finally:
+            browser.close()
+    return result
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m feredge.demo.screenshot", description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="PNG to write")
+    parser.add_argument("--model", action="append", default=[], metavar="PATH", help="model(s) to serve")
+    parser.add_argument("--image", type=Path, default=EXAMPLES_DIR / "two_faces.jpg", help="image to upload")
+    parser.add_argument("--chromium", help="chromium executable (default: found on PATH)")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> PageResult:
+    from feredge.demo.server import BackgroundServer, create_app
+    from feredge.demo.service import DemoService, model_choices
+
+    service = DemoService(model_choices(args.model))
+    with BackgroundServer(create_app(service)) as server:
+        return capture(server.url, args.image, args.out, args.chromium or find_chromium())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = run(args)
+    except FeredgeError as exc:
+        print(f"screenshot: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {result.status.splitlines()[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

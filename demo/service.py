@@ -1,0 +1,159 @@
+"""Image bytes (or a webcam frame) in, a JSON-ready result out: the one code path behind the UI and REST.
+
+TFLite interpreters and OpenCV cascades are not thread-safe, and loading one costs far more than a
+request, so each (model, detector, threads) gets one cached recognizer guarded by its own lock.
+Decoding happens outside the lock, so concurrent requests overlap everywhere but in the model call.
+The cache is bounded because every key part is checked against a fixed set of choices.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from feredge.edge.detect import YUNET_FILENAME, cache_dir
+from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError
+from feredge.edge.model import DEFAULT_MODEL, default_threads
+from feredge.edge.preprocess import decode_image
+from feredge.edge.recognizer import EmotionRecognizer, Face
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+class DemoRequestError(FeredgeError, ValueError):
+    """A request names an unknown model or detector, or a thread count out of range."""
+
+
+class UploadTooLargeError(ImageError):
+    """An upload is larger than the demo accepts (``MAX_UPLOAD_BYTES``)."""
+
+
+def model_choices(paths: list[str | Path]) -> dict[str, Path]:
+    """Display name -> model file: the given files, then the shipped model when it is installed.
+
+    Names are file stems, or the paths as given when two stems clash (``runs/a/model_int8`` ...).
+    """
+    files = [Path(p) for p in paths]
+    if DEFAULT_MODEL.is_file() and DEFAULT_MODEL.resolve() not in {f.resolve() for f in files}:
+        files.append(DEFAULT_MODEL)
+    stems = [f.stem for f in files]
+    unique = len(set(stems)) == len(stems)
+    return {(f.stem if unique else str(f)): f for f in files}
+
+
+def available_detectors(detector_model: str | Path | None = None) -> tuple[str, ...]:
+    """``haar`` and ``none`` always; ``yunet`` only when its model is at hand, since a device may be offline."""
+    has_yunet = detector_model is not None or (cache_dir() / YUNET_FILENAME).is_file()
+    return ("haar", "yunet", "none") if has_yunet else ("haar", "none")
+
+
+@dataclass
+class Analysis:
+    """One request's answer; ``image`` is the decoded BGR or gray image the boxes refer to."""
+
+    model: str
+    detector: str
+    threads: int
+    faces: list[Face]
+    timings: dict[str, float]
+    image: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record; ``timings`` has the keys of ``feredge predict --json`` (milliseconds)."""
+        height, width = self.image.shape[:2]
+        return {
+            "model": self.model,
+            "detector": self.detector,
+            "threads": self.threads,
+            "image_size": [width, height],
+            "faces": [face.to_dict() for face in self.faces],
+            "timings": {key: round(value, 3) for key, value in self.timings.items()},
+        }
+
+
+@dataclass
+class _Slot:
+    recognizer: EmotionRecognizer
+    lock: threading.Lock
+
+
+class DemoService:
+    """Cached recognizers for a fixed set of models and detectors, shared by all requests.
+
+    Every model is loaded once at construction (default detector and threads), so a bad model file
+    fails at start-up rather than on the first request.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, str | Path],
+        detector_model: str | Path | None = None,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    ) -> None:
+        if not models:
+            raise ModelLoadError(f"no default model is installed (expected {DEFAULT_MODEL}); pass --model PATH")
+        self.models = {name: Path(path) for name, path in models.items()}
+        self.detectors = available_detectors(detector_model)
+        self.detector_model = detector_model
+        self.max_upload_bytes = max_upload_bytes
+        self.default_model = next(iter(self.models))
+        self.default_detector = self.detectors[0]
+        self.default_threads = default_threads()
+        self.max_threads = max(self.default_threads, os.cpu_count() or 1)
+        self._slots: dict[tuple[str, str, int], _Slot] = {}
+        self._slots_lock = threading.Lock()
+        for name in self.models:
+            self._slot(name, self.default_detector, self.default_threads)
+
+    def labels(self, model: str) -> tuple[str, ...]:
+        """Class names of ``model`` in output order."""
+        return self._slot(model, self.default_detector, self.default_threads).recognizer.labels
+
+    def analyze(
+        self,
+        image: bytes | np.ndarray,
+        model: str | None = None,
+        detector: str | None = None,
+        threads: int | None = None,
+        name: str = "upload",
+    ) -> Analysis:
+        """Decode ``image`` (encoded bytes, or a BGR/gray array such as a webcam frame) and find its faces.
+
+        Raises ``UploadTooLargeError``, ``ImageError`` (named after ``name``) or ``DemoRequestError``.
+        """
+        model = model or self.default_model
+        detector = detector or self.default_detector
+        threads = threads or self.default_threads
+        slot = self._slot(model, detector, threads)
+        if isinstance(image, bytes) and len(image) > self.max_upload_bytes:
+            raise UploadTooLargeError(f"{name}: larger than the {self.max_upload_bytes / 2**20:g} MB upload limit")
+        start = time.perf_counter()
+        decoded = decode_image(image, name)
+        decode_ms = (time.perf_counter() - start) * 1000.0
+        with slot.lock:
+            faces = slot.recognizer.predict(decoded)
+            timings = replace(slot.recognizer.timings, decode_ms=decode_ms).as_dict()
+        return Analysis(model, detector, threads, faces, timings, decoded)
+
+    def _slot(self, model: str, detector: str, threads: int) -> _Slot:
+        if model not in self.models:
+            raise DemoRequestError(f"unknown model {model!r}; choose from {', '.join(self.models)}")
+        if detector not in self.detectors:
+            raise DemoRequestError(f"unknown detector {detector!r}; choose from {', '.join(self.detectors)}")
+        if not 1 <= threads <= self.max_threads:
+            raise DemoRequestError(f"threads must be between 1 and {self.max_threads}, got {threads}")
+        key = (model, detector, threads)
+        with self._slots_lock:
+            if key not in self._slots:
+                recognizer = EmotionRecognizer(
+                    self.models[model], detector=detector, threads=threads, detector_model=self.detector_model
+                )
+                self._slots[key] = _Slot(recognizer, threading.Lock())
+            return self._slots[key]
