@@ -167,3 +167,15 @@ def face_scene() -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     for x, y, w, h in placed:
         scene[y : y + h, x : x + w] = draw_face(w)
     return scene, placed
+
+
+@pytest.fixture(scope="session")
+def demo_server(tiny_models: dict[str, Path]):
+    """The demo (Gradio UI + REST) serving the tiny ``int8`` and ``float16`` models on a free 127.0.0.1
+    port, in a background thread of this process: yields ``(base_url, service)``."""
+    from feredge.demo.server import BackgroundServer, create_app
+    from feredge.demo.service import DemoService
+
+    service = DemoService({"int8": tiny_models["int8"], "float16": tiny_models["float16"]})
+    with BackgroundServer(create_app(service)) as server:
+        yield server.url, service

@@ -1,0 +1,201 @@
+"""The demo: the shared service, REST ``/predict`` with good and bad input, the Gradio API, the CLI."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from feredge import cli
+from feredge.demo import example_images
+from feredge.demo.app import predict_frame
+from feredge.demo.service import (
+    MAX_UPLOAD_BYTES,
+    DemoRequestError,
+    DemoService,
+    UploadTooLargeError,
+    available_detectors,
+    model_choices,
+)
+from feredge.edge.errors import ImageError
+from feredge.edge.labels import FER2013
+
+
+def png(image: np.ndarray) -> bytes:
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def service(tiny_models: dict[str, Path]) -> DemoService:
+    return DemoService({"int8": tiny_models["int8"], "float16": tiny_models["float16"]})
+
+
+def test_demo_imports_no_tensorflow_and_no_train_stage() -> None:
+    code = (
+        "import sys, feredge.demo.app, feredge.demo.api, feredge.demo.server, feredge.demo.cli\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras')"
+        " or m.startswith('feredge.train'))\n"
+        "print(bad)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_model_choices_name_models_by_stem_and_add_the_shipped_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = tmp_path / "shipped" / "feredge_default_int8.tflite"
+    monkeypatch.setattr("feredge.demo.service.DEFAULT_MODEL", shipped)
+    assert model_choices([tmp_path / "a.tflite", tmp_path / "b.tflite"]) == {
+        "a": tmp_path / "a.tflite", "b": tmp_path / "b.tflite"
+    }
+    clash = [tmp_path / "x" / "model.tflite", tmp_path / "y" / "model.tflite"]
+    assert list(model_choices(clash)) == [str(p) for p in clash]
+    shipped.parent.mkdir()
+    shipped.write_bytes(b"")
+    assert list(model_choices([tmp_path / "a.tflite"])) == ["a", "feredge_default_int8"]
+    assert list(model_choices([shipped])) == ["feredge_default_int8"]
+
+
+def test_yunet_is_offered_only_when_its_model_is_at_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
+    assert available_detectors() == ("haar", "none")
+    assert available_detectors(tmp_path / "yunet.onnx") == ("haar", "yunet", "none")
+
+
+def test_service_finds_faces_labels_and_stage_timings(service: DemoService, face_scene) -> None:
+    scene, placed = face_scene
+    result = service.analyze(png(scene), name="scene.png").to_dict()
+    json.dumps(result)
+    assert result["model"] == "int8" and result["detector"] == "haar" and result["image_size"] == [640, 480]
+    assert len(result["faces"]) == len(placed)
+    for face in result["faces"]:
+        assert face["label"] in FER2013 and set(face["scores"]) == set(FER2013)
+    timings = result["timings"]
+    assert timings["faces"] == 2 and timings["decode_ms"] > 0
+    assert timings["total_ms"] >= timings["detect_ms"] + timings["infer_ms"]
+
+
+def test_detector_none_treats_the_whole_image_as_a_face(service: DemoService) -> None:
+    sky = example_images()[1]
+    assert sky.name == "no_face.png"
+    assert service.analyze(sky.read_bytes()).faces == []
+    faces = service.analyze(sky.read_bytes(), detector="none").faces
+    assert len(faces) == 1 and faces[0].box == (0, 0, 240, 180)
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "error", "message"),
+    [
+        (b"just text", {}, ImageError, "not a readable image"),
+        (b"", {}, ImageError, "empty"),
+        (b"x" * (MAX_UPLOAD_BYTES + 1), {}, UploadTooLargeError, "10 MB upload limit"),
+        (None, {"model": "nope"}, DemoRequestError, "unknown model 'nope'; choose from int8, float16"),
+        (None, {"detector": "mtcnn"}, DemoRequestError, "unknown detector 'mtcnn'"),
+        (None, {"threads": 99}, DemoRequestError, "threads must be between 1 and"),
+    ],
+)
+def test_service_rejects_bad_requests_with_clear_errors(
+    service: DemoService, face_drawer, data, options, error, message
+) -> None:
+    with pytest.raises(error, match=message):
+        service.analyze(png(face_drawer()) if data is None else data, **options)
+
+
+def test_concurrent_requests_give_the_same_answers_as_sequential_ones(service: DemoService, face_scene) -> None:
+    data = png(face_scene[0])
+    expected = [(f.box, f.scores) for f in service.analyze(data, "float16", threads=1).faces]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: service.analyze(data, "float16", threads=1), range(16)))
+    assert all([(f.box, f.scores) for f in result.faces] == expected for result in results)
+
+
+def test_live_frame_handler_takes_rgb_frames(service: DemoService, face_drawer) -> None:
+    frame = cv2.cvtColor(face_drawer(), cv2.COLOR_BGR2RGB)
+    annotated, status, record, first_chart, *_ = predict_frame(service, frame, "int8", "haar", 1)
+    assert annotated.shape == frame.shape
+    assert status.startswith("**1 face:**") and "latency: detect" in status
+    assert record["faces"][0]["label"] == first_chart.value["label"]
+
+
+def test_rest_predict_returns_faces_scores_and_latency(demo_server, face_scene) -> None:
+    url, _ = demo_server
+    files = {"file": ("scene.png", png(face_scene[0]), "image/png")}
+    response = httpx.post(f"{url}/predict", files=files, params={"model": "float16"}, data={"detector": "none"})
+    assert response.status_code == 200
+    result = response.json()
+    assert result["model"] == "float16" and result["detector"] == "none"
+    assert [face["box"] for face in result["faces"]] == [[0, 0, 640, 480]]
+    assert set(result["timings"]) >= {"detect_ms", "infer_ms", "total_ms"}
+    health = httpx.get(f"{url}/health").json()
+    assert health["models"] == ["int8", "float16"] and {"haar", "none"} <= set(health["detectors"])
+
+
+@pytest.mark.parametrize(
+    ("files", "params", "status", "message"),
+    [
+        ({"file": ("notes.txt", b"not an image at all", "text/plain")}, {}, 400, "notes.txt: not a readable image"),
+        ("truncated", {}, 400, "cut.jpg: truncated image file"),
+        ({"other": ("a.png", b"data", "image/png")}, {}, 400, "missing multipart field 'file'"),
+        ({"file": (None, "text instead of a file")}, {}, 400, "must be a file upload"),
+        ("oversized", {}, 413, "10 MB upload limit"),
+        ("truncated", {"detector": "mtcnn"}, 400, "unknown detector 'mtcnn'"),
+    ],
+)
+def test_rest_predict_rejects_bad_input_with_json_and_stays_up(
+    demo_server, face_scene, files, params, status, message
+) -> None:
+    url, _ = demo_server
+    if files == "truncated":
+        jpeg = cv2.imencode(".jpg", face_scene[0])[1].tobytes()
+        files = {"file": ("cut.jpg", jpeg[: len(jpeg) // 2], "image/jpeg")}
+    elif files == "oversized":
+        files = {"file": ("huge.png", b"\0" * (MAX_UPLOAD_BYTES + 1), "image/png")}
+    response = httpx.post(f"{url}/predict", files=files, params=params)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_gradio_client_calls_the_predict_api(demo_server, face_drawer, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    url, _ = demo_server
+    face = tmp_path / "face.png"
+    face.write_bytes(png(face_drawer(240)))
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    client = Client(url, verbose=False)
+
+    image, status, record, chart, *hidden = client.predict(
+        handle_file(str(face)), "int8", "haar", 1, api_name="/predict"
+    )
+    assert Path(image).is_file()
+    assert status.startswith("**1 face:**") and "infer" in status and "total" in status
+    assert record["model"] == "int8" and len(record["faces"]) == 1
+    assert chart["visible"] and {c["label"] for c in chart["value"]["confidences"]} == set(FER2013)
+    assert not any(h["visible"] for h in hidden)
+
+    _, status, record, *_ = client.predict(handle_file(str(junk)), "float16", "haar", 1, api_name="/predict")
+    assert status.startswith("**Error:** junk.jpg: truncated image file") and "error" in record
+    _, status, *_ = client.predict(handle_file(str(example_images()[1])), "int8", "haar", 2, api_name="/predict")
+    assert status.startswith("**No face found.**")
+
+
+def test_cli_reports_a_busy_port_and_a_missing_model(tiny_int8_model: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["demo", "--model", "missing.tflite"]) == cli.EXIT_USER_ERROR
+    assert "missing.tflite: model file not found" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["demo", "--model", str(tiny_int8_model), "--port", str(port)]) == cli.EXIT_USER_ERROR
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
