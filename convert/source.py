@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
-from feredge.edge.labels import resolve_labels
-from feredge.edge.metadata import ModelMetadata
+from feredge.edge.metadata import ModelMetadata, resolve_metadata
 from feredge.train.config import TrainConfig
 from feredge.train.evaluate import KERAS_SUFFIXES
 from feredge.train.trainer import MODEL_FILE
@@ -64,28 +63,15 @@ def load_source(
 
 
 def _metadata(model, model_file: Path, labels, normalization: str | None) -> ModelMetadata:
-    meta_file = model_file.parent / "metadata.json"
-    overrides: dict[str, Any] = {}
-    if labels is not None:
-        overrides["labels"] = resolve_labels(labels)
-    if normalization is not None:
-        overrides["normalization"] = normalization
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):
         raise ModelLoadError(f"{model_file}: expected a square gray or colour image input, got {shape}")
-    if meta_file.is_file():
-        metadata = ModelMetadata.load(meta_file)
-        metadata = metadata.replace(**overrides) if overrides else metadata
-    elif labels is None:
+    meta_file = model_file.parent / "metadata.json"
+    if not meta_file.is_file() and labels is None:
         raise MetadataError(f"{model_file}: no metadata.json beside the model; pass --labels "
                             "(and --normalization if the model was not trained on [0, 1] inputs)")
-    else:
-        metadata = ModelMetadata(input_size=shape[1], channels=shape[3], format="keras", **overrides)
-    if (metadata.input_size, metadata.channels) != (shape[1], shape[3]):
-        raise MetadataError(f"{model_file}: metadata says {metadata.input_size}x{metadata.input_size}x"
-                            f"{metadata.channels} input but the model takes {shape[1:]}")
-    outputs = model.output_shape[-1]
-    if outputs != len(metadata.labels):
-        raise LabelError(f"{model_file}: {len(metadata.labels)} labels ({', '.join(metadata.labels)}) "
-                         f"but the model has {outputs} outputs")
-    return metadata
+    data = meta_file.read_text() if meta_file.is_file() else None
+    try:
+        return resolve_metadata(data, shape[1:], model.output_shape[-1], labels, normalization, fmt="keras")
+    except (MetadataError, LabelError, ModelLoadError) as exc:
+        raise type(exc)(f"{model_file}: {exc}") from exc

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from feredge.edge.errors import MetadataError
+from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
 from feredge.edge.labels import resolve_labels
 from feredge.edge.preprocess import PreprocessSpec
 
@@ -106,6 +107,45 @@ class ModelMetadata:
         if not path.is_file():
             raise MetadataError(f"{path}: metadata file not found")
         return cls.from_json(path.read_text())
+
+
+def resolve_metadata(
+    data: str | bytes | dict[str, Any] | None,
+    input_shape: tuple[int, int, int],
+    num_outputs: int,
+    labels: str | Iterable[str] | None = None,
+    normalization: str | None = None,
+    fmt: str = "unknown",
+) -> ModelMetadata:
+    """A model's metadata, checked against its real input shape (H, W, C) and output count.
+
+    ``labels`` and ``normalization`` override what the model carries; a model without metadata
+    needs ``labels`` and takes its input size and channels from ``input_shape``. ``data`` is the
+    embedded JSON text or an already parsed object.
+    """
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MetadataError(f"embedded metadata is not valid JSON: {exc}") from exc
+    overrides: dict[str, Any] = {}
+    if labels is not None:
+        overrides["labels"] = list(resolve_labels(labels))
+    if normalization is not None:
+        overrides["normalization"] = normalization
+    if data is None:
+        if labels is None:
+            raise MetadataError("model has no feredge metadata; pass its labels (e.g. --labels fer2013)")
+        data = {"input_size": input_shape[0], "channels": input_shape[2], "format": fmt}
+    metadata = ModelMetadata.from_dict({**data, **overrides})
+    expected = (metadata.input_size, metadata.input_size, metadata.channels)
+    if tuple(input_shape) != expected:
+        raise ModelLoadError(f"metadata says input {expected} but the model's input is {tuple(input_shape)}")
+    if len(metadata.labels) != num_outputs:
+        raise LabelError(
+            f"{len(metadata.labels)} labels ({', '.join(metadata.labels)}) but the model has {num_outputs} outputs"
+        )
+    return metadata
 
 
 # --- TFLite flatbuffer: just enough to find Model.metadata[name].buffer -> Model.buffers[i].data ---

@@ -13,7 +13,6 @@ embedded in the model, so a model is fed exactly what it saw in training.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,8 +22,7 @@ import numpy as np
 
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
 from feredge.edge.interpreter import TFLiteRunner
-from feredge.edge.labels import resolve_labels
-from feredge.edge.metadata import METADATA_KEY, ModelMetadata, tflite_metadata_entries
+from feredge.edge.metadata import METADATA_KEY, ModelMetadata, resolve_metadata, tflite_metadata_entries
 from feredge.edge.preprocess import preprocess_face
 from feredge.edge.tta import flip_average
 
@@ -137,10 +135,10 @@ def load_model(
         except MetadataError as exc:
             raise ModelLoadError(f"{path}: {exc}") from exc
     try:
-        metadata = _metadata(raw, labels, normalization, runner.input_shape)
-    except (MetadataError, LabelError) as exc:
+        metadata = resolve_metadata(raw, runner.input_shape, runner.num_outputs, labels, normalization,
+                                    fmt=path.suffix.lstrip(".").lower())
+    except (MetadataError, LabelError, ModelLoadError) as exc:
         raise type(exc)(f"{path}: {exc}") from exc
-    _check_matches(metadata, runner, path)
     return EmotionModel(runner, metadata, str(path))
 
 
@@ -157,44 +155,3 @@ def _read_tflite(path: Path) -> bytes:
     if data[4:8] != b"TFL3":
         raise ModelLoadError(f"{path}: not a TFLite model (no TFL3 identifier); expected .tflite or .onnx")
     return data
-
-
-def _metadata(
-    raw: str | bytes | None,
-    labels: str | Iterable[str] | None,
-    normalization: str | None,
-    input_shape: tuple[int, int, int],
-) -> ModelMetadata:
-    overrides: dict = {}
-    if labels is not None:
-        overrides["labels"] = list(resolve_labels(labels))
-    if normalization is not None:
-        overrides["normalization"] = normalization
-    if raw is None:
-        if labels is None:
-            raise MetadataError("model has no feredge metadata; pass its labels (e.g. --labels fer2013)")
-        height, _, channels = input_shape
-        return ModelMetadata.from_dict(
-            {"input_size": height, "channels": channels, "format": "tflite", **overrides}
-        )
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise MetadataError(f"embedded metadata is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise MetadataError("embedded metadata is not a JSON object")
-    return ModelMetadata.from_dict({**data, **overrides})
-
-
-def _check_matches(metadata: ModelMetadata, runner: Runner, path: Path) -> None:
-    height, width, channels = runner.input_shape
-    expected = (metadata.input_size, metadata.input_size, metadata.channels)
-    if (height, width, channels) != expected:
-        raise ModelLoadError(
-            f"{path}: metadata says input {expected} but the model's input tensor is {runner.input_shape}"
-        )
-    if len(metadata.labels) != runner.num_outputs:
-        raise LabelError(
-            f"{path}: {len(metadata.labels)} labels ({', '.join(metadata.labels)}) "
-            f"but the model has {runner.num_outputs} outputs"
-        )
