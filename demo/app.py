@@ -16,7 +16,7 @@ import gradio as gr
 import numpy as np
 from fastapi import FastAPI
 
-from feredge.demo import EXAMPLES_DIR, example_images
+from feredge.demo import example_images
 from feredge.demo.service import Analysis, DemoService
 from feredge.edge.draw import annotate
 from feredge.edge.errors import FeredgeError
@@ -90,7 +90,6 @@ def mount_ui(app: FastAPI, service: DemoService) -> FastAPI:
         theme=THEME,
         ssr_mode=False,
         max_file_size=service.max_upload_bytes,
-        allowed_paths=[str(EXAMPLES_DIR)],
     )
 
 

@@ -112,10 +112,6 @@ class DemoService:
         for name in self.models:
             self._slot(name, self.default_detector, self.default_threads)
 
-    def labels(self, model: str) -> tuple[str, ...]:
-        """Class names of ``model`` in output order."""
-        return self._slot(model, self.default_detector, self.default_threads).recognizer.labels
-
     def analyze(
         self,
         image: bytes | np.ndarray,
