@@ -32,7 +32,10 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="feredge", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="feredge",
+        description="Facial emotion recognition for the edge: train, convert, predict, benchmark, demo.",
+    )
     parser.add_argument("--version", action="version", version=f"feredge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
