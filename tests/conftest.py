@@ -6,10 +6,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
+from feredge.benchmarks.frames import draw_face
 from feredge.edge.labels import FER2013
 from feredge.edge.metadata import ModelMetadata
 
@@ -133,24 +133,6 @@ def tiny_int8_model(tiny_models: dict[str, Path]) -> Path:
 def tiny_float_model(tiny_models: dict[str, Path]) -> Path:
     """float32 tiny model (40x40x3) without metadata: needs labels given explicitly."""
     return tiny_models["float32_plain"]
-
-
-def draw_face(size: int = 200, background: int = 40) -> np.ndarray:
-    """A drawn, slightly blurred frontal face (BGR) that both the Haar cascade and YuNet detect."""
-    img = np.full((size, size, 3), background, np.uint8)
-    c, s = size // 2, size / 200
-
-    def p(v: float) -> int:
-        return round(v * s)
-
-    cv2.ellipse(img, (c, c), (p(70), p(90)), 0, 0, 360, (170, 190, 220), -1)
-    for dx in (-30, 30):
-        cv2.ellipse(img, (c + p(dx), c - p(20)), (p(14), p(7)), 0, 0, 360, (255, 255, 255), -1)
-        cv2.circle(img, (c + p(dx), c - p(20)), p(6), (30, 30, 30), -1)
-        cv2.line(img, (c + p(dx) - p(16), c - p(40)), (c + p(dx) + p(16), c - p(40)), (40, 40, 60), p(5))
-    cv2.line(img, (c, c - p(10)), (c, c + p(20)), (120, 140, 170), p(4))
-    cv2.ellipse(img, (c, c + p(45)), (p(28), p(12)), 0, 0, 180, (60, 60, 150), p(5))
-    return cv2.GaussianBlur(img, (0, 0), 3 * s)
 
 
 @pytest.fixture(scope="session")
