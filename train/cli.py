@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from feredge.edge.errors import FeredgeError
 from feredge.train.config import TrainConfig
 
 BACKBONES = ["compact", "cnn", "tiny", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet50",
@@ -13,10 +14,11 @@ BACKBONES = ["compact", "cnn", "tiny", "mobilenet_v2", "mobilenet_v3_small", "mo
 
 def configure(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig(data="")
-    parser.add_argument("data", help="FER2013 CSV, root/{train,val,test}/<class>/, root/<class>/, "
-                                     "or kaggle:OWNER/DATASET")
+    parser.add_argument("data", nargs="?", help="FER2013 CSV, root/{train,val,test}/<class>/, root/<class>/, "
+                                                "or kaggle:OWNER/DATASET (not needed with --resume)")
     parser.add_argument("--out", default=d.out, help="run folder (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --out with its saved config.json")
     parser.add_argument("--labels", help="label set: fer2013, fer5, or a comma list (default: the data's classes)")
     parser.add_argument("--backbone", default=d.backbone, choices=BACKBONES)
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | PATH to a weights file")
@@ -60,5 +62,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     from feredge.train.trainer import train
 
+    if not args.data and not args.resume:
+        raise FeredgeError("give the training data (a path or kaggle:OWNER/DATASET), or --resume a run")
     train(config_from_args(args), resume=args.resume)
     return 0
