@@ -23,7 +23,6 @@ from feredge.convert.formats import QAT_VARIANT, Format, variants
 from feredge.convert.gate import GateResult, compare, report_markdown, write_report
 from feredge.convert.onnx_export import DEFAULT_OPSET, export_onnx
 from feredge.convert.qat import quantization_aware
-from feredge.convert.source import SIZE_BASIS, SourceModel
 from feredge.convert.tflite import convert_tflite
 from feredge.edge.atomic import atomic_write_bytes
 from feredge.edge.errors import FeredgeError
@@ -31,6 +30,7 @@ from feredge.edge.metadata import ModelMetadata
 from feredge.train.config import TrainConfig
 from feredge.train.data import Split
 from feredge.train.evaluate import predict_scores
+from feredge.train.runs import SIZE_BASIS, SourceModel
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ ALIASES = {
     "surprised": "surprise",
     "fearful": "fear",
     "disgusted": "disgust",
-    "contempt": "contempt",
 }
 
 

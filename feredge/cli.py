@@ -28,6 +28,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("feredge.demo.cli", "web demo (Gradio) and REST POST /predict on this device, on the edge runtime"),
 }
 
+# top-level module of an optional dependency -> the extra that installs it
+EXTRAS = {
+    "tensorflow": "train", "tf_keras": "train", "tensorflow_model_optimization": "train", "sklearn": "train",
+    "tf2onnx": "convert", "onnx": "convert", "onnxruntime": "jetson", "gradio": "demo", "gradio_client": "demo",
+    "fastapi": "demo", "uvicorn": "demo", "starlette": "demo", "multipart": "demo", "matplotlib": "bench",
+    "psutil": "bench", "httpx": "bench", "kagglehub": "kaggle",
+}
+
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -65,11 +73,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except FeredgeError as exc:
-        print(f"feredge {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return _fail(args.command, str(exc))
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        if root not in EXTRAS:
+            raise
+        return _fail(args.command, f"needs the Python package {root!r}: pip install 'feredge[{EXTRAS[root]}]'")
+    except OSError as exc:  # unwritable output folder, full disk, permission denied ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(args.command, f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         print(f"feredge {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"feredge {command}: error: {message}", file=sys.stderr)
+    return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

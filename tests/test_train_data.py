@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import cv2
 import numpy as np
@@ -140,3 +141,38 @@ def test_augmentation_changes_images_but_keeps_range():
     flipped = augment_batch(faces, flip_only).numpy()
     for got, src in zip(flipped, faces.numpy(), strict=True):
         assert np.allclose(got, src, atol=1e-3) or np.allclose(got, src[:, ::-1], atol=1e-3)
+
+
+def test_kaggle_handle_downloads_then_loads_like_a_local_folder(tmp_path, monkeypatch):
+    import types
+
+    write_split_folders(tmp_path / "download", ["happy", "sad"], per_class=3)
+    calls = []
+
+    def dataset_download(handle):
+        calls.append(handle)
+        return str(tmp_path / "download")
+
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=dataset_download))
+    data = load_dataset("kaggle:someone/fer-faces")
+    assert calls == ["someone/fer-faces"] and data.labels == ("happy", "sad")
+
+
+def test_kaggle_failure_says_what_to_check(monkeypatch):
+    import types
+
+    def offline(handle):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=offline))
+    with pytest.raises(DataError, match="Kaggle credentials"):
+        load_dataset("kaggle:someone/fer-faces")
+    monkeypatch.setitem(sys.modules, "kagglehub", None)
+    with pytest.raises(DataError, match=r"pip install 'feredge\[kaggle\]'"):
+        load_dataset("kaggle:someone/fer-faces")
+
+
+def test_too_few_images_for_a_validation_split(tmp_path):
+    write_class_folders(tmp_path, ["happy", "sad"], per_class=1)
+    with pytest.raises(DataError, match="too few images to split off validation"):
+        load_dataset(tmp_path)

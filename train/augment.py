@@ -8,7 +8,7 @@ batches inside tf.data, which keeps a 2-core CPU busy with the model rather than
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -34,15 +34,12 @@ class AugmentConfig:
             raise ValueError(f"unknown augmentation preset {name!r}; choose from {', '.join(presets)}")
         return presets[name]
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @property
     def enabled(self) -> bool:
         return self != AugmentConfig.preset("none")
 
 
-def augment_batch(images, config: AugmentConfig, seed=None):
+def augment_batch(images, config: AugmentConfig):
     """Augment a float32 batch (N, H, W) of gray faces in [0, 255]; returns the same shape."""
     import tensorflow as tf
 

@@ -148,7 +148,7 @@ def build_model(name: str, num_classes: int, input_size: int, weights: str = "no
     backbone = get_backbone(name)
     if input_size < backbone.min_size:
         raise FeredgeError(f"{name} needs input_size >= {backbone.min_size}, got {input_size}")
-    keras_weights, weights_file = _resolve_weights(weights, backbone)
+    keras_weights, weights_file = resolve_weights(weights, backbone)
     inputs = keras.Input((input_size, input_size, backbone.channels), name="image")
     features = backbone.build(inputs, keras_weights, alpha)
     if len(features.shape) == 4:
@@ -163,7 +163,7 @@ def build_model(name: str, num_classes: int, input_size: int, weights: str = "no
     return model
 
 
-def _resolve_weights(weights: str, backbone: Backbone) -> tuple[str | None, Path | None]:
+def resolve_weights(weights: str, backbone: Backbone) -> tuple[str | None, Path | None]:
     if weights in ("none", "", None):
         return None, None
     if weights == "imagenet":

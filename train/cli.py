@@ -6,10 +6,8 @@ import argparse
 from dataclasses import fields
 
 from feredge.edge.errors import FeredgeError
+from feredge.train.backbones import REGISTRY
 from feredge.train.config import TrainConfig
-
-BACKBONES = ["compact", "cnn", "tiny", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet50",
-             "vgg16"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --out with its saved config.json")
     parser.add_argument("--labels", help="label set: fer2013, fer5, or a comma list (default: the data's classes)")
-    parser.add_argument("--backbone", default=d.backbone, choices=BACKBONES)
+    parser.add_argument("--backbone", default=d.backbone, choices=sorted(REGISTRY))
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | PATH to a weights file")
     parser.add_argument("--alpha", type=float, default=d.alpha, help="width multiplier")
     parser.add_argument("--input-size", type=int, help="square input side (default: the backbone's)")

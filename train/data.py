@@ -93,6 +93,9 @@ def load_dataset(
         dataset.splits["train"], dataset.splits["val"] = stratified_split(
             dataset.splits["train"], val_fraction, seed
         )
+        if len(dataset.splits["val"]) == 0:
+            raise DataError(f"{path}: too few images to split off validation (need 2+ per class); "
+                            "add a val/ folder or more images")
     for name, split in dataset.splits.items():
         empty = [dataset.labels[i] for i, n in enumerate(split.counts(len(dataset.labels))) if n == 0]
         if name == "train" and empty:

@@ -16,11 +16,9 @@ from feredge.edge.metadata import ModelMetadata
 from feredge.edge.preprocess import PreprocessSpec, normalize
 from feredge.edge.report import classification_metrics, plot_confusion_matrix
 from feredge.edge.tta import flip_average
+from feredge.train.runs import KERAS_SUFFIXES
 
 log = logging.getLogger(__name__)
-
-KERAS_SUFFIXES = (".keras", ".h5")
-
 
 def predict_scores(
     model_or_predict, split, spec: PreprocessSpec, flip: bool = False, batch_size: int = 256
@@ -39,18 +37,6 @@ def predict_scores(
     return np.concatenate(out)
 
 
-def resolve_keras_model(path: str | Path) -> tuple[Path, Path]:
-    """(model file, metadata.json) of a run folder or a Keras file inside one."""
-    path = Path(path)
-    model_file = path / "model.keras" if path.is_dir() else path
-    meta_file = model_file.parent / "metadata.json"
-    if not model_file.is_file():
-        raise FeredgeError(f"{path}: not a model file or a run folder (no model.keras)")
-    if not meta_file.is_file():
-        raise FeredgeError(f"{model_file}: no metadata.json beside the Keras model")
-    return model_file, meta_file
-
-
 def load_predictor(path: str | Path, labels=None, threads: int | None = None
                    ) -> tuple[Callable[[np.ndarray], np.ndarray], ModelMetadata]:
     """A batch predictor and its metadata for a run folder, a Keras file, a ``.tflite`` or ``.onnx``.
@@ -58,12 +44,11 @@ def load_predictor(path: str | Path, labels=None, threads: int | None = None
     The predictor applies the metadata's flip averaging itself, as the edge runtime's models do.
     """
     path = Path(path)
-    if path.is_dir() or path.suffix in KERAS_SUFFIXES:
-        import tf_keras as keras
+    if path.is_dir() or path.suffix.lower() in KERAS_SUFFIXES:
+        from feredge.train.runs import load_source
 
-        model_file, meta_file = resolve_keras_model(path)
-        metadata = ModelMetadata.load(meta_file)
-        model = keras.models.load_model(str(model_file), compile=False)
+        source = load_source(path, labels)
+        model, metadata = source.model, source.metadata
         if metadata.test_time_flip:
             return lambda batch: flip_average(model.predict_on_batch, batch), metadata
         return model.predict_on_batch, metadata

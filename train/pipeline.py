@@ -2,7 +2,7 @@
 
 Faces were decoded and resized by the contract (``prepare_face``) when the data set was loaded, so
 the only step left here is the same ``normalize`` the edge runtime calls, applied after
-augmentation. ``tests/test_train_pipeline.py`` proves the two paths give the same tensor.
+augmentation. ``tests/test_train_data.py`` proves the two paths give the same tensor.
 """
 
 from __future__ import annotations

@@ -24,15 +24,22 @@ from feredge.edge.metadata import ModelMetadata
 from feredge.edge.preprocess import PreprocessSpec
 from feredge.edge.report import classification_metrics, format_report, plot_confusion_matrix
 from feredge.train.augment import AugmentConfig
-from feredge.train.backbones import FEATURES_NAME, HEAD_NAME, base_layers, build_model, get_backbone
+from feredge.train.backbones import (
+    FEATURES_NAME,
+    HEAD_NAME,
+    base_layers,
+    build_model,
+    get_backbone,
+    resolve_weights,
+)
 from feredge.train.config import TrainConfig
 from feredge.train.data import Dataset, Split, load_dataset
 from feredge.train.evaluate import predict_scores
 from feredge.train.pipeline import class_weights, inputs_only, make_dataset
+from feredge.train.runs import MODEL_FILE
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.keras"
 BEST_WEIGHTS = "checkpoints/best_weights.h5"  # legacy HDF5: a ".weights.h5" name switches format
 
 
@@ -41,8 +48,14 @@ class RunFolderExists(FeredgeError):
 
 
 def resolve_spec(config: TrainConfig) -> PreprocessSpec:
+    """The model input a config implies; checks the backbone, size and weights before any data loads."""
     backbone = get_backbone(config.backbone)
-    return PreprocessSpec(config.input_size or backbone.default_size, backbone.channels, backbone.normalization)
+    resolve_weights(config.weights, backbone)
+    try:
+        return PreprocessSpec(config.input_size or backbone.default_size, backbone.channels,
+                              backbone.normalization)
+    except ValueError as exc:
+        raise FeredgeError(f"--input-size: {exc}") from exc
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:

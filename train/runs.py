@@ -1,4 +1,7 @@
-"""The float model a conversion starts from: a run folder, or a Keras file with or without metadata.json."""
+"""Loading a trained Keras model: a run folder, or a Keras file with or without metadata.json.
+
+Conversion starts from it and evaluation scores it, so both accept the same inputs and errors.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from typing import Any
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
 from feredge.edge.metadata import ModelMetadata, resolve_metadata
 from feredge.train.config import TrainConfig
-from feredge.train.evaluate import KERAS_SUFFIXES
-from feredge.train.trainer import MODEL_FILE
+
+MODEL_FILE = "model.keras"
+KERAS_SUFFIXES = (".keras", ".h5")
 
 SIZE_BASIS = "float32 weights of the Keras model (count_params x 4 bytes)"
 
@@ -48,7 +52,7 @@ def load_source(
     if not model_file.is_file():
         raise ModelLoadError(f"{path}: model not found")
     if model_file.suffix.lower() not in KERAS_SUFFIXES:
-        raise ModelLoadError(f"{path}: convert starts from the float Keras model (a run folder, .keras or .h5), "
+        raise ModelLoadError(f"{path}: expected the float Keras model (a run folder, .keras or .h5), "
                              f"not a {model_file.suffix or 'suffix-less'} file")
     import tf_keras as keras
 
