@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class AugmentConfig:
         return self != AugmentConfig.preset("none")
 
 
-def augment_batch(images, config: AugmentConfig):
+def augment_batch(images: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
     """Augment a float32 batch (N, H, W) of gray faces in [0, 255]; returns the same shape."""
     import tensorflow as tf
 
@@ -81,7 +85,7 @@ def augment_batch(images, config: AugmentConfig):
     return tf.clip_by_value(out, 0.0, 255.0)
 
 
-def _random_erase(images, probability: float):
+def _random_erase(images: tf.Tensor, probability: float) -> tf.Tensor:
     """Replace one rectangle (2-25% of the area) with noise in a random subset of images."""
     import tensorflow as tf
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from feredge.edge.errors import FeredgeError
+
+if TYPE_CHECKING:
+    import tf_keras as keras
 
 HEAD_NAME = "head"
 FEATURES_NAME = "features"
@@ -140,7 +144,7 @@ def tiny_cnn(inputs, weights, alpha):
 
 
 def build_model(name: str, num_classes: int, input_size: int, weights: str = "none",
-                alpha: float = 1.0, dropout: float = 0.3):
+                alpha: float = 1.0, dropout: float = 0.3) -> keras.Model:
     """Backbone + head (global pooling, dropout, dense softmax), as one flat functional model."""
     import tf_keras as keras
     from tf_keras import layers
@@ -184,7 +188,7 @@ def _load_backbone_weights(model, path: Path) -> None:
         raise FeredgeError(f"could not load weights from {path}: {exc}") from exc
 
 
-def base_layers(model) -> list:
+def base_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """Layers before the pooled features: what stage one freezes and stage two partly unfreezes."""
     names = [layer.name for layer in model.layers]
     return model.layers[1 : names.index(FEATURES_NAME)]

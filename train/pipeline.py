@@ -7,11 +7,16 @@ augmentation. ``tests/test_train_data.py`` proves the two paths give the same te
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from feredge.edge.preprocess import PreprocessSpec, normalize
 from feredge.train.augment import AugmentConfig, augment_batch
 from feredge.train.data import Split
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
@@ -54,7 +59,7 @@ def make_dataset(
     weights: np.ndarray | None = None,
     oversample: bool = False,
     seed: int = 0,
-):
+) -> tf.data.Dataset:
     """Batches of (inputs, one-hot targets[, sample weights]) for ``model.fit`` / ``predict``."""
     import tensorflow as tf
 
@@ -81,6 +86,6 @@ def make_dataset(
     return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def inputs_only(split: Split, spec: PreprocessSpec, batch_size: int = 256):
+def inputs_only(split: Split, spec: PreprocessSpec, batch_size: int = 256) -> tf.data.Dataset:
     """Normalized inputs without labels, for ``model.predict``."""
     return make_dataset(split, spec, 1, batch_size, training=False).map(lambda x, _y: x)
