@@ -127,7 +127,7 @@ def _respond(
         )
         for number, face in enumerate(analysis.faces[:MAX_CHARTS], 1)
     ]
-    annotated = cv2.cvtColor(annotate(analysis.image, analysis.faces), cv2.COLOR_BGR2RGB)
+    annotated = cv2.cvtColor(annotate(analysis.decoded, analysis.faces), cv2.COLOR_BGR2RGB)
     return (annotated, summary(analysis), analysis.to_dict(), *shown, *_hidden_charts(MAX_CHARTS - len(shown)))
 
 

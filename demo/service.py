@@ -21,7 +21,7 @@ import numpy as np
 from feredge.edge.detect import YUNET_FILENAME, cache_dir
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError
 from feredge.edge.model import DEFAULT_MODEL, default_threads
-from feredge.edge.preprocess import decode_image
+from feredge.edge.preprocess import ScaledImage, decode_image_scaled
 from feredge.edge.recognizer import EmotionRecognizer, Face
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -56,18 +56,23 @@ def available_detectors(detector_model: str | Path | None = None) -> tuple[str, 
 
 @dataclass
 class Analysis:
-    """One request's answer; ``image`` is the decoded BGR or gray image the boxes refer to."""
+    """One request's answer; ``decoded`` is the BGR or gray image (maybe decoded at reduced size,
+    see ``decode_image_scaled``) with the original size the boxes refer to."""
 
     model: str
     detector: str
     threads: int
     faces: list[Face]
     timings: dict[str, float]
-    image: np.ndarray
+    decoded: ScaledImage
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.decoded.image
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record; ``timings`` has the keys of ``feredge predict --json`` (milliseconds)."""
-        height, width = self.image.shape[:2]
+        width, height = self.decoded.original_size
         return {
             "model": self.model,
             "detector": self.detector,
@@ -131,7 +136,7 @@ class DemoService:
         if isinstance(image, bytes) and len(image) > self.max_upload_bytes:
             raise UploadTooLargeError(f"{name}: larger than the {self.max_upload_bytes / 2**20:g} MB upload limit")
         start = time.perf_counter()
-        decoded = decode_image(image, name)
+        decoded = decode_image_scaled(image, name)
         decode_ms = (time.perf_counter() - start) * 1000.0
         with slot.lock:
             faces = slot.recognizer.predict(decoded)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 
 import cv2
 import numpy as np
 
+from feredge.edge.preprocess import ScaledImage
 from feredge.edge.recognizer import Face
 
 # BGR colours for the FER labels; any other label gets a stable colour from its name.
@@ -30,12 +32,19 @@ def label_color(label: str) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-def annotate(image: np.ndarray, faces: Sequence[Face], fps: float | None = None) -> np.ndarray:
+def annotate(
+    image: np.ndarray | ScaledImage, faces: Sequence[Face], fps: float | None = None
+) -> np.ndarray:
     """Draw each face's box and ``label 87%`` (plus ``#id`` when tracked) and an optional FPS counter.
 
     A BGR image is drawn on in place, which spares a full-size copy of a large photo; a gray image
-    is converted to BGR first. Returns the drawn image.
+    is converted to BGR first. For a ``ScaledImage`` (a photo decoded at reduced size) the faces'
+    boxes, which are in original pixels, are mapped onto the reduced image. Returns the drawn image.
     """
+    if isinstance(image, ScaledImage):
+        if image.reduced:
+            faces = [replace(face, box=image.to_image(face.box)) for face in faces]
+        image = image.image
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
     side = max(canvas.shape[:2])
     thickness = max(1, round(side / 400))

@@ -20,7 +20,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMG_OR_DIR", help="image files or folders (searched recursively)")
     add_recognizer_options(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
-    parser.add_argument("--annotate", type=Path, metavar="OUT_DIR", help="write copies with boxes and labels here")
+    parser.add_argument(
+        "--annotate", type=Path, metavar="OUT_DIR",
+        help="write copies with boxes and labels here (images above 4096 px at the reduced size they were decoded at)",
+    )
 
 
 def expand(path: Path) -> list[tuple[Path, Path | None]]:
@@ -34,7 +37,7 @@ def expand(path: Path) -> list[tuple[Path, Path | None]]:
 
 def run(args: argparse.Namespace) -> int:
     from feredge.edge.errors import FeredgeError
-    from feredge.edge.preprocess import decode_image
+    from feredge.edge.preprocess import decode_image_scaled
 
     recognizer = build_recognizer(args)
     files, failures = [], 0
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r[{number}/{len(files)}]", end="", file=sys.stderr, flush=True)
         try:
             start = time.perf_counter()
-            image = decode_image(file)
+            image = decode_image_scaled(file)
             decode_ms = (time.perf_counter() - start) * 1000.0
             faces = recognizer.predict(image)
             recognizer.timings.decode_ms += decode_ms

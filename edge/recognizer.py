@@ -22,14 +22,14 @@ import numpy as np
 
 from feredge.edge.detect import DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, Box, Detector, make_detector
 from feredge.edge.model import EmotionModel, load_model
-from feredge.edge.preprocess import crop_face, decode_image
+from feredge.edge.preprocess import ScaledImage, crop_face, decode_image_scaled
 
-ImageInput = str | Path | bytes | bytearray | np.ndarray
+ImageInput = str | Path | bytes | bytearray | np.ndarray | ScaledImage
 
 
 @dataclass(frozen=True)
 class Face:
-    """One detected face: its box (x, y, w, h) in image pixels and the model's scores."""
+    """One detected face: its box (x, y, w, h) in the original image's pixels and the model's scores."""
 
     box: Box
     label: str
@@ -94,6 +94,10 @@ class EmotionRecognizer:
     ``detector`` is ``haar``, ``yunet``, ``none`` (input is already a face crop) or any object with
     ``detect(image) -> boxes``. Faces smaller than ``min_face`` pixels are ignored and frames larger
     than ``max_side`` are downscaled for detection only.
+
+    Encoded images above ``REDUCED_DECODE_SIDE`` (4096 px) are decoded at 1/2, 1/4 or 1/8 scale
+    (``decode_image_scaled``); detection and cropping run on that image (``min_face`` counts its
+    pixels) and boxes are reported in the original image's pixels.
     """
 
     def __init__(
@@ -122,12 +126,13 @@ class EmotionRecognizer:
         return self.model.labels
 
     def predict(self, image: ImageInput, boxes: Sequence[Box] | None = None) -> list[Face]:
-        """Faces found in ``image`` (path, bytes or array); ``boxes`` skips detection (video tracking).
+        """Faces found in ``image`` (path, bytes, array or ``ScaledImage``); ``boxes`` (in original
+        pixels) skips detection (video tracking).
 
         No face gives an empty list; an unreadable image raises ``ImageError``.
         """
         clock = _Clock()
-        decoded = decode_image(image)
+        decoded = decode_image_scaled(image)
         clock.lap("decode")
         return self._classify([decoded], [boxes], clock)[0]
 
@@ -136,7 +141,7 @@ class EmotionRecognizer:
         clock = _Clock()
         decoded = []
         for image in images:
-            decoded.append(decode_image(image))
+            decoded.append(decode_image_scaled(image))
             clock.lap("decode")
         return self._classify(decoded, [None] * len(decoded), clock)
 
@@ -145,21 +150,24 @@ class EmotionRecognizer:
         return [face.to_fer() for face in self.predict(image)]
 
     def _classify(
-        self, images: list[np.ndarray], given: list[Sequence[Box] | None], clock: _Clock
+        self, images: list[ScaledImage], given: list[Sequence[Box] | None], clock: _Clock
     ) -> list[list[Face]]:
-        boxes = []
-        for image, known in zip(images, given, strict=True):
-            boxes.append(list(known) if known is not None else self.detector.detect(image))
+        found: list[list[tuple[Box, Box]]] = []  # per image: (box in original pixels, box in its pixels)
+        for scaled, known in zip(images, given, strict=True):
+            if known is not None:
+                found.append([(tuple(box), scaled.to_image(box)) for box in known])
+            else:
+                found.append([(scaled.to_original(box), box) for box in self.detector.detect(scaled.image)])
             clock.lap("detect")
         margin = self.model.metadata.crop_margin
-        pairs = zip(images, boxes, strict=True)
-        crops = [crop_face(image, box, margin) for image, found in pairs for box in found]
+        pairs = zip(images, found, strict=True)
+        crops = [crop_face(scaled.image, box, margin) for scaled, boxes in pairs for _, box in boxes]
         batch = self.model.preprocess(crops)
         clock.lap("preprocess")
         probs = self.model.predict(batch)
         clock.lap("infer")
         rows = iter(probs)
-        results = [[face_from_scores(box, self.labels, next(rows)) for box in found] for found in boxes]
+        results = [[face_from_scores(box, self.labels, next(rows)) for box, _ in boxes] for boxes in found]
         clock.timings.faces = len(probs)
         self.timings = clock.timings
         return results

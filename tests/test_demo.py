@@ -13,6 +13,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from test_edge_images import png_header
 
 from feredge import cli
 from feredge.demo import example_images
@@ -110,6 +111,13 @@ def test_service_rejects_bad_requests_with_clear_errors(
         service.analyze(png(face_drawer()) if data is None else data, **options)
 
 
+def test_large_upload_is_decoded_reduced_and_reports_its_original_size(service: DemoService) -> None:
+    wide = cv2.imencode(".jpg", np.full((120, 4400, 3), 90, np.uint8))[1].tobytes()
+    analysis = service.analyze(wide, name="panorama.jpg")
+    assert analysis.image.shape[:2] == (60, 2200)
+    assert analysis.to_dict()["image_size"] == [4400, 120]
+
+
 def test_concurrent_requests_give_the_same_answers_as_sequential_ones(service: DemoService, face_scene) -> None:
     data = png(face_scene[0])
     expected = [(f.box, f.scores) for f in service.analyze(data, "float16", threads=1).faces]
@@ -148,6 +156,7 @@ def test_rest_predict_returns_faces_scores_and_latency(demo_server, face_scene) 
         ({"file": (None, "text instead of a file")}, {}, 400, "must be a file upload"),
         ("oversized", {}, 413, "10 MB upload limit"),
         ("truncated", {"detector": "mtcnn"}, 400, "unknown detector 'mtcnn'"),
+        ("bomb", {}, 400, "bomb.png: 20000x20000 pixels (400 MP) is above the limit of 100 MP"),
     ],
 )
 def test_rest_predict_rejects_bad_input_with_json_and_stays_up(
@@ -157,6 +166,8 @@ def test_rest_predict_rejects_bad_input_with_json_and_stays_up(
     if files == "truncated":
         jpeg = cv2.imencode(".jpg", face_scene[0])[1].tobytes()
         files = {"file": ("cut.jpg", jpeg[: len(jpeg) // 2], "image/jpeg")}
+    elif files == "bomb":
+        files = {"file": ("bomb.png", png_header(20000, 20000), "image/png")}
     elif files == "oversized":
         files = {"file": ("huge.png", b"\0" * (MAX_UPLOAD_BYTES + 1), "image/png")}
     response = httpx.post(f"{url}/predict", files=files, params=params)

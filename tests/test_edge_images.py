@@ -1,0 +1,174 @@
+"""Encoded images: header sizes, the pixel limit, reduced decoding of large images, truncation."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from feredge.benchmarks.frames import draw_face
+from feredge.edge import preprocess
+from feredge.edge.errors import ImageError
+from feredge.edge.imageinfo import encoded_end, image_info
+from feredge.edge.preprocess import MAX_IMAGE_PIXELS, ScaledImage, decode_image, decode_image_scaled
+from feredge.edge.recognizer import EmotionRecognizer
+
+
+def encode(image: np.ndarray, suffix: str, params: tuple = ()) -> bytes:
+    ok, data = cv2.imencode(suffix, image, list(params))
+    assert ok
+    return data.tobytes()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG's signature and IHDR chunk claiming ``width`` x ``height`` RGB pixels, and nothing else."""
+    body = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def jpeg_header(width: int, height: int) -> bytes:
+    """SOI, an APP0 segment and a baseline SOF0 frame header claiming ``width`` x ``height``, 3 components."""
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height, width, 3) + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    return b"\xff\xd8" + app0 + sof
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_int8_model):
+    return EmotionRecognizer(tiny_int8_model, detector="haar", threads=1)
+
+
+def overlaps(found, expected, tolerance: float = 0.35) -> bool:
+    fx, fy, fw, fh = found
+    ex, ey, ew, eh = expected
+    centre = abs(fx + fw / 2 - ex - ew / 2) + abs(fy + fh / 2 - ey - eh / 2)
+    return centre < tolerance * ew and 0.4 * ew < fw < 1.6 * ew
+
+
+# --- sizes from headers ---
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".bmp"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_header_size_of_every_parsed_format(suffix, channels):
+    image = np.zeros((37, 61, 3) if channels == 3 else (37, 61), np.uint8)
+    info = image_info(encode(image, suffix))
+    assert info is not None and (info.width, info.height) == (61, 37)
+    if suffix in (".png", ".jpg"):
+        assert info.channels == channels
+    progressive = encode(image, ".jpg", (cv2.IMWRITE_JPEG_PROGRESSIVE, 1))
+    assert (image_info(progressive).width, image_info(progressive).height) == (61, 37)
+
+
+def test_unknown_formats_have_no_header_info():
+    assert image_info(b"just some text") is None
+    assert image_info(encode(np.zeros((8, 8), np.uint8), ".pgm")) is None
+
+
+# --- the pixel limit ---
+
+
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [(png_header(20000, 20000), "20000x20000"), (jpeg_header(10001, 10000), "10001x10000")],
+    ids=["png", "jpeg"],
+)
+def test_above_the_pixel_limit_is_refused_from_the_header_without_decoding(monkeypatch, tmp_path, header, size):
+    def no_decoding(*args):
+        raise AssertionError("decoded an image above the pixel limit")
+
+    monkeypatch.setattr(preprocess.cv2, "imdecode", no_decoding)
+    path = tmp_path / "bomb.img"
+    path.write_bytes(header)
+    for source in (path, header):
+        with pytest.raises(ImageError, match=rf"{size} pixels \(\d+ MP\) is above the limit of 100 MP") as info:
+            decode_image_scaled(source)
+        assert str(path) in str(info.value) or source is header
+    assert MAX_IMAGE_PIXELS == 10000 * 10000
+
+
+def test_above_the_pixel_limit_in_a_format_without_a_parsed_header(monkeypatch):
+    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 99)
+    with pytest.raises(ImageError, match=r"10x10 pixels .* above the limit"):
+        decode_image(encode(np.zeros((10, 10), np.uint8), ".pgm"), "small.pgm")
+
+
+def test_a_10000x10000_jpeg_is_decoded_reduced_and_faces_are_in_original_pixels(recognizer, tmp_path):
+    side = 10_000
+    image = np.full((side, side), 90, np.uint8)
+    image[4000:7000, 5000:8000] = cv2.resize(cv2.cvtColor(draw_face(300), cv2.COLOR_BGR2GRAY), (3000, 3000))
+    path = tmp_path / "huge.jpg"
+    path.write_bytes(encode(image, ".jpg"))
+    del image
+    scaled = decode_image_scaled(path)
+    assert scaled.image.shape == (2500, 2500) and scaled.original_size == (side, side)
+    assert scaled.scale == (4.0, 4.0)
+    (face,) = recognizer.predict(path)
+    assert overlaps(face.box, (5000, 4000, 3000, 3000))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_reduced_decoding_maps_boxes_back_for_png_and_jpeg(recognizer, face_scene, suffix):
+    scene, placed = face_scene
+    big = cv2.resize(scene, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+    for layout in (big, cv2.cvtColor(big, cv2.COLOR_BGR2GRAY)):
+        scaled = decode_image_scaled(encode(layout, suffix), max_side=640)
+        assert scaled.image.shape[:2] == (480, 640) and scaled.image.ndim == layout.ndim
+        assert scaled.original_size == (1280, 960)
+        faces = recognizer.predict(scaled)
+        assert len(faces) == 2
+        for box in placed:
+            assert any(overlaps(f.box, tuple(2 * v for v in box)) for f in faces)
+        # boxes given in original pixels (video tracking) crop the same faces and come back unchanged
+        given = [f.box for f in faces]
+        again = recognizer.predict(scaled, boxes=given)
+        assert [f.box for f in again] == given
+        assert [f.label for f in again] == [f.label for f in faces]
+
+
+def test_small_images_and_arrays_are_not_reduced(face_scene):
+    scene, _ = face_scene
+    assert not decode_image_scaled(encode(scene, ".png")).reduced
+    scaled = decode_image_scaled(scene)
+    assert scaled.image is scene and scaled.original_size == (640, 480)
+    assert decode_image_scaled(scaled) is scaled
+    assert ScaledImage(np.zeros((10, 20)), (40, 20)).to_original((1, 1, 5, 5)) == (2, 2, 10, 10)
+
+
+def test_16_bit_arrays_keep_their_high_byte_in_any_memory_layout():
+    deep = (np.arange(60, dtype=np.uint16).reshape(5, 12) * 1000).astype(np.uint16)
+    np.testing.assert_array_equal(decode_image(deep), (deep >> 8).astype(np.uint8))
+    np.testing.assert_array_equal(decode_image(deep[:, ::2]), (deep[:, ::2] >> 8).astype(np.uint8))
+    np.testing.assert_array_equal(decode_image(deep.byteswap().view(">u2")), (deep >> 8).astype(np.uint8))
+
+
+# --- truncated files, and complete files followed by other data ---
+
+MOTION_PHOTO_TAIL = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40 + b"\xff\xd8\xff\xda\x00\x08" + b"\x01" * 500
+
+
+@pytest.mark.parametrize(
+    "params",
+    [(), (cv2.IMWRITE_JPEG_PROGRESSIVE, 1), (cv2.IMWRITE_JPEG_RST_INTERVAL, 4)],
+    ids=["baseline", "progressive", "restart-markers"],
+)
+def test_jpeg_with_trailing_data_decodes_and_a_cut_one_is_truncated(face_scene, params):
+    jpeg = encode(face_scene[0], ".jpg", params)
+    assert encoded_end(jpeg) == len(jpeg)
+    motion_photo = jpeg + MOTION_PHOTO_TAIL
+    assert encoded_end(motion_photo) == len(jpeg)
+    np.testing.assert_array_equal(decode_image(motion_photo), decode_image(jpeg))
+    for cut in (len(jpeg) // 10, len(jpeg) // 2, len(jpeg) - 600, len(jpeg) - 2, len(jpeg) - 1):
+        with pytest.raises(ImageError, match="truncated"):
+            decode_image(jpeg[:cut], f"cut-{cut}.jpg")
+
+
+def test_png_with_trailing_data_decodes_and_a_cut_one_is_truncated(face_scene):
+    data = encode(face_scene[0], ".png")
+    np.testing.assert_array_equal(decode_image(data + b"IEND" + bytes(2000)), face_scene[0])
+    for cut in (40, len(data) // 2, len(data) - 5):
+        with pytest.raises(ImageError, match="truncated"):
+            decode_image(data[:cut])
