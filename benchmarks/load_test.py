@@ -29,6 +29,8 @@ import numpy as np
 
 from feredge.benchmarks.errors import BenchError
 from feredge.demo import EXAMPLES_DIR
+from feredge.edge.cli_options import non_negative_int, positive_float, positive_int
+from feredge.edge.detect import DETECTORS
 from feredge.edge.errors import FeredgeError
 
 STARTUP_TIMEOUT_S = 120
@@ -38,14 +40,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m feredge.benchmarks.load_test", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running demo (default: start one on a free 127.0.0.1 port)")
     parser.add_argument("--model", action="append", default=[], metavar="PATH", help="model(s) of the started demo")
-    parser.add_argument("--server-pid", type=int, help="process whose RSS to follow when --url is given")
+    parser.add_argument("--server-pid", type=positive_int, help="process whose RSS to follow when --url is given")
     parser.add_argument("--image", type=Path, default=EXAMPLES_DIR / "face.png", help="image to send")
-    parser.add_argument("--detector", default="haar", help="detector query parameter (default: haar)")
-    parser.add_argument("--warmup", type=int, default=10, help="requests before measuring (default: 10)")
-    parser.add_argument("--concurrent", type=int, default=20, help="requests sent at once (default: 20)")
-    parser.add_argument("--sequential", type=int, default=500, help="requests one after another (default: 500)")
-    parser.add_argument("--time-limit", type=float, default=600, metavar="S", help="stop sending after S seconds")
-    parser.add_argument("--request-timeout", type=float, default=60, metavar="S", help="per request (default: 60)")
+    parser.add_argument(
+        "--detector", choices=tuple(DETECTORS), default="haar", help="detector query parameter (default: haar)"
+    )
+    parser.add_argument("--warmup", type=non_negative_int, default=10, help="requests before measuring (default: 10)")
+    parser.add_argument("--concurrent", type=non_negative_int, default=20, help="requests sent at once (default: 20)")
+    parser.add_argument(
+        "--sequential", type=non_negative_int, default=500, help="requests one after another (default: 500)"
+    )
+    parser.add_argument(
+        "--time-limit", type=positive_float, default=600, metavar="S", help="stop sending after S seconds"
+    )
+    parser.add_argument(
+        "--request-timeout", type=positive_float, default=60, metavar="S", help="per request (default: 60)"
+    )
     return parser.parse_args(argv)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from feredge.edge.cli_options import port_number
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -15,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a .tflite or .onnx model; repeat to compare models (the shipped model is added when installed)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 serves the LAN")
-    parser.add_argument("--port", type=int, default=7860, help="port (0: any free port) (default: 7860)")
+    parser.add_argument("--port", type=port_number, default=7860, help="port (0: any free port) (default: 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
     parser.add_argument("--detector-model", metavar="PATH", help="YuNet .onnx file; enables the yunet detector")
 

@@ -40,9 +40,10 @@ class BackgroundServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self._socket.bind((host, port))
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
             self._socket.close()
-            raise ServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ServerError(f"cannot listen on {host}:{port}: {reason}") from exc
         self.host = host
         self.port = self._socket.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from feredge.edge.detect import YUNET_FILENAME, cache_dir
+from feredge.edge.detect import DETECTORS, YUNET_FILENAME, cache_dir
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError
 from feredge.edge.model import DEFAULT_MODEL, default_threads
 from feredge.edge.preprocess import ScaledImage, decode_image_scaled
@@ -51,7 +51,7 @@ def model_choices(paths: list[str | Path]) -> dict[str, Path]:
 def available_detectors(detector_model: str | Path | None = None) -> tuple[str, ...]:
     """``haar`` and ``none`` always; ``yunet`` only when its model is at hand, since a device may be offline."""
     has_yunet = detector_model is not None or (cache_dir() / YUNET_FILENAME).is_file()
-    return ("haar", "yunet", "none") if has_yunet else ("haar", "none")
+    return tuple(name for name in DETECTORS if name != "yunet" or has_yunet)
 
 
 @dataclass

@@ -24,12 +24,18 @@ import cv2
 import numpy as np
 
 from feredge.edge.atomic import atomic_write_bytes
-from feredge.edge.errors import ModelLoadError
+from feredge.edge.errors import ModelLoadError, OptionError
 from feredge.edge.preprocess import to_gray
 
 Box = tuple[int, int, int, int]
 
-DETECTORS = ("haar", "yunet", "none")
+# The one table of face detectors, name -> what it is: every CLI, the demo and the benchmark offer these.
+DETECTORS: dict[str, str] = {
+    "haar": "OpenCV's frontal-face Haar cascade, no download",
+    "yunet": "YuNet (cv2.FaceDetectorYN), more accurate and finds turned faces; needs its ONNX model",
+    "none": "no detection, each input already is a face crop",
+}
+WHOLE_IMAGE = "none"  # the detector that finds no faces but takes the whole image as one
 DEFAULT_MIN_FACE = 32
 DEFAULT_MAX_SIDE = 640
 
@@ -50,6 +56,10 @@ class _ScaledDetector(ABC):
     """Runs ``_detect`` on a copy no larger than ``max_side`` and maps the boxes back, largest first."""
 
     def __init__(self, min_face: int, max_side: int) -> None:
+        if min_face < 0:
+            raise OptionError(f"min_face must be >= 0 pixels, got {min_face}")
+        if max_side < 1:
+            raise OptionError(f"max_side must be >= 1 pixel, got {max_side}")
         self.min_face = min_face
         self.max_side = max_side
 
@@ -149,14 +159,14 @@ def make_detector(
     min_face: int = DEFAULT_MIN_FACE,
     max_side: int = DEFAULT_MAX_SIDE,
 ) -> Detector:
-    """A detector by name (``haar``, ``yunet`` or ``none``)."""
+    """A detector by name, one of ``DETECTORS``; an unknown name or a bad size is an ``OptionError``."""
     if name == "haar":
         return HaarDetector(min_face, max_side)
     if name == "yunet":
         return YuNetDetector(model_path, min_face, max_side)
-    if name == "none":
+    if name == WHOLE_IMAGE:
         return WholeImage()
-    raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    raise OptionError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
 
 
 def cache_dir() -> Path:

@@ -27,3 +27,7 @@ class DataError(FeredgeError, ValueError):
 
 class VideoError(FeredgeError, RuntimeError):
     """A video source (file, camera or stream) cannot be opened or written."""
+
+
+class OptionError(FeredgeError, ValueError):
+    """An option or argument is out of range or unknown (0 threads, a negative face size, a bad name)."""

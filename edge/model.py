@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
+from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
 from feredge.edge.interpreter import TFLiteRunner
 from feredge.edge.metadata import METADATA_KEY, ModelMetadata, resolve_metadata, tflite_metadata_entries
 from feredge.edge.preprocess import preprocess_face
@@ -111,7 +111,12 @@ def load_model(
     ``labels`` (a preset such as ``fer2013``, a comma list or a sequence) and ``normalization``
     override the embedded metadata; a model without metadata needs ``labels``, and then takes its
     input size and channels from the input tensor and ``normalization`` defaults to ``unit``.
+    ``threads`` (interpreter threads, >= 1) defaults to ``default_threads()``.
     """
+    if threads is None:
+        threads = default_threads()
+    elif threads < 1:
+        raise OptionError(f"threads must be >= 1, got {threads}")
     if path is None:
         if not DEFAULT_MODEL.is_file():
             raise ModelLoadError(
@@ -119,7 +124,6 @@ def load_model(
             )
         path = DEFAULT_MODEL
     path = Path(path)
-    threads = threads or default_threads()
     runner: Runner
     if path.suffix.lower() == ".onnx":
         from feredge.edge.onnx_runner import OnnxRunner

@@ -25,7 +25,7 @@ import numpy as np
 
 from feredge.edge.detect import Box
 from feredge.edge.draw import annotate
-from feredge.edge.errors import VideoError
+from feredge.edge.errors import OptionError, VideoError
 from feredge.edge.recognizer import EmotionRecognizer, Face, StageTimings, face_from_scores
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class FaceTracker:
         self, labels: Sequence[str], alpha: float = 0.4, iou_threshold: float = 0.3, max_missed: int = 2
     ) -> None:
         if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"smoothing alpha must be in (0, 1], got {alpha}")
+            raise OptionError(f"smoothing alpha must be in (0, 1], got {alpha}")
         self.labels = tuple(labels)
         self.alpha = alpha
         self.iou_threshold = iou_threshold
@@ -200,9 +200,11 @@ def process_video(
     loop ends. ``on_frame`` receives each frame's record.
     """
     if detect_every < 1:
-        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
-    capture = open_capture(source)
+        raise OptionError(f"detect_every must be >= 1, got {detect_every}")
+    if max_frames is not None and max_frames < 1:
+        raise OptionError(f"max_frames must be >= 1, got {max_frames}")
     tracker = FaceTracker(recognizer.labels, alpha=smoothing)
+    capture = open_capture(source)
     summary = VideoSummary(output=Path(out) if out is not None else None)
     writer = None
     if show and not display_available():

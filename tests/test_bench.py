@@ -166,3 +166,26 @@ def test_accuracy_scores_only_classes_the_model_knows(tiny_int8_model, halves_da
     cv2.imwrite(str(halves_data / "contempt" / "0.png"), half_bright(True))
     metrics = evaluate(load_model(tiny_int8_model, threads=1), load_face_folder(halves_data))
     assert metrics["samples"] == 6 and metrics["skipped_classes"] == ["contempt"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--runs", "0"], "argument --runs: expected a whole number >= 1"),
+        (["--frames", "-3"], "argument --frames: expected a whole number >= 1"),
+        (["--warmup", "-1"], "argument --warmup: expected a whole number >= 0"),
+        (["--threads", "1", "0"], "argument --threads: expected a whole number >= 1, got '0'"),
+    ],
+)
+def test_bad_counts_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_load_test_counts_are_checked():
+    from feredge.benchmarks.load_test import parse_args as load_args
+
+    for argv in (["--concurrent", "-1"], ["--time-limit", "0"], ["--detector", "mtcnn"]):
+        with pytest.raises(SystemExit):
+            load_args(argv)

@@ -210,3 +210,16 @@ def test_cli_reports_a_busy_port_and_a_missing_model(tiny_int8_model: Path, caps
         port = busy.getsockname()[1]
         assert cli.main(["demo", "--model", str(tiny_int8_model), "--port", str(port)]) == cli.EXIT_USER_ERROR
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_port_out_of_range_is_a_usage_error_and_a_server_error(capsys: pytest.CaptureFixture) -> None:
+    from fastapi import FastAPI
+
+    from feredge.demo.server import BackgroundServer, ServerError
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["demo", "--port", "70000"])
+    assert info.value.code == 2
+    assert "argument --port: expected a port number from 0 to 65535, got '70000'" in capsys.readouterr().err
+    with pytest.raises(ServerError, match=r"cannot listen on 127\.0\.0\.1:70000"):
+        BackgroundServer(FastAPI(), "127.0.0.1", 70000)

@@ -212,3 +212,42 @@ def test_ctrl_c_on_video_stops_cleanly_with_a_playable_file(tiny_int8_model, fac
     # a frame's JSON line comes before it is written: the first 4 of the 5 seen are in the file
     assert 4 <= capture.get(cv2.CAP_PROP_FRAME_COUNT) < 3000
     capture.release()
+
+
+# --- option values are checked by argparse, before anything is loaded ---
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "x.jpg", "--threads", "0"], "argument --threads: expected a whole number >= 1, got '0'"),
+        (["predict", "x.jpg", "--threads", "-2"], "argument --threads: expected a whole number >= 1, got '-2'"),
+        (["predict", "x.jpg", "--threads", "two"], "argument --threads: expected a whole number >= 1, got 'two'"),
+        (["predict", "x.jpg", "--min-face", "-1"], "argument --min-face: expected a whole number >= 0, got '-1'"),
+        (["predict", "x.jpg", "--detector", "mtcnn"], "argument --detector: invalid choice: 'mtcnn'"),
+        (["video", "0", "--detect-every", "0"], "argument --detect-every: expected a whole number >= 1"),
+        (["video", "0", "--smoothing", "0"], "argument --smoothing: expected a number in (0, 1], got '0'"),
+        (["video", "0", "--smoothing", "1.5"], "argument --smoothing: expected a number in (0, 1], got '1.5'"),
+        (["video", "0", "--smoothing", "nan"], "argument --smoothing: expected a number in (0, 1], got 'nan'"),
+        (["video", "0", "--max-frames", "0"], "argument --max-frames: expected a whole number >= 1"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_detector_choices_come_from_the_one_table():
+    from feredge.benchmarks.cli import parse_args as bench_args
+    from feredge.cli import build_parser
+    from feredge.edge.detect import DETECTORS
+
+    parser = build_parser()
+    for name in DETECTORS:
+        assert parser.parse_args(["predict", "x.jpg", "--detector", name]).detector == name
+        assert parser.parse_args(["video", "0", "--detector", name]).detector == name
+    assert bench_args(["--detector", "yunet"]).detector == "yunet"
+    with pytest.raises(SystemExit):
+        bench_args(["--detector", "none"])  # the pipeline benchmark needs a detector that finds faces

@@ -267,3 +267,30 @@ def test_yunet_from_cache_without_download(monkeypatch, tmp_path, face_scene):
     monkeypatch.setattr(detect.urllib.request, "urlopen", pytest.fail)
     scene, placed = face_scene
     assert matches(make_detector("yunet").detect(scene), placed)
+
+
+# --- bad values from library callers are typed errors ---
+
+
+def test_bad_values_raise_option_errors(tiny_int8_model, tmp_path):
+    from feredge.edge.errors import FeredgeError, OptionError
+    from feredge.edge.video import process_video
+
+    assert issubclass(OptionError, FeredgeError) and issubclass(OptionError, ValueError)
+    with pytest.raises(OptionError, match="unknown detector 'mtcnn'; choose from haar, yunet, none"):
+        make_detector("mtcnn")
+    with pytest.raises(OptionError, match="min_face must be >= 0"):
+        EmotionRecognizer(tiny_int8_model, min_face=-1)
+    with pytest.raises(OptionError, match="max_side must be >= 1"):
+        HaarDetector(max_side=0)
+    for threads in (0, -1):
+        with pytest.raises(OptionError, match="threads must be >= 1"):
+            load_model(tiny_int8_model, threads=threads)
+    recognizer = EmotionRecognizer(tiny_int8_model, threads=1)
+    missing = str(tmp_path / "never-opened.mp4")
+    with pytest.raises(OptionError, match="detect_every must be >= 1"):
+        process_video(recognizer, missing, detect_every=0)
+    with pytest.raises(OptionError, match="smoothing alpha must be in"):
+        process_video(recognizer, missing, smoothing=0.0)
+    with pytest.raises(OptionError, match="max_frames must be >= 1"):
+        process_video(recognizer, missing, max_frames=0)
