@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from feredge.benchmarks.peers import peer_subjects
     from feredge.benchmarks.report import format_text, write_outputs
     from feredge.edge.model import default_threads
+    from feredge.edge.outputs import check_writable_dir
 
     missing = [name for name in ("matplotlib", "psutil") if importlib.util.find_spec(name) is None]
     if missing:
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     subjects = subjects_from_paths(args.models, args.labels) + peer_subjects(args.peer)
     if not subjects:
         raise BenchError("nothing to benchmark: pass --models MODEL ... and/or --peer fer")
+    check_writable_dir(args.out, "benchmark results")
     data_dir = default_data_dir() if args.data is None else None if args.data == "none" else Path(args.data)
     data = load_face_folder(data_dir) if data_dir is not None else None
     if data is None:

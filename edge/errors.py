@@ -31,3 +31,7 @@ class VideoError(FeredgeError, RuntimeError):
 
 class OptionError(FeredgeError, ValueError):
     """An option or argument is out of range or unknown (0 threads, a negative face size, a bad name)."""
+
+
+class OutputError(FeredgeError, OSError):
+    """An output file or folder cannot be written (a read-only or virtual file system, no permission)."""

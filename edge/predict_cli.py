@@ -1,7 +1,10 @@
 """``feredge predict IMG_OR_DIR...``: emotions of the faces in images, as a table or JSON lines.
 
 A bad input gets one message on stderr naming the file and the problem; the run goes on with the
-next input and the exit code is 1 when any input failed.
+next input and the exit code is 1 when any input failed. ``--annotate OUT_DIR`` is checked before
+the model is loaded; each annotated copy keeps the input's path below its folder (or its file name)
+and its format when that format holds a colour image (else ``.png`` is appended), and a name that
+is already taken in the run gets ``-2``, ``-3``... so no copy overwrites another.
 """
 
 from __future__ import annotations
@@ -35,10 +38,40 @@ def expand(path: Path) -> list[tuple[Path, Path | None]]:
     return [(f, path) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
 
 
+# Formats OpenCV writes a BGR image in; an annotated copy of anything else (.pgm) is written as PNG.
+ANNOTATED_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"})
+
+
+class AnnotatedNames:
+    """Where each input's annotated copy goes, in a colour format, never the same path twice."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._used: set[Path] = set()
+
+    def path_for(self, file: Path, root: Path | None) -> Path:
+        import cv2
+
+        relative = file.relative_to(root) if root is not None else Path(file.name)
+        suffix = relative.suffix.lower()
+        if suffix not in ANNOTATED_SUFFIXES or not cv2.haveImageWriter(f"x{suffix}"):
+            relative = relative.with_name(relative.name + ".png")
+        path, number = self.out_dir / relative, 1
+        while path in self._used:
+            number += 1
+            path = self.out_dir / relative.with_name(f"{relative.stem}-{number}{relative.suffix}")
+        self._used.add(path)
+        return path
+
+
 def run(args: argparse.Namespace) -> int:
     from feredge.edge.errors import FeredgeError
+    from feredge.edge.outputs import check_writable_dir
     from feredge.edge.preprocess import decode_image_scaled
 
+    names = None
+    if args.annotate is not None:
+        names = AnnotatedNames(check_writable_dir(args.annotate, "annotated images"))
     recognizer = build_recognizer(args)
     files, failures = [], 0
     for item in args.inputs:
@@ -63,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
             decode_ms = (time.perf_counter() - start) * 1000.0
             faces = recognizer.predict(image)
             recognizer.timings.decode_ms += decode_ms
-            if args.annotate is not None:
-                _write_annotated(image, faces, args.annotate / (file.relative_to(root) if root else file.name))
+            annotated = None
+            if names is not None:
+                annotated = _write_annotated(image, faces, names.path_for(file, root))
         except FeredgeError as exc:
             failures += 1
             if progress:
@@ -79,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         stage_ms.update(timings)
         if args.json:
             record = {"file": str(file), "faces": [face.to_dict() for face in faces], "timings": timings}
+            if annotated is not None:
+                record["annotated"] = str(annotated)
             print(json.dumps(record), flush=True)
         else:
             _print_rows(str(file), faces, width)
@@ -98,17 +134,20 @@ def _print_rows(name: str, faces: list, width: int) -> None:
     sys.stdout.flush()
 
 
-def _write_annotated(image, faces: list, path: Path) -> None:
+def _write_annotated(image, faces: list, path: Path) -> Path:
     import cv2
 
     from feredge.edge.atomic import atomic_write_bytes
     from feredge.edge.draw import annotate
-    from feredge.edge.errors import ImageError
+    from feredge.edge.errors import ImageError, OutputError
 
-    ok, encoded = cv2.imencode(path.suffix or ".png", annotate(image, faces))
+    ok, encoded = cv2.imencode(path.suffix, annotate(image, faces))
     if not ok:
         raise ImageError(f"{path}: cannot encode the annotated image")
-    atomic_write_bytes(path, encoded.tobytes())
+    try:
+        return atomic_write_bytes(path, encoded.tobytes())
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the annotated image: {exc.strerror or exc}") from exc
 
 
 def _print_summary(done: int, failures: int, labels: Counter, stage_ms: Counter) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 from feredge.edge.detect import Box
 from feredge.edge.draw import annotate
 from feredge.edge.errors import OptionError, VideoError
+from feredge.edge.outputs import check_writable_dir
 from feredge.edge.recognizer import EmotionRecognizer, Face, StageTimings, face_from_scores
 
 log = logging.getLogger(__name__)
@@ -160,12 +161,17 @@ def open_capture(source: str) -> cv2.VideoCapture:
     return capture
 
 
+def check_output(path: Path) -> None:
+    """Refuse an output type without a codec, or a folder that cannot be written, before any work."""
+    if path.suffix.lower() not in WRITER_CODECS:
+        raise VideoError(f"{path}: unsupported output type; use one of {', '.join(WRITER_CODECS)}")
+    check_writable_dir(path.parent, "the video")
+
+
 def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
     """An OpenCV writer for ``.mp4`` (mp4v) or ``.avi`` (MJPG)."""
-    codec = WRITER_CODECS.get(path.suffix.lower())
-    if codec is None:
-        raise VideoError(f"{path}: unsupported output type; use one of {', '.join(WRITER_CODECS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output(path)
+    codec = WRITER_CODECS[path.suffix.lower()]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
     if not writer.isOpened():
         raise VideoError(f"{path}: cannot write video with codec {codec}")
@@ -204,8 +210,10 @@ def process_video(
     if max_frames is not None and max_frames < 1:
         raise OptionError(f"max_frames must be >= 1, got {max_frames}")
     tracker = FaceTracker(recognizer.labels, alpha=smoothing)
-    capture = open_capture(source)
     summary = VideoSummary(output=Path(out) if out is not None else None)
+    if summary.output is not None:
+        check_output(summary.output)
+    capture = open_capture(source)
     writer = None
     if show and not display_available():
         log.warning("no display available (or OpenCV is the headless build): --show ignored")

@@ -31,8 +31,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from feredge.edge.video import FrameRecord, process_video
+    from pathlib import Path
 
+    from feredge.edge.video import FrameRecord, check_output, process_video
+
+    if args.out is not None:
+        check_output(Path(args.out))
     recognizer = build_recognizer(args)
     live = sys.stderr.isatty() and not args.json
     last_status = 0.0

@@ -189,3 +189,15 @@ def test_load_test_counts_are_checked():
     for argv in (["--concurrent", "-1"], ["--time-limit", "0"], ["--detector", "mtcnn"]):
         with pytest.raises(SystemExit):
             load_args(argv)
+
+
+def test_unwritable_out_fails_before_measuring(tiny_int8_model, tmp_path, capsys, monkeypatch):
+    import feredge.benchmarks.bench as bench
+
+    monkeypatch.setattr(bench, "run_benchmark", pytest.fail)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    on_proc = [Path("/proc/feredge-test")] if Path("/proc/self").is_dir() else []
+    for out in [blocker / "results", *on_proc]:
+        assert main(["bench", "--models", str(tiny_int8_model), "--data", "none", "--out", str(out)]) == 2
+        assert f"feredge bench: error: cannot write benchmark results to {out}:" in capsys.readouterr().err

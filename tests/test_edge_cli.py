@@ -251,3 +251,40 @@ def test_detector_choices_come_from_the_one_table():
     assert bench_args(["--detector", "yunet"]).detector == "yunet"
     with pytest.raises(SystemExit):
         bench_args(["--detector", "none"])  # the pipeline benchmark needs a detector that finds faces
+
+
+def test_annotate_gray_pgm_and_same_file_names_from_different_folders(tiny_int8_model, face_scene, tmp_path, capsys):
+    scene, _ = face_scene
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    gray = write_image(tmp_path / "a" / "gray.pgm", cv2.cvtColor(scene, cv2.COLOR_BGR2GRAY))
+    first = write_image(tmp_path / "a" / "photo.jpg", scene)
+    second = write_image(tmp_path / "b" / "photo.jpg", np.full((120, 160, 3), 200, np.uint8))
+    out = tmp_path / "annotated"
+    args = ["predict", str(gray), str(first), str(second), "--model", str(tiny_int8_model), "--json",
+            "--annotate", str(out)]
+    assert main(args) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(r["annotated"]).name for r in records] == ["gray.pgm.png", "photo.jpg", "photo-2.jpg"]
+    drawn = cv2.imread(str(out / "gray.pgm.png"))
+    assert drawn.shape == (480, 640, 3) and not np.array_equal(drawn[..., 0], drawn[..., 2])  # coloured boxes
+    assert cv2.imread(str(out / "photo.jpg")).shape == (480, 640, 3)
+    assert cv2.imread(str(out / "photo-2.jpg")).shape == (120, 160, 3)  # the second photo, not over the first
+
+
+def _unwritable(tmp_path: Path) -> list[Path]:
+    """Folders no file can be written in: below a regular file, and in /proc where it exists."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    return [blocker / "out"] + ([Path("/proc/feredge-test/out")] if Path("/proc/self").is_dir() else [])
+
+
+def test_unwritable_annotate_and_video_out_fail_before_any_work(tiny_int8_model, photos, tmp_path, capsys):
+    for folder in _unwritable(tmp_path):
+        code = main(["predict", str(photos / "scene.jpg"), "--model", str(tiny_int8_model), "--annotate", str(folder)])
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == ""
+        assert f"feredge predict: error: cannot write annotated images to {folder}:" in captured.err
+        code = main(["video", "missing.avi", "--model", "missing.tflite", "--out", str(folder / "y.mp4")])
+        assert code == 2
+        assert f"feredge video: error: cannot write the video to {folder}:" in capsys.readouterr().err
