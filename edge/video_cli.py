@@ -1,7 +1,9 @@
 """``feredge video SOURCE``: emotions in a video file, a camera (``0``) or an RTSP/HTTP stream.
 
-Headless by default; ``--out`` writes an annotated video, ``--show`` opens a window where a display
-exists, ``--json`` prints one record per frame. Ctrl-C (or ``q`` in the window) stops cleanly.
+Headless by default; ``--out`` writes an annotated video (moved into place when the run ends),
+``--show`` opens a window where a display exists, ``--json`` prints one record per frame. Ctrl-C (or
+``q`` in the window) stops cleanly. A camera or stream that delivers frames faster than they are
+processed is read on a thread that keeps only the newest frame (``--all-frames`` turns this off).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show", action="store_true", help="show the annotated video in a window")
     parser.add_argument("--json", action="store_true", help="one JSON record per frame on stdout")
     parser.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
+    parser.add_argument(
+        "--all-frames", action="store_true",
+        help="process every frame of a camera or stream even when falling behind (default: skip to the newest)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         show=args.show,
         max_frames=args.max_frames,
         on_frame=on_frame,
+        drop_stale=False if args.all_frames else None,
     )
     if live:
         print(file=sys.stderr)
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{ending}: {summary.frames} frames in {summary.seconds:.1f} s ({summary.mean_fps:.1f} FPS)"
         + (f"; face-frames: {counts}" if counts else "")
+        + (f"; skipped {summary.dropped} stale frames" if summary.dropped else "")
         + (f"; wrote {summary.output}" if summary.output else ""),
         file=sys.stderr,
     )

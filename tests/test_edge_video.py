@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from feredge.edge import video
 from feredge.edge.errors import VideoError
 from feredge.edge.labels import FER2013
 from feredge.edge.recognizer import EmotionRecognizer, Face, face_from_scores
-from feredge.edge.video import FaceTracker, iou, process_video
+from feredge.edge.video import FaceTracker, LatestFrameReader, iou, process_video
 
 
 def face(box, label: str, p: float = 0.8) -> Face:
@@ -163,3 +165,98 @@ def test_show_without_display_is_ignored(recognizer, clip, monkeypatch, caplog):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert process_video(recognizer, str(clip), show=True, max_frames=2).frames == 2
     assert "--show ignored" in caplog.text
+
+
+# --- live sources: stale frames are dropped; outputs appear only when complete ---
+
+
+class FakeCamera:
+    """A capture that delivers its first frame, then the rest as fast as they are read once ``go`` is
+    set, then ends and sets ``exhausted``."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames = list(frames)
+        self.delivered = 0
+        self.go = threading.Event()
+        self.exhausted = threading.Event()
+        self.released = False
+
+    def read(self):
+        if self.delivered:
+            assert self.go.wait(10)
+        if not self.frames:
+            self.exhausted.set()
+            return False, None
+        self.delivered += 1
+        return True, self.frames.pop(0)
+
+    def get(self, prop) -> float:
+        return 30.0
+
+    def release(self) -> None:
+        self.released = True
+
+
+def numbered(count: int) -> list[np.ndarray]:
+    return [np.full((8, 8, 3), i, np.uint8) for i in range(count)]
+
+
+def test_latest_frame_reader_skips_to_the_newest_frame():
+    camera = FakeCamera(numbered(10))
+    reader = LatestFrameReader(camera)
+    ok, first = reader.read()
+    assert ok and first[0, 0, 0] == 0
+    camera.go.set()
+    assert camera.exhausted.wait(10)
+    ok, newest = reader.read()
+    assert ok and newest[0, 0, 0] == 9
+    assert reader.read() == (False, None)
+    reader.close()
+    assert camera.released
+    assert reader.dropped == 10 - 2
+
+
+def test_a_slow_consumer_of_a_live_source_processes_only_current_frames(recognizer, face_scene, monkeypatch):
+    camera = FakeCamera([face_scene[0].copy() for _ in range(10)])
+    monkeypatch.setattr(video, "open_capture", lambda source: camera)
+
+    def slow(record):  # the camera delivers all other frames while the first one is processed
+        if record.index == 0:
+            camera.go.set()
+            assert camera.exhausted.wait(10)
+
+    summary = process_video(recognizer, "0", on_frame=slow)
+    assert (summary.frames, summary.dropped) == (2, 8)
+    assert camera.released
+
+
+def test_a_file_is_read_in_full_however_slow(recognizer, face_scene, monkeypatch):
+    camera = FakeCamera([face_scene[0].copy() for _ in range(5)])
+    camera.go.set()
+    monkeypatch.setattr(video, "open_capture", lambda source: camera)
+    summary = process_video(recognizer, "clip.mp4", on_frame=lambda record: None)
+    assert (summary.frames, summary.dropped) == (5, 0)
+    assert video.is_live("0") and video.is_live("rtsp://cam/1") and not video.is_live("file:///a.mp4")
+
+
+def test_out_is_written_under_a_temporary_name_and_moved_into_place(recognizer, clip, tmp_path):
+    out = tmp_path / "result.mp4"
+    seen = []
+
+    def look(record):
+        seen.append((out.exists(), sorted(p.name for p in tmp_path.iterdir())))
+
+    process_video(recognizer, str(clip), out=out, max_frames=3, on_frame=look)
+    assert all(not exists for exists, _ in seen)
+    assert any(name.endswith(".part.mp4") for name in seen[-1][1])
+    assert [p.name for p in tmp_path.iterdir()] == ["result.mp4"] and frame_count(out) == 3
+
+
+def test_an_error_midway_leaves_no_output_file(recognizer, clip, tmp_path):
+    def fail(record):
+        if record.index == 2:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        process_video(recognizer, str(clip), out=tmp_path / "result.mp4", on_frame=fail)
+    assert list(tmp_path.iterdir()) == []
