@@ -94,6 +94,7 @@ def _bench_subject(subject: Subject, context: _Context) -> dict[str, Any]:
         "size_bytes": path.stat().st_size if path.is_file() else None,
         "format": None,
         "backend": None,
+        "provider": None,
         "runtime": None,
         "model": None,
         "threads": [],
@@ -144,6 +145,7 @@ def _describe(entry: dict[str, Any], model: EmotionModel) -> None:
     meta = model.metadata
     entry["format"] = format_label(entry["path"], meta)
     entry["backend"] = model.runner.backend
+    entry["provider"] = getattr(model.runner, "provider", None)  # onnxruntime's execution provider
     entry["runtime"] = package_version(model.runner.backend)
     entry["model"] = {
         "input": [meta.input_size, meta.input_size, meta.channels],

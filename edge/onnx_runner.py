@@ -2,10 +2,15 @@
 
 ONNX exports from tf2onnx keep Keras' NHWC layout and float inputs, so that is what this expects.
 The feredge metadata travels in the model's ``metadata_props['feredge']``.
+
+Execution providers are taken best first from those this onnxruntime build reports as available:
+TensorRT, then CUDA (a Jetson's onnxruntime-gpu), then the CPU. ``runner.provider`` names the one
+the session actually runs on (onnxruntime falls back to the next one when a provider cannot start).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +19,14 @@ from feredge.edge.errors import ModelLoadError
 from feredge.edge.interpreter import run_in_fixed_batches
 from feredge.edge.metadata import METADATA_KEY
 
-_PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+log = logging.getLogger(__name__)
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+def choose_providers(available: list[str]) -> list[str]:
+    """The preferred execution providers that are available, best first (the CPU at least)."""
+    return [p for p in PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
 
 
 class OnnxRunner:
@@ -32,8 +43,7 @@ class OnnxRunner:
             raise ModelLoadError(f"{path}: ONNX models need onnxruntime ({hint})") from exc
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        available = ort.get_available_providers()
-        providers = [p for p in _PREFERRED_PROVIDERS if p in available]
+        providers = choose_providers(ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime's errors share no base class below Exception
@@ -43,7 +53,9 @@ class OnnxRunner:
             raise ModelLoadError(
                 f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}"
             )
-        self.backend = "onnxruntime"
+        self.backend = "onnxruntime"  # the pip package, as for TFLiteRunner
+        self.provider: str = self._session.get_providers()[0]
+        log.debug("%s: onnxruntime runs it on %s (asked for %s)", path, self.provider, ", ".join(providers))
         self._input_name = inputs[0].name
         self._dtype = _FLOAT_TYPES.get(inputs[0].type)
         shape = inputs[0].shape

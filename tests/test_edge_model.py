@@ -269,3 +269,35 @@ def test_corrupt_onnx(tmp_path):
     path.write_bytes(b"not a protobuf")
     with pytest.raises(ModelLoadError, match=r"bad.onnx: not a valid ONNX model"):
         load_model(path)
+
+
+def test_onnx_providers_tensorrt_then_cuda_then_cpu_of_those_available(tmp_path, monkeypatch):
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "tiny.onnx"
+    _tiny_onnx(path, with_metadata=True)
+    assert load_model(path, threads=1).runner.provider == "CPUExecutionProvider"
+    asked = []
+
+    class Session(ort.InferenceSession):
+        """Records the providers asked for, runs on the CPU, reports the first provider asked for."""
+
+        def __init__(self, model, options, providers):
+            asked.append(providers)
+            super().__init__(model, options, providers=["CPUExecutionProvider"])
+            self._first = providers[0]
+
+        def get_providers(self):
+            return [self._first, "CPUExecutionProvider"]
+
+    monkeypatch.setattr(ort, "InferenceSession", Session)
+    cases = [
+        (["CPUExecutionProvider", "CUDAExecutionProvider", "AzureExecutionProvider", "TensorrtExecutionProvider"],
+         ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]),
+        (["CUDAExecutionProvider", "CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+        (["AzureExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]),
+    ]
+    for available, expected in cases:
+        monkeypatch.setattr(ort, "get_available_providers", lambda available=available: available)
+        runner = load_model(path, threads=1).runner
+        assert asked[-1] == expected
+        assert runner.provider == expected[0] and runner.backend == "onnxruntime"
