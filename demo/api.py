@@ -1,13 +1,19 @@
 """``POST /predict`` and ``GET /health``: plain REST beside the Gradio UI, for scripts and curl.
 
-    curl -F file=@face.jpg "http://127.0.0.1:7860/predict?detector=haar"
+    curl -F file=@face.jpg "http://127.0.0.1:7860/predict?detector=haar&threads=2"
 
-Errors are JSON ``{"error": message}``: 400 for a missing field, non-image, corrupt image or unknown
-model/detector, 413 for an upload over the size cap. The form is parsed by hand rather than with
-FastAPI parameters so that a missing field is a 400 with one message, like every other bad input.
+``model``, ``detector`` and ``threads`` are optional, as query parameters or form fields. Errors are
+JSON ``{"error": message}``: 400 for a missing field, non-image, corrupt image or unknown
+model/detector/threads, 413 for an upload over the size cap, whether the request says its length
+or is sent in chunks (the body is counted as it arrives and reading stops at the cap). The form is
+parsed by hand rather than with FastAPI parameters so that a missing field is a 400 with one
+message, like every other bad input.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -20,6 +26,9 @@ from feredge.edge.errors import FeredgeError, ImageError
 
 # Multipart boundaries and headers around the file; a body beyond cap + this is refused unread.
 _FORM_OVERHEAD = 64 * 1024
+_OPTIONS = ("model", "detector", "threads")
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 def error_status(exc: FeredgeError) -> int:
@@ -42,11 +51,12 @@ def router(service: DemoService) -> APIRouter:
 
     @routes.post("/predict")
     async def predict(request: Request) -> JSONResponse:
-        """Multipart ``file`` (an image); optional ``model`` and ``detector`` as query or form fields."""
+        """Multipart ``file`` (an image); optional ``model``, ``detector`` and ``threads`` as query or form fields."""
         try:
             data, name, fields = await _read_upload(request, service.max_upload_bytes)
+            threads = _threads(fields.get("threads"))
             analysis = await run_in_threadpool(
-                service.analyze, data, fields.get("model"), fields.get("detector"), name=name
+                service.analyze, data, fields.get("model"), fields.get("detector"), threads, name=name
             )
         except FeredgeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
@@ -55,18 +65,49 @@ def router(service: DemoService) -> APIRouter:
     return routes
 
 
+def _threads(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise DemoRequestError(f"threads must be a whole number, got {value!r}") from None
+
+
+def capped_receive(receive: Receive, limit: int, max_bytes: int) -> Receive:
+    """``receive`` that raises ``UploadTooLargeError`` once the request body passes ``limit`` bytes,
+    so a body without Content-Length (chunked) is read no further than that."""
+    received = 0
+
+    async def capped() -> MutableMapping[str, Any]:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise UploadTooLargeError(
+                    f"request of more than {received / 2**20:.1f} MB: larger than the "
+                    f"{max_bytes / 2**20:g} MB upload limit"
+                )
+        return message
+
+    return capped
+
+
 async def _read_upload(request: Request, max_bytes: int) -> tuple[bytes, str, dict[str, str]]:
-    """(file bytes, file name, model/detector fields); reads at most ``max_bytes + 1`` bytes of the file."""
+    """(file bytes, file name, option fields); the body is read up to ``max_bytes`` plus the form's overhead."""
+    limit = max_bytes + _FORM_OVERHEAD
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > max_bytes + _FORM_OVERHEAD:
+    if length.isdigit() and int(length) > limit:
         raise UploadTooLargeError(
             f"request of {int(length) / 2**20:.1f} MB: larger than the {max_bytes / 2**20:g} MB upload limit"
         )
-    fields = {key: request.query_params[key] for key in ("model", "detector") if key in request.query_params}
+    fields = {key: request.query_params[key] for key in _OPTIONS if key in request.query_params}
+    capped = Request(request.scope, capped_receive(request.receive, limit, max_bytes))
     try:
-        async with request.form(max_files=1, max_fields=10) as form:
+        async with capped.form(max_files=1, max_fields=10) as form:
             upload = form.get("file")
-            fields.update({key: str(form[key]) for key in ("model", "detector") if key in form})
+            fields.update({key: str(form[key]) for key in _OPTIONS if key in form})
             if upload is None:
                 raise DemoRequestError("missing multipart field 'file' (send the image as -F file=@image.jpg)")
             if not isinstance(upload, UploadFile):

@@ -19,14 +19,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 serves the LAN")
     parser.add_argument("--port", type=port_number, default=7860, help="port (0: any free port) (default: 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
-    parser.add_argument("--detector-model", metavar="PATH", help="YuNet .onnx file; enables the yunet detector")
+    parser.add_argument(
+        "--detector-model", metavar="PATH", help="YuNet .onnx file; enables the yunet detector (checked at start-up)"
+    )
+    parser.add_argument(
+        "--labels", help="labels of the models' outputs: a preset (fer2013, fer5) or a comma list; "
+        "needed only for models without feredge metadata",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from feredge.demo.server import BackgroundServer, create_app
     from feredge.demo.service import DemoService, model_choices
 
-    service = DemoService(model_choices(args.model), detector_model=args.detector_model)
+    service = DemoService(model_choices(args.model), detector_model=args.detector_model, labels=args.labels)
     with BackgroundServer(create_app(service), args.host, args.port) as server:
         print(f"feredge demo: open {server.url}  (REST: POST {server.url}/predict)", flush=True)
         if args.share:

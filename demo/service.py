@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from feredge.edge.detect import DETECTORS, YUNET_FILENAME, cache_dir
+from feredge.edge.detect import DETECTORS, YUNET_FILENAME, YuNetDetector, cache_dir
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError
 from feredge.edge.model import DEFAULT_MODEL, default_threads
 from feredge.edge.preprocess import ScaledImage, decode_image_scaled
@@ -92,8 +92,9 @@ class _Slot:
 class DemoService:
     """Cached recognizers for a fixed set of models and detectors, shared by all requests.
 
-    Every model is loaded once at construction (default detector and threads), so a bad model file
-    fails at start-up rather than on the first request.
+    Every model is loaded once at construction (default detector and threads), and a YuNet
+    ``detector_model`` is loaded once too, so a bad model file fails at start-up rather than on the
+    first request. ``labels`` (a preset or a comma list) labels models without feredge metadata.
     """
 
     def __init__(
@@ -101,9 +102,13 @@ class DemoService:
         models: Mapping[str, str | Path],
         detector_model: str | Path | None = None,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        labels: str | Iterable[str] | None = None,
     ) -> None:
         if not models:
             raise ModelLoadError(f"no default model is installed (expected {DEFAULT_MODEL}); pass --model PATH")
+        if detector_model is not None:
+            YuNetDetector(detector_model)  # raises ModelLoadError for a missing or unusable file
+        self.labels = labels
         self.models = {name: Path(path) for name, path in models.items()}
         self.detectors = available_detectors(detector_model)
         self.detector_model = detector_model
@@ -154,7 +159,11 @@ class DemoService:
         with self._slots_lock:
             if key not in self._slots:
                 recognizer = EmotionRecognizer(
-                    self.models[model], detector=detector, threads=threads, detector_model=self.detector_model
+                    self.models[model],
+                    detector=detector,
+                    threads=threads,
+                    labels=self.labels,
+                    detector_model=self.detector_model,
                 )
                 self._slots[key] = _Slot(recognizer, threading.Lock())
             return self._slots[key]

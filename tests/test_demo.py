@@ -223,3 +223,76 @@ def test_port_out_of_range_is_a_usage_error_and_a_server_error(capsys: pytest.Ca
     assert "argument --port: expected a port number from 0 to 65535, got '70000'" in capsys.readouterr().err
     with pytest.raises(ServerError, match=r"cannot listen on 127\.0\.0\.1:70000"):
         BackgroundServer(FastAPI(), "127.0.0.1", 70000)
+
+
+def test_rest_predict_takes_threads_as_query_or_form_field(demo_server, face_drawer) -> None:
+    url, _ = demo_server
+    files = {"file": ("face.png", png(face_drawer()), "image/png")}
+    assert httpx.post(f"{url}/predict", files=files, params={"threads": "1"}).json()["threads"] == 1
+    assert httpx.post(f"{url}/predict", files=files, data={"threads": "2"}).json()["threads"] == 2
+    bad = httpx.post(f"{url}/predict", files=files, params={"threads": "many"})
+    assert bad.status_code == 400 and bad.json()["error"] == "threads must be a whole number, got 'many'"
+    bad = httpx.post(f"{url}/predict", files=files, params={"threads": "99"})
+    assert bad.status_code == 400 and "threads must be between 1 and" in bad.json()["error"]
+
+
+def test_chunked_upload_without_length_is_refused_at_the_cap(demo_server) -> None:
+    url, _ = demo_server
+    chunk = 64 * 1024
+
+    def body():
+        yield b'--cut\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n\r\n'
+        for _ in range((MAX_UPLOAD_BYTES + 64 * 1024) // chunk + 2):
+            yield b"\0" * chunk
+        yield b"\r\n--cut--\r\n"
+
+    headers = {"content-type": "multipart/form-data; boundary=cut"}
+    response = httpx.post(f"{url}/predict", content=body(), headers=headers, timeout=60)
+    assert response.status_code == 413 and "10 MB upload limit" in response.json()["error"]
+    assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_reading_an_endless_body_stops_after_the_cap() -> None:
+    import asyncio
+
+    from starlette.requests import Request
+
+    from feredge.demo.api import _FORM_OVERHEAD, _read_upload
+
+    chunk, reads = 16 * 1024, []
+
+    async def endless():  # a chunked upload that would go on for 100 chunks (1.6 MB)
+        reads.append(1)
+        if len(reads) == 1:
+            head = b'--cut\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\n'
+            return {"type": "http.request", "body": head, "more_body": True}
+        if len(reads) > 100:
+            return {"type": "http.request", "body": b"\r\n--cut--\r\n", "more_body": False}
+        return {"type": "http.request", "body": b"\0" * chunk, "more_body": True}
+
+    scope = {"type": "http", "method": "POST", "path": "/predict", "query_string": b"",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=cut")]}
+    with pytest.raises(UploadTooLargeError, match="upload limit"):
+        asyncio.run(_read_upload(Request(scope, endless), max_bytes=100_000))
+    assert len(reads) <= (100_000 + _FORM_OVERHEAD) // chunk + 2
+
+
+def test_detector_model_is_checked_at_start_up(tiny_int8_model: Path, tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "missing.onnx"
+    assert cli.main(["demo", "--model", str(tiny_int8_model), "--detector-model", str(missing)]) == 2
+    assert f"{missing}: detector model file not found" in capsys.readouterr().err
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx")
+    assert cli.main(["demo", "--model", str(tiny_int8_model), "--detector-model", str(junk)]) == 2
+    assert "junk.onnx: not a usable YuNet face detector model" in capsys.readouterr().err
+
+
+def test_labels_option_serves_models_without_metadata(tiny_models: dict[str, Path], face_drawer) -> None:
+    from feredge.edge.errors import MetadataError
+
+    with pytest.raises(MetadataError, match="metadata has no labels"):
+        DemoService({"plain": tiny_models["no_labels"]})
+    service = DemoService({"plain": tiny_models["no_labels"]}, labels="fer2013")
+    (face,) = service.analyze(png(face_drawer())).faces
+    assert set(face.scores) == set(FER2013)
+    assert cli.build_parser().parse_args(["demo", "--labels", "fer5"]).labels == "fer5"
