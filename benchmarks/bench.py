@@ -1,7 +1,8 @@
 """One benchmark run: every model at every thread count, side by side in one JSON-ready record.
 
-Each model is measured in turn; whatever fails (a corrupt file, a backend error, a label mismatch)
-is recorded as that model's status and the run goes on with the next model.
+Each model is measured in turn; whatever fails (a corrupt file, a backend error) is recorded as that
+model's status and the run goes on with the next model. A data set that shares no class with a model
+only skips that model's accuracy (``accuracy_skipped`` says why); its speed is still measured.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from feredge.benchmarks.machine import load_average, machine_info
 from feredge.benchmarks.memory import measure
 from feredge.benchmarks.models import Subject, format_label, open_model, package_version
 from feredge.edge.detect import Detector, make_detector
+from feredge.edge.errors import DataError
 from feredge.edge.interpreter import interpreter_class
 from feredge.edge.model import EmotionModel
 from feredge.edge.recognizer import EmotionRecognizer
@@ -99,6 +101,7 @@ def _bench_subject(subject: Subject, context: _Context) -> dict[str, Any]:
         "model": None,
         "threads": [],
         "accuracy": None,
+        "accuracy_skipped": None,
         "note": None,
     }
     if subject.skip_reason:
@@ -135,8 +138,12 @@ def _bench_threads(subject: Subject, threads: int, context: _Context, entry: dic
         str(faces): {"faces": faces, **pipeline_latency(recognizer, frame, settings.frames, PIPELINE_WARMUP, threads)}
         for faces, frame in context.scenes.items()
     }
-    if context.data is not None and entry["accuracy"] is None:
-        entry["accuracy"] = evaluate(model, context.data)
+    if context.data is not None and entry["accuracy"] is None and entry["accuracy_skipped"] is None:
+        try:
+            entry["accuracy"] = evaluate(model, context.data)
+        except DataError as exc:
+            log.warning("%s: accuracy skipped: %s", subject.name, exc)
+            entry["accuracy_skipped"] = str(exc)
     row["memory"] = measure(subject, threads)
     return row
 

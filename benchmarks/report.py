@@ -122,6 +122,8 @@ def notes(results: dict[str, Any]) -> list[str]:
             lines.append(f"{model['name']}: {model['status']}: {model['error']}")
         if model["note"]:
             lines.append(f"{model['name']}: {model['note']}")
+        if model.get("accuracy_skipped"):
+            lines.append(f"{model['name']}: accuracy skipped: {model['accuracy_skipped']}")
         if model.get("provider"):
             lines.append(f"{model['name']}: {model['backend']} ran it on {model['provider']}")
     return lines

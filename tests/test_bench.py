@@ -201,3 +201,24 @@ def test_unwritable_out_fails_before_measuring(tiny_int8_model, tmp_path, capsys
     for out in [blocker / "results", *on_proc]:
         assert main(["bench", "--models", str(tiny_int8_model), "--data", "none", "--out", str(out)]) == 2
         assert f"feredge bench: error: cannot write benchmark results to {out}:" in capsys.readouterr().err
+
+
+def test_fer_peer_takes_its_label_order_from_the_contract():
+    assert FER_LABELS is FER2013
+
+
+def test_data_sharing_no_class_with_a_model_skips_only_its_accuracy(tiny_int8_model, tmp_path, capsys):
+    data = tmp_path / "other"
+    for folder in ("pain", "contempt"):
+        (data / folder).mkdir(parents=True)
+        cv2.imwrite(str(data / folder / "0.png"), half_bright(True))
+    out = tmp_path / "out"
+    args = ["--models", str(tiny_int8_model), "--data", str(data), "--threads", "1", "--runs", "2",
+            "--warmup", "0", "--frames", "1", "--out", str(out)]
+    assert run(parse_args(args)) == 0
+    (model,) = json.loads((out / "results.json").read_text())["models"]
+    assert model["status"] == "ok" and model["accuracy"] is None
+    assert "none of the data's classes (contempt, pain)" in model["accuracy_skipped"]
+    (row,) = model["threads"]
+    assert row["steady_ms"]["runs"] == 2 and row["pipeline"]["1"]["faces"] == 1
+    assert "int8: accuracy skipped: none of the data's classes" in capsys.readouterr().out
