@@ -116,6 +116,10 @@ def test_large_upload_is_decoded_reduced_and_reports_its_original_size(service: 
     analysis = service.analyze(wide, name="panorama.jpg")
     assert analysis.image.shape[:2] == (60, 2200)
     assert analysis.to_dict()["image_size"] == [4400, 120]
+    from feredge.demo.app import _respond
+
+    annotated, _, record, *_ = _respond(service, wide, "int8", "haar", 1, "panorama.jpg")
+    assert annotated.shape == (60, 2200, 3) and record["image_size"] == [4400, 120]
 
 
 def test_concurrent_requests_give_the_same_answers_as_sequential_ones(service: DemoService, face_scene) -> None:
