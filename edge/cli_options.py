@@ -9,56 +9,30 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import Any
 
 
-def _number(text: str, kind: type, what: str) -> int | float:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
+def _checked(kind: Callable[[str], Any], what: str, accept: Callable[[Any], bool]) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)``, finite and accepted, else a usage error "expected {what}"."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    value = int(_number(text, int, "a whole number >= 1"))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    value = int(_number(text, int, "a whole number >= 0"))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    value = float(_number(text, float, "a number > 0"))
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in (0, 1]."""
-    value = float(_number(text, float, "a number in (0, 1]"))
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port, 0 to 65535 (0: any free port)."""
-    value = int(_number(text, int, "a port number from 0 to 65535"))
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
-    return value
+positive_int = _checked(int, "a whole number >= 1", lambda v: v >= 1)
+non_negative_int = _checked(int, "a whole number >= 0", lambda v: v >= 0)
+positive_float = _checked(float, "a number > 0", lambda v: v > 0)
+fraction = _checked(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+port_number = _checked(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
 
 
 def add_recognizer_options(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -80,11 +81,14 @@ def _png_info(data: bytes) -> ImageInfo | None:
     return _positive(ImageInfo("png", width, height, channels))
 
 
-def _jpeg_segments(data: bytes):
-    """(marker, payload start, payload end) of each segment before the first scan's data."""
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, payload start, payload end) of each segment from SOI on, entropy-coded scan data
+    skipped (progressive JPEGs have many scans). Ends after EOI, where the data ends, or at a byte
+    that should be a marker and is not, which gives marker -1."""
     pos = 2
-    while pos + 4 <= len(data):
+    while pos + 2 <= len(data):
         if data[pos] != 0xFF:
+            yield -1, pos, pos
             return
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
@@ -92,11 +96,23 @@ def _jpeg_segments(data: bytes):
             continue
         if marker in _JPEG_STANDALONE:
             yield marker, pos + 2, pos + 2
+            if marker == _JPEG_EOI:
+                return
             pos += 2
             continue
+        if pos + 4 > len(data):
+            return
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        yield marker, pos + 4, pos + 2 + length
-        pos += 2 + length
+        end = pos + 2 + length
+        yield marker, pos + 4, end
+        if end > len(data):
+            return
+        pos = end
+        if marker == _JPEG_SOS:
+            found = _JPEG_SCAN_END.search(data, pos)
+            if found is None:
+                return
+            pos = found.start()
 
 
 def _jpeg_info(data: bytes) -> ImageInfo | None:
@@ -107,7 +123,7 @@ def _jpeg_info(data: bytes) -> ImageInfo | None:
             _precision, height, width, components = struct.unpack(">BHHB", data[start : start + 6])
             # height 0 means "set later by a DNL marker": unknown here.
             return _positive(ImageInfo("jpeg", width, height, components))
-        if marker in (_JPEG_SOS, _JPEG_EOI):
+        if marker in (_JPEG_SOS, _JPEG_EOI, -1):
             return None
     return None
 
@@ -152,29 +168,9 @@ def _png_end(data: bytes) -> int | None:
 
 
 def _jpeg_end(data: bytes) -> int | None:
-    """Follow segments and scans (progressive JPEGs have many) to the EOI marker."""
-    pos = 2
-    while pos + 2 <= len(data):
-        if data[pos] != 0xFF:
-            return len(data)  # not a marker where one must be: leave it to the decoder
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
+    for marker, _, end in _jpeg_segments(data):
         if marker == _JPEG_EOI:
-            return pos + 2
-        if marker in _JPEG_STANDALONE:
-            pos += 2
-            continue
-        if pos + 4 > len(data):
-            return None
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        pos += 2 + length
-        if pos > len(data):
-            return None
-        if marker == _JPEG_SOS:
-            found = _JPEG_SCAN_END.search(data, pos)
-            if found is None:
-                return None
-            pos = found.start()
+            return end
+        if marker == -1:
+            return len(data)  # not a marker where one must be: leave it to the decoder
     return None
