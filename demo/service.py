@@ -20,7 +20,7 @@ import numpy as np
 
 from feredge.edge.detect import DETECTORS, YUNET_FILENAME, YuNetDetector, cache_dir
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError
-from feredge.edge.model import DEFAULT_MODEL, default_threads
+from feredge.edge.model import DEFAULT_MODEL, default_threads, shipped_models
 from feredge.edge.preprocess import ScaledImage, decode_image_scaled
 from feredge.edge.recognizer import EmotionRecognizer, Face
 
@@ -36,13 +36,13 @@ class UploadTooLargeError(ImageError):
 
 
 def model_choices(paths: list[str | Path]) -> dict[str, Path]:
-    """Display name -> model file: the given files, then the shipped model when it is installed.
+    """Display name -> model file: the given files, then the models shipped with the package.
 
     Names are file stems, or the paths as given when two stems clash (``runs/a/model_int8`` ...).
     """
     files = [Path(p) for p in paths]
-    if DEFAULT_MODEL.is_file() and DEFAULT_MODEL.resolve() not in {f.resolve() for f in files}:
-        files.append(DEFAULT_MODEL)
+    given = {f.resolve() for f in files}
+    files += [f for f in shipped_models() if f.resolve() not in given]
     stems = [f.stem for f in files]
     unique = len(set(stems)) == len(stems)
     return {(f.stem if unique else str(f)): f for f in files}

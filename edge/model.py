@@ -26,7 +26,13 @@ from feredge.edge.metadata import METADATA_KEY, ModelMetadata, resolve_metadata,
 from feredge.edge.preprocess import preprocess_face
 from feredge.edge.tta import flip_average
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "feredge_default_int8.tflite"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "feredge_default_int8.tflite"
+
+
+def shipped_models() -> list[Path]:
+    """Model files installed with the package (int8 default, fp16 twin), the default first."""
+    return sorted(MODELS_DIR.glob("*.tflite"), key=lambda p: (p.name != DEFAULT_MODEL.name, p.name))
 
 # Rows of a softmax output sum to 1 up to int8 rounding (K * scale / 2, about 0.014 for 7 classes).
 _PROBABILITY_TOLERANCE = 0.05

@@ -54,7 +54,8 @@ def test_model_choices_name_models_by_stem_and_add_the_shipped_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shipped = tmp_path / "shipped" / "feredge_default_int8.tflite"
-    monkeypatch.setattr("feredge.demo.service.DEFAULT_MODEL", shipped)
+    monkeypatch.setattr("feredge.edge.model.MODELS_DIR", shipped.parent)
+    monkeypatch.setattr("feredge.edge.model.DEFAULT_MODEL", shipped)
     assert model_choices([tmp_path / "a.tflite", tmp_path / "b.tflite"]) == {
         "a": tmp_path / "a.tflite", "b": tmp_path / "b.tflite"
     }

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from feredge.cli import main
-from feredge.edge.model import DEFAULT_MODEL
 
 
 def write_image(path: Path, image: np.ndarray) -> Path:
@@ -130,11 +129,17 @@ def test_model_without_labels_works_with_labels_option(tiny_models, photos, caps
     assert len(capsys.readouterr().out.splitlines()) == 3
 
 
-def test_no_default_model_yet(photos, capsys):
-    if DEFAULT_MODEL.exists():
-        pytest.skip("a default model is installed")
+def test_no_default_model_installed(photos, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("feredge.edge.model.DEFAULT_MODEL", tmp_path / "feredge_default_int8.tflite")
     assert main(["predict", str(photos / "scene.jpg")]) == 2
     assert "no default model is installed" in capsys.readouterr().err
+
+
+def test_predict_uses_the_shipped_model_by_default(photos, capsys):
+    assert main(["predict", str(photos / "scene.jpg"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert len(record["faces"]) == 2
+    assert all(face["label"] in face["scores"] and len(face["scores"]) == 7 for face in record["faces"])
 
 
 def test_video_json_and_out(tiny_int8_model, face_scene, tmp_path, capsys):

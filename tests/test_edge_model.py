@@ -12,7 +12,7 @@ import pytest
 from feredge.edge import interpreter as interpreter_module
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
 from feredge.edge.labels import FER2013
-from feredge.edge.model import DEFAULT_MODEL, load_model
+from feredge.edge.model import DEFAULT_MODEL, load_model, shipped_models
 
 S = 48
 
@@ -162,11 +162,23 @@ def test_corrupt_tflite(tiny_int8_model, tmp_path):
         load_model(path)
 
 
-def test_no_default_model_installed_yet():
-    if DEFAULT_MODEL.exists():
-        pytest.skip("a default model is installed")
+def test_missing_default_model_says_to_pass_one(tmp_path, monkeypatch):
+    monkeypatch.setattr("feredge.edge.model.DEFAULT_MODEL", tmp_path / "feredge_default_int8.tflite")
     with pytest.raises(ModelLoadError, match=r"no default model is installed.*pass a model path"):
         load_model()
+
+
+def test_shipped_default_model_is_int8_with_metadata_and_small():
+    model = load_model()
+    assert model.metadata.labels == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    assert (model.metadata.input_size, model.metadata.channels, model.metadata.format) == (48, 1, "tflite-int8")
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(DEFAULT_MODEL))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    assert DEFAULT_MODEL.stat().st_size <= 2 * 1024 * 1024
+    assert shipped_models()[0] == DEFAULT_MODEL
 
 
 # --- interpreter fallback chain ---
