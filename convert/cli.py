@@ -33,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalization", choices=list(NORMALIZATIONS),
                         help="input normalization of a model without metadata.json (default: unit)")
     parser.add_argument("--threads", type=int, help="interpreter threads for the gate")
+    parser.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="serve with (or without) mirror averaging: twice the inference per face for a "
+                             "steadier score (default: as trained)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     requested = {"qat": args.qat, "edgetpu": args.edgetpu, "opset": args.opset is not None}
     check_options(formats, [name for name, wanted in requested.items() if wanted])
     source = load_source(args.model, args.labels, args.normalization)
+    if args.test_time_flip is not None:  # the gate then scores float and converted models the same new way
+        source.metadata = source.metadata.replace(test_time_flip=args.test_time_flip)
     need_train = any(f.needs_calibration for f in formats)
     data = resolve_data(source, args.check_data, args.calibration_data, need_train)
     options = ConvertOptions(out=args.out, max_f1_drop=args.max_f1_drop, calibration_size=args.calibration_size,

@@ -237,3 +237,11 @@ def test_qat_runs_one_epoch_and_reports_beside_ptq(run_dir, tmp_path):
     assert load_model(qat).metadata == metadata
     assert report(tmp_path / "model_int8_qat.report.json")["qat"]
     assert not report(tmp_path / "model_int8.report.json")["qat"]
+
+
+def test_test_time_flip_can_be_switched_at_conversion(run_dir, tmp_path):
+    for flag, expected in (("--test-time-flip", True), ("--no-test-time-flip", False)):
+        out = tmp_path / flag
+        code, _, stderr = convert_cli(str(run_dir), "--format", "fp32", "--out", str(out), flag)
+        assert code == 0, stderr
+        assert read_tflite_metadata((out / "model_fp32.tflite").read_bytes()).test_time_flip is expected
