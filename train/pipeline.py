@@ -84,8 +84,3 @@ def make_dataset(
         return out + tuple(sample_weight)
 
     return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def inputs_only(split: Split, spec: PreprocessSpec, batch_size: int = 256) -> tf.data.Dataset:
-    """Normalized inputs without labels, for ``model.predict``."""
-    return make_dataset(split, spec, 1, batch_size, training=False).map(lambda x, _y: x)

@@ -35,7 +35,7 @@ from feredge.train.backbones import (
 from feredge.train.config import TrainConfig
 from feredge.train.data import Dataset, Split, load_dataset
 from feredge.train.evaluate import predict_scores
-from feredge.train.pipeline import class_weights, inputs_only, make_dataset
+from feredge.train.pipeline import class_weights, make_dataset
 from feredge.train.runs import MODEL_FILE
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def fit_svm_head(model, split: Split, spec: PreprocessSpec, c: float, balanced: 
     from sklearn.svm import LinearSVC
 
     features = keras.Model(model.input, model.get_layer(FEATURES_NAME).output)
-    embeddings = features.predict(inputs_only(split, spec), verbose=0)
+    embeddings = predict_scores(features, split, spec)  # the pooled features, batched like every scoring
     svm = LinearSVC(C=c, class_weight="balanced" if balanced else None, random_state=seed, max_iter=5000)
     svm.fit(embeddings, split.targets)
     coef, intercept = svm.coef_, svm.intercept_
