@@ -2,7 +2,7 @@
 
 The loader is numpy-only because the training loader needs TensorFlow's install: images go through
 the contract's ``decode_image`` and ``prepare_face``, class folders are matched to each model's labels
-by canonical name, and the metrics are the ones every other stage reports (``edge/report.py``).
+by canonical name, and the metrics are the ones every other stage reports (``edge/metrics.py``).
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from feredge.edge.decode import IMAGE_SUFFIXES, decode_image
 from feredge.edge.errors import DataError, ImageError
 from feredge.edge.labels import canonical
+from feredge.edge.metrics import classification_metrics
 from feredge.edge.model import EmotionModel
-from feredge.edge.preprocess import IMAGE_SUFFIXES, decode_image, prepare_face
-from feredge.edge.report import classification_metrics
+from feredge.edge.preprocess import prepare_face
 
 BATCH = 64
 

@@ -27,9 +27,9 @@ from feredge.benchmarks.memory import measure
 from feredge.benchmarks.models import Subject, format_label, open_model, package_version
 from feredge.edge.detect import Detector, make_detector
 from feredge.edge.errors import DataError
-from feredge.edge.interpreter import interpreter_class
 from feredge.edge.model import EmotionModel
 from feredge.edge.recognizer import EmotionRecognizer
+from feredge.edge.tflite_runner import interpreter_class
 
 log = logging.getLogger(__name__)
 

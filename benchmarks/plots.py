@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from feredge.edge.report import plot_confusion_matrix, pyplot, save_figure
+from feredge.plots import plot_confusion_matrix, pyplot, save_figure
 
 PARETO = "pareto.png"
 THREADS = "latency_threads.png"

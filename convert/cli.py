@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from feredge.convert.converter import ConvertOptions, convert, format_summary, raise_for_outcomes
     from feredge.convert.data import resolve_data
     from feredge.convert.onnx_export import DEFAULT_OPSET
-    from feredge.train.runs import load_source
+    from feredge.train.keras_io import load_source
 
     formats = parse_formats(args.formats)
     requested = {"qat": args.qat, "edgetpu": args.edgetpu, "opset": args.opset is not None}

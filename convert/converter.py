@@ -25,12 +25,12 @@ from feredge.convert.onnx_export import DEFAULT_OPSET, export_onnx
 from feredge.convert.qat import quantization_aware
 from feredge.convert.tflite import convert_tflite
 from feredge.edge.atomic import atomic_write_bytes
+from feredge.edge.dataset import Split
 from feredge.edge.errors import FeredgeError
 from feredge.edge.metadata import ModelMetadata
 from feredge.train.config import TrainConfig
-from feredge.train.data import Split
 from feredge.train.evaluate import predict_scores
-from feredge.train.runs import SIZE_BASIS, SourceModel
+from feredge.train.keras_io import SIZE_BASIS, SourceModel
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from feredge.convert.errors import CalibrationError, CheckDataError
+from feredge.edge.dataset import KAGGLE_PREFIX, Dataset, Split, load_dataset, stratified_split
 from feredge.edge.errors import DataError
 from feredge.edge.preprocess import PreprocessSpec, normalize
-from feredge.train.data import KAGGLE_PREFIX, Dataset, Split, load_dataset, stratified_split
-from feredge.train.runs import SourceModel
+from feredge.train.keras_io import SourceModel
 
 
 @dataclass

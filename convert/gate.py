@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from feredge.edge.atomic import atomic_write_text
-from feredge.edge.report import classification_metrics
+from feredge.edge.metrics import classification_metrics
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from feredge.convert.errors import ConversionError
+from feredge.edge.dataset import Split
 from feredge.edge.preprocess import PreprocessSpec
 from feredge.train.augment import AugmentConfig
 from feredge.train.config import TrainConfig
-from feredge.train.data import Split
 from feredge.train.pipeline import class_weights, make_dataset
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.detect import DETECTORS, YUNET_FILENAME, YuNetDetector, cache_dir
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError
 from feredge.edge.model import DEFAULT_MODEL, default_threads, shipped_models
-from feredge.edge.preprocess import ScaledImage, decode_image_scaled
 from feredge.edge.recognizer import EmotionRecognizer, Face
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024

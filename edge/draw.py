@@ -9,7 +9,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from feredge.edge.preprocess import ScaledImage
+from feredge.edge.decode import ScaledImage
 from feredge.edge.recognizer import Face
 
 # BGR colours for the FER labels; any other label gets a stable colour from its name.

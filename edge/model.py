@@ -21,9 +21,9 @@ from typing import Protocol
 import numpy as np
 
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
-from feredge.edge.interpreter import TFLiteRunner
 from feredge.edge.metadata import METADATA_KEY, ModelMetadata, resolve_metadata, tflite_metadata_entries
 from feredge.edge.preprocess import preprocess_face
+from feredge.edge.tflite_runner import TFLiteRunner
 from feredge.edge.tta import flip_average
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from feredge.edge.errors import ModelLoadError
-from feredge.edge.interpreter import run_in_fixed_batches
 from feredge.edge.metadata import METADATA_KEY
+from feredge.edge.tflite_runner import run_in_fixed_batches
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def expand(path: Path) -> list[tuple[Path, Path | None]]:
     """(file, folder it was found in or None): a folder gives its images, sorted, recursively."""
-    from feredge.edge.preprocess import IMAGE_SUFFIXES
+    from feredge.edge.decode import IMAGE_SUFFIXES
 
     if not path.is_dir():
         return [(path, None)]
@@ -65,9 +65,9 @@ class AnnotatedNames:
 
 
 def run(args: argparse.Namespace) -> int:
+    from feredge.edge.decode import decode_image_scaled
     from feredge.edge.errors import FeredgeError
     from feredge.edge.outputs import check_writable_dir
-    from feredge.edge.preprocess import decode_image_scaled
 
     names = None
     if args.annotate is not None:

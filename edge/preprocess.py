@@ -1,23 +1,19 @@
-"""The one preprocessing implementation for a face crop.
+"""The one preprocessing implementation for a face crop: the face-tensor half of the edge contract.
 
 Training, calibration, evaluation and the edge runtime all call these functions, so the tensor a
-model sees at serving time is the tensor it saw in training. ``normalize`` is written with plain
+model sees at serving time is the tensor it saw in training. Turning files and bytes into pixels is
+``edge/decode.py``'s job. ``normalize`` is written with plain
 arithmetic and broadcasting only, which makes it run unchanged on numpy arrays and on TensorFlow
 tensors (the training pipeline applies it after augmentation).
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import cv2
 import numpy as np
-
-from feredge.edge.errors import ImageError
-from feredge.edge.imageinfo import ImageInfo, encoded_end, image_info
 
 ArrayLike = TypeVar("ArrayLike")  # a numpy array or a TensorFlow tensor: normalize serves both
 
@@ -60,182 +56,6 @@ class PreprocessSpec:
             np.resize(np.asarray(scale, np.float32), self.channels),
             np.resize(np.asarray(offset, np.float32), self.channels),
         )
-
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
-
-# Images above this many pixels are refused before decoding: 10000 x 10000 is the largest square.
-MAX_IMAGE_PIXELS = 100_000_000
-# ``decode_image_scaled`` decodes images whose longest side is above this at 1/2, 1/4 or 1/8 size.
-REDUCED_DECODE_SIDE = 4096
-_REDUCED_FLAGS = {
-    (2, False): cv2.IMREAD_REDUCED_COLOR_2,
-    (4, False): cv2.IMREAD_REDUCED_COLOR_4,
-    (8, False): cv2.IMREAD_REDUCED_COLOR_8,
-    (2, True): cv2.IMREAD_REDUCED_GRAYSCALE_2,
-    (4, True): cv2.IMREAD_REDUCED_GRAYSCALE_4,
-    (8, True): cv2.IMREAD_REDUCED_GRAYSCALE_8,
-}
-
-ImageSource = str | Path | bytes | bytearray | np.ndarray
-
-
-@dataclass(frozen=True)
-class ScaledImage:
-    """A decoded image and the (width, height) of the original it was decoded from.
-
-    A large JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself, so its full-size pixels never
-    exist in memory; ``to_original`` maps a box found in ``image`` back to the original's pixels.
-    """
-
-    image: np.ndarray
-    original_size: tuple[int, int]
-
-    @classmethod
-    def full(cls, image: np.ndarray) -> ScaledImage:
-        return cls(image, (image.shape[1], image.shape[0]))
-
-    @property
-    def scale(self) -> tuple[float, float]:
-        """(x, y) factors from ``image`` pixels to original pixels; (1.0, 1.0) when not reduced."""
-        height, width = self.image.shape[:2]
-        return self.original_size[0] / width, self.original_size[1] / height
-
-    @property
-    def reduced(self) -> bool:
-        return self.scale != (1.0, 1.0)
-
-    def to_original(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        """A box (x, y, w, h) in ``image`` pixels as a box in original pixels."""
-        return _map_box(box, self.scale, self.original_size)
-
-    def to_image(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        """A box in original pixels as a box in ``image`` pixels."""
-        sx, sy = self.scale
-        return _map_box(box, (1.0 / sx, 1.0 / sy), (self.image.shape[1], self.image.shape[0]))
-
-
-def _map_box(
-    box: tuple[int, int, int, int], scale: tuple[float, float], bounds: tuple[int, int]
-) -> tuple[int, int, int, int]:
-    x, y, w, h = box
-    if scale == (1.0, 1.0):
-        return int(x), int(y), int(w), int(h)
-    sx, sy = scale
-    x0, y0 = min(max(0, round(x * sx)), bounds[0] - 1), min(max(0, round(y * sy)), bounds[1] - 1)
-    x1, y1 = min(bounds[0], round((x + w) * sx)), min(bounds[1], round((y + h) * sy))
-    return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
-
-
-def decode_image(source: ImageSource | ScaledImage, name: str | None = None) -> np.ndarray:
-    """Decode a path, encoded bytes or an array into uint8 gray (H, W) or BGR (H, W, 3), at full size.
-
-    16-bit images are scaled to 8 bits and alpha is dropped, so every later stage sees one of two
-    layouts. Images above ``MAX_IMAGE_PIXELS`` are refused from their header, before decoding.
-    Failures raise ``ImageError`` naming the input and the problem.
-    """
-    return decode_image_scaled(source, name, max_side=None).image
-
-
-def decode_image_scaled(
-    source: ImageSource | ScaledImage, name: str | None = None, max_side: int | None = REDUCED_DECODE_SIDE
-) -> ScaledImage:
-    """Like ``decode_image``, but an image whose longest side is above ``max_side`` is decoded at 1/2,
-    1/4 or 1/8 scale (the smallest reduction that fits, at most 1/8), with its original size kept.
-
-    JPEG is decoded at the reduced scale directly; other formats are decoded and then shrunk by
-    OpenCV. The reduced decode is 8-bit gray or BGR, like ``decode_image``'s result. Arrays and
-    ``ScaledImage`` inputs are returned as they are (arrays normalized to uint8 gray or BGR).
-    """
-    if isinstance(source, ScaledImage):
-        return source
-    if isinstance(source, np.ndarray):
-        return ScaledImage.full(_normalize_array(source, name or "array"))
-    label, data = _read_encoded(source, name)
-    info = image_info(data)
-    if info is not None:
-        _check_pixels(label, info.width, info.height)
-    if encoded_end(data) is None:
-        raise ImageError(f"{label}: truncated image file")
-    buffer = np.frombuffer(data, np.uint8)
-    factor = _reduction(info, max_side)
-    if info is not None and factor > 1:
-        flags = _REDUCED_FLAGS[factor, info.channels in (1, 2)] | cv2.IMREAD_IGNORE_ORIENTATION
-        image = cv2.imdecode(buffer, flags)
-    else:
-        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ImageError(f"{label}: not a readable image (unknown format or corrupt data)")
-    image = _normalize_array(image, label)
-    if info is None:
-        _check_pixels(label, image.shape[1], image.shape[0])
-        return ScaledImage.full(image)
-    return ScaledImage(image, (info.width, info.height))
-
-
-def _read_encoded(source: str | Path | bytes | bytearray, name: str | None) -> tuple[str, bytes]:
-    """(label for messages, encoded bytes) of a path or bytes; empty input is an ``ImageError``."""
-    if isinstance(source, bytes | bytearray):
-        label = name or "<bytes>"
-        data = bytes(source)
-    else:
-        path = Path(source)
-        label = name or str(path)
-        if not path.exists():
-            raise ImageError(f"{label}: file not found")
-        if path.is_dir():
-            raise ImageError(f"{label}: is a directory, not an image")
-        data = path.read_bytes()
-    if not data:
-        raise ImageError(f"{label}: empty (0-byte) file")
-    return label, data
-
-
-def _check_pixels(label: str, width: int, height: int) -> None:
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ImageError(
-            f"{label}: {width}x{height} pixels ({width * height / 1e6:,.0f} MP) is above the limit of "
-            f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP (10000x10000); downscale the image first"
-        )
-
-
-def _reduction(info: ImageInfo | None, max_side: int | None) -> int:
-    """1, 2, 4 or 8: the smallest decode reduction that brings the longest side to ``max_side``."""
-    if info is None or max_side is None:
-        return 1
-    longest, factor = max(info.width, info.height), 1
-    while longest > max_side * factor and factor < 8:
-        factor *= 2
-    return factor
-
-
-def _normalize_array(image: np.ndarray, label: str) -> np.ndarray:
-    if image.size == 0:
-        raise ImageError(f"{label}: image has no pixels")
-    if image.dtype.kind == "u" and image.dtype.itemsize == 2:  # uint16 in either byte order
-        image = _high_bytes(image)
-    elif image.dtype in (np.float32, np.float64):
-        peak = 1.0 if float(np.nanmax(image)) <= 1.0 else 255.0
-        image = np.clip(np.nan_to_num(image) * (255.0 / peak), 0, 255).astype(np.uint8)
-    elif image.dtype == np.bool_:
-        image = image.astype(np.uint8) * 255
-    elif image.dtype != np.uint8:
-        raise ImageError(f"{label}: unsupported pixel type {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3):
-        return np.ascontiguousarray(image)
-    raise ImageError(f"{label}: unsupported image shape {image.shape}")
-
-
-def _high_bytes(image: np.ndarray) -> np.ndarray:
-    """uint16 -> uint8 by ``>> 8``, read as a strided view of the high bytes: no 16-bit temporary."""
-    if image.flags.c_contiguous and image.dtype.isnative:
-        high = 1 if sys.byteorder == "little" else 0
-        return np.ascontiguousarray(image.view(np.uint8)[..., high::2])
-    return (image >> 8).astype(np.uint8)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

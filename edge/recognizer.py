@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.detect import DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, Box, Detector, make_detector
 from feredge.edge.model import EmotionModel, load_model
-from feredge.edge.preprocess import ScaledImage, crop_face, decode_image_scaled
+from feredge.edge.preprocess import crop_face
 
 ImageInput = str | Path | bytes | bytearray | np.ndarray | ScaledImage
 

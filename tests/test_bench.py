@@ -184,7 +184,7 @@ def test_bad_counts_are_usage_errors(argv, message, capsys):
 
 
 def test_load_test_counts_are_checked():
-    from feredge.benchmarks.load_test import parse_args as load_args
+    from feredge.demo.load_test import parse_args as load_args
 
     for argv in (["--concurrent", "-1"], ["--time-limit", "0"], ["--detector", "mtcnn"]):
         with pytest.raises(SystemExit):

@@ -6,19 +6,19 @@ import cv2
 import numpy as np
 import pytest
 
+from feredge.edge.decode import decode_image
 from feredge.edge.errors import ImageError, LabelError, MetadataError
 from feredge.edge.labels import FER2013, canonical, resolve_labels
 from feredge.edge.metadata import ModelMetadata, read_tflite_metadata, tflite_metadata_entries
+from feredge.edge.metrics import classification_metrics
 from feredge.edge.preprocess import (
     PreprocessSpec,
     crop_face,
-    decode_image,
     normalize,
     prepare_face,
     preprocess_face,
     square_box,
 )
-from feredge.edge.report import classification_metrics
 
 
 def test_fer2013_order_is_the_csv_index_order():

@@ -13,9 +13,9 @@ from feredge.cli import main
 from feredge.convert.data import calibration_sample, resolve_data
 from feredge.convert.errors import CalibrationError, CheckDataError, FormatError
 from feredge.convert.formats import FORMATS, check_options, parse_formats
+from feredge.edge.dataset import Split
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
 from feredge.edge.metadata import ModelMetadata
-from feredge.train.data import Split
 
 LABELS = ("happy", "sad", "surprise")
 
@@ -84,7 +84,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_a_path_that_is_not_a_model_or_run_folder(tmp_path):
-    from feredge.train.runs import load_source
+    from feredge.train.keras_io import load_source
 
     with pytest.raises(ModelLoadError, match="not a run folder"):
         load_source(tmp_path)
@@ -101,7 +101,7 @@ def test_a_path_that_is_not_a_model_or_run_folder(tmp_path):
 
 
 def test_a_model_without_metadata_needs_labels(models):
-    from feredge.train.runs import load_source
+    from feredge.train.keras_io import load_source
 
     with pytest.raises(MetadataError, match=r"no metadata.json.*--labels"):
         load_source(models["bare"])
@@ -115,7 +115,7 @@ def test_a_model_without_metadata_needs_labels(models):
 
 
 def test_missing_run_data_asks_for_check_data(models):
-    from feredge.train.runs import load_source
+    from feredge.train.keras_io import load_source
 
     run = load_source(models["run"])
     with pytest.raises(CheckDataError, match=r"run's data .*gone.* not available here; pass --check-data"):
@@ -125,7 +125,7 @@ def test_missing_run_data_asks_for_check_data(models):
 
 
 def test_check_data_must_have_the_models_labels(models, tmp_path):
-    from feredge.train.runs import load_source
+    from feredge.train.keras_io import load_source
 
     for label in ("happy", "sad", "angry"):
         write_images(tmp_path / label)
@@ -143,7 +143,7 @@ def test_check_data_must_have_the_models_labels(models, tmp_path):
     ({"angry/": 2, "fear/": 2}, "requested label.*happy"),
 ])
 def test_calibration_data_of_the_wrong_kind(models, tmp_path, layout, message):
-    from feredge.train.runs import load_source
+    from feredge.train.keras_io import load_source
 
     for check_class in LABELS:
         write_images(tmp_path / "check" / check_class)

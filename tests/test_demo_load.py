@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psutil
 
-from feredge.benchmarks.load_test import parse_args, run
+from feredge.demo.load_test import parse_args, run
 
 
 def test_load_burst_and_sequence_against_the_running_demo(demo_server) -> None:

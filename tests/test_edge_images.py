@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from feredge.benchmarks.frames import draw_face
-from feredge.edge import preprocess
+from feredge.edge import decode
+from feredge.edge.decode import MAX_IMAGE_PIXELS, ScaledImage, decode_image, decode_image_scaled
 from feredge.edge.errors import ImageError
 from feredge.edge.imageinfo import encoded_end, image_info
-from feredge.edge.preprocess import MAX_IMAGE_PIXELS, ScaledImage, decode_image, decode_image_scaled
 from feredge.edge.recognizer import EmotionRecognizer
 
 
@@ -80,7 +80,7 @@ def test_above_the_pixel_limit_is_refused_from_the_header_without_decoding(monke
     def no_decoding(*args):
         raise AssertionError("decoded an image above the pixel limit")
 
-    monkeypatch.setattr(preprocess.cv2, "imdecode", no_decoding)
+    monkeypatch.setattr(decode.cv2, "imdecode", no_decoding)
     path = tmp_path / "bomb.img"
     path.write_bytes(header)
     for source in (path, header):
@@ -91,7 +91,7 @@ def test_above_the_pixel_limit_is_refused_from_the_header_without_decoding(monke
 
 
 def test_above_the_pixel_limit_in_a_format_without_a_parsed_header(monkeypatch):
-    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 99)
+    monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 99)
     with pytest.raises(ImageError, match=r"10x10 pixels .* above the limit"):
         decode_image(encode(np.zeros((10, 10), np.uint8), ".pgm"), "small.pgm")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feredge.edge import interpreter as interpreter_module
+from feredge.edge import tflite_runner
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
 from feredge.edge.labels import FER2013
 from feredge.edge.model import DEFAULT_MODEL, load_model, shipped_models
@@ -190,7 +190,7 @@ def _block(monkeypatch, *modules: str) -> None:
 
 
 def test_no_interpreter_names_the_pip_package(monkeypatch, tiny_int8_model):
-    _block(monkeypatch, *(module for module, _ in interpreter_module.INTERPRETER_CHAIN))
+    _block(monkeypatch, *(module for module, _ in tflite_runner.INTERPRETER_CHAIN))
     with pytest.raises(ModelLoadError, match=r"pip install ai-edge-litert"):
         load_model(tiny_int8_model)
 
@@ -214,7 +214,7 @@ def test_tflite_runtime_with_numpy2_gets_a_clear_message(monkeypatch, tiny_int8_
 
 
 def test_chain_prefers_ai_edge_litert_and_passes_threads(monkeypatch, tiny_int8_model):
-    cls, package = interpreter_module.interpreter_class()
+    cls, package = tflite_runner.interpreter_class()
     assert package == "ai-edge-litert"
     seen = {}
 
@@ -223,7 +223,7 @@ def test_chain_prefers_ai_edge_litert_and_passes_threads(monkeypatch, tiny_int8_
             seen.update(kwargs)
             super().__init__(**kwargs)
 
-    monkeypatch.setattr(interpreter_module, "interpreter_class", lambda: (Spy, package))
+    monkeypatch.setattr(tflite_runner, "interpreter_class", lambda: (Spy, package))
     assert load_model(tiny_int8_model, threads=2).runner.backend == "ai-edge-litert"
     assert seen["num_threads"] == 2
 

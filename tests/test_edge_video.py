@@ -13,7 +13,8 @@ from feredge.edge import video
 from feredge.edge.errors import VideoError
 from feredge.edge.labels import FER2013
 from feredge.edge.recognizer import EmotionRecognizer, Face, face_from_scores
-from feredge.edge.video import FaceTracker, LatestFrameReader, iou, process_video
+from feredge.edge.track import FaceTracker, iou
+from feredge.edge.video import LatestFrameReader, process_video
 
 
 def face(box, label: str, p: float = 0.8) -> Face:

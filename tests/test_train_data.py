@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from synthetic import write_class_folders, write_fer_csv, write_split_folders
 
+from feredge.edge.dataset import load_dataset, stratified_split
+from feredge.edge.decode import decode_image
 from feredge.edge.errors import DataError
 from feredge.edge.labels import FER2013
-from feredge.edge.preprocess import PreprocessSpec, decode_image, preprocess_face
-from feredge.train.data import load_dataset, stratified_split
+from feredge.edge.preprocess import PreprocessSpec, preprocess_face
 from feredge.train.pipeline import class_weights, oversample_indices
 
 FIVE = ("angry", "happy", "surprise", "fear", "neutral")
@@ -51,7 +52,7 @@ def test_flat_class_folders_get_a_stratified_seeded_split(tmp_path):
 
 
 def test_rare_class_lands_in_both_parts_of_a_split():
-    from feredge.train.data import Split
+    from feredge.edge.dataset import Split
 
     targets = np.array([0] * 50 + [1] * 2)
     train, val = stratified_split(Split(np.zeros((52, 4, 4), np.uint8), targets), 0.1, 0)

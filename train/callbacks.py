@@ -13,9 +13,9 @@ from typing import Any
 import tf_keras as keras
 
 from feredge.edge.atomic import atomic_path, atomic_write_text
+from feredge.edge.dataset import Split
+from feredge.edge.metrics import classification_metrics
 from feredge.edge.preprocess import PreprocessSpec
-from feredge.edge.report import classification_metrics
-from feredge.train.data import Split
 from feredge.train.evaluate import predict_scores
 
 log = logging.getLogger(__name__)

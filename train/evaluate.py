@@ -13,10 +13,11 @@ import numpy as np
 from feredge.edge.atomic import atomic_write_text
 from feredge.edge.errors import FeredgeError
 from feredge.edge.metadata import ModelMetadata
+from feredge.edge.metrics import classification_metrics
 from feredge.edge.preprocess import PreprocessSpec, normalize
-from feredge.edge.report import classification_metrics, plot_confusion_matrix
 from feredge.edge.tta import flip_average
-from feredge.train.runs import KERAS_SUFFIXES
+from feredge.plots import plot_confusion_matrix
+from feredge.train.keras_io import KERAS_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def load_predictor(path: str | Path, labels=None, threads: int | None = None
     """
     path = Path(path)
     if path.is_dir() or path.suffix.lower() in KERAS_SUFFIXES:
-        from feredge.train.runs import load_source
+        from feredge.train.keras_io import load_source
 
         source = load_source(path, labels)
         model, metadata = source.model, source.metadata
@@ -61,7 +62,7 @@ def load_predictor(path: str | Path, labels=None, threads: int | None = None
 def evaluate(model_path: str | Path, data: str | Path, split: str = "auto", labels=None,
              threads: int | None = None) -> dict[str, Any]:
     """Metrics of a model on one split of a data set, labels matched by name."""
-    from feredge.train.data import Split, load_dataset
+    from feredge.edge.dataset import Split, load_dataset
 
     predict, metadata = load_predictor(model_path, labels, threads)
     dataset = load_dataset(data, metadata.labels, metadata.input_size, make_val=False)

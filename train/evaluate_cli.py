@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from feredge.edge.report import format_report
+    from feredge.edge.metrics import format_report
     from feredge.train.evaluate import evaluate, write_evaluation
 
     metrics = evaluate(args.model, args.data, args.split, args.labels, args.threads)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from feredge.edge.dataset import Split
 from feredge.edge.preprocess import PreprocessSpec, normalize
 from feredge.train.augment import AugmentConfig, augment_batch
-from feredge.train.data import Split
 
 if TYPE_CHECKING:
     import tensorflow as tf

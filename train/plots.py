@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from feredge.edge.report import pyplot, save_figure
+from feredge.plots import pyplot, save_figure
 
 
 def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> Path:

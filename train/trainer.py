@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from feredge.edge.atomic import atomic_path, atomic_write_text
+from feredge.edge.dataset import Dataset, Split, load_dataset
 from feredge.edge.errors import FeredgeError
 from feredge.edge.metadata import ModelMetadata
+from feredge.edge.metrics import classification_metrics, format_report
 from feredge.edge.preprocess import PreprocessSpec
-from feredge.edge.report import classification_metrics, format_report, plot_confusion_matrix
+from feredge.plots import plot_confusion_matrix
 from feredge.train.augment import AugmentConfig
 from feredge.train.backbones import (
     FEATURES_NAME,
@@ -33,10 +35,9 @@ from feredge.train.backbones import (
     resolve_weights,
 )
 from feredge.train.config import TrainConfig
-from feredge.train.data import Dataset, Split, load_dataset
 from feredge.train.evaluate import predict_scores
+from feredge.train.keras_io import MODEL_FILE
 from feredge.train.pipeline import class_weights, make_dataset
-from feredge.train.runs import MODEL_FILE
 
 log = logging.getLogger(__name__)
 

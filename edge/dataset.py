@@ -1,9 +1,11 @@
-"""Data sets: FER2013 CSV, split folders, flat class folders and Kaggle downloads -> uint8 face arrays.
+"""The one data loader: FER2013 CSV, split folders, flat class folders and Kaggle -> uint8 face arrays.
 
-Every image goes through the contract's ``decode_image`` and ``prepare_face`` (gray + resize), so the
-cached arrays are exactly what the edge runtime would produce before normalization. Bad files are
-counted and reported, never fatal; structural problems (no images, a requested class with no
-folder) raise ``DataError`` naming the problem.
+Training, conversion (calibration and the gate), evaluation and the benchmarks all load data here.
+It needs numpy and OpenCV only, so ``feredge bench`` scores accuracy on a device without
+TensorFlow. Every image goes through the contract's ``decode_image`` and ``prepare_face`` (gray +
+resize), so the cached arrays are exactly what the edge runtime would produce before normalization.
+Bad files are counted and reported, never fatal; structural problems (no images, a requested class
+with no folder) raise ``DataError`` naming the problem.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from feredge.edge.decode import IMAGE_SUFFIXES, decode_image
 from feredge.edge.errors import DataError, ImageError
 from feredge.edge.labels import FER2013, canonical, resolve_labels
-from feredge.edge.preprocess import IMAGE_SUFFIXES, decode_image, prepare_face
+from feredge.edge.preprocess import prepare_face
 
 log = logging.getLogger(__name__)
 

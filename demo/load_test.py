@@ -1,4 +1,4 @@
-"""``python -m feredge.benchmarks.load_test``: does the demo's ``POST /predict`` hold up under load?
+"""``python -m feredge.demo.load_test``: does the demo's ``POST /predict`` hold up under load?
 
 It sends warm-up requests, then ``--concurrent`` requests at once, then ``--sequential`` requests one
 after another, and prints p50/p95 latency per phase, the error count and the server's RSS at each step.
@@ -6,8 +6,8 @@ Memory is judged over the sequential phase, after warm-up and the concurrent bur
 and thread pools. Without ``--url`` it starts ``feredge demo`` itself on a free 127.0.0.1 port and stops
 it afterwards. Every request has a timeout and the whole run a time limit, so it always ends.
 
-    python -m feredge.benchmarks.load_test --model model_int8.tflite
-    python -m feredge.benchmarks.load_test --url http://127.0.0.1:7860 --server-pid 1234
+    python -m feredge.demo.load_test --model model_int8.tflite
+    python -m feredge.demo.load_test --url http://127.0.0.1:7860 --server-pid 1234
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import IO
 
 import numpy as np
 
-from feredge.benchmarks.errors import BenchError
 from feredge.demo import EXAMPLES_DIR
 from feredge.edge.cli_options import non_negative_int, positive_float, positive_int
 from feredge.edge.detect import DETECTORS
@@ -36,8 +35,12 @@ from feredge.edge.errors import FeredgeError
 STARTUP_TIMEOUT_S = 120
 
 
+class LoadTestError(FeredgeError, RuntimeError):
+    """The demo under test did not start or answer, or the server's memory cannot be read."""
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m feredge.benchmarks.load_test", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m feredge.demo.load_test", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running demo (default: start one on a free 127.0.0.1 port)")
     parser.add_argument("--model", action="append", default=[], metavar="PATH", help="model(s) of the started demo")
     parser.add_argument("--server-pid", type=positive_int, help="process whose RSS to follow when --url is given")
@@ -109,7 +112,7 @@ class LoadReport:
 
 
 def run(args: argparse.Namespace) -> LoadReport:
-    """Run the phases against ``--url`` or a demo started here; raises ``BenchError`` if none answers."""
+    """Run the phases against ``--url`` or a demo started here; raises ``LoadTestError`` if none answers."""
     import httpx
 
     data = args.image.read_bytes()
@@ -184,12 +187,12 @@ def _wait_ready(url: str, process: subprocess.Popen, log: IO[str]) -> None:
         if process.poll() is not None:
             log.seek(0)
             tail = (log.read().strip().splitlines() or ["no output"])[-1]
-            raise BenchError(f"feredge demo exited with code {process.returncode}: {tail}")
+            raise LoadTestError(f"feredge demo exited with code {process.returncode}: {tail}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return
         time.sleep(0.2)
-    raise BenchError(f"feredge demo did not answer on {url} within {STARTUP_TIMEOUT_S} s")
+    raise LoadTestError(f"feredge demo did not answer on {url} within {STARTUP_TIMEOUT_S} s")
 
 
 def _rss_reader(pid: int | None) -> Callable[[], float] | None:
@@ -199,7 +202,7 @@ def _rss_reader(pid: int | None) -> Callable[[], float] | None:
     try:
         import psutil
     except ImportError as exc:
-        raise BenchError("reading the server's RSS needs psutil: pip install 'feredge[bench]'") from exc
+        raise LoadTestError("reading the server's RSS needs psutil: pip install 'feredge[bench]'") from exc
 
     process = psutil.Process(pid)
     return lambda: process.memory_info().rss / 2**20

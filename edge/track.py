@@ -1,0 +1,91 @@
+"""Face tracking across video frames: IoU matching and exponential smoothing of each face's scores.
+
+Each tracked face keeps an exponential moving average of its scores, so a label changes only when
+the evidence holds for a few frames instead of flickering with every frame's noise.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from feredge.edge.detect import Box
+from feredge.edge.errors import OptionError
+from feredge.edge.recognizer import Face, face_from_scores
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    id: int
+    box: Box
+    scores: np.ndarray
+    missed: int = 0
+
+
+class FaceTracker:
+    """Matches each frame's faces to tracks by IoU and smooths their scores with an EMA.
+
+    ``alpha`` is the weight of the newest frame (1 = no smoothing). A track that finds no face keeps
+    its state for ``max_missed`` updates, so a face the detector drops for a moment resumes its
+    smoothed scores and its id.
+    """
+
+    def __init__(
+        self, labels: Sequence[str], alpha: float = 0.4, iou_threshold: float = 0.3, max_missed: int = 2
+    ) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise OptionError(f"smoothing alpha must be in (0, 1], got {alpha}")
+        self.labels = tuple(labels)
+        self.alpha = alpha
+        self.iou_threshold = iou_threshold
+        self.max_missed = max_missed
+        self._tracks: list[_Track] = []
+        self._ids = itertools.count(1)
+
+    @property
+    def boxes(self) -> list[Box]:
+        """Boxes of the faces seen in the last update, to carry to frames without detection."""
+        return [t.box for t in self._tracks if t.missed == 0]
+
+    def update(self, faces: Sequence[Face]) -> list[Face]:
+        """The faces, in the same order, with smoothed scores, labels and ``track_id`` set."""
+        pairs = sorted(
+            ((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self._tracks) for fi, f in enumerate(faces)),
+            reverse=True,
+        )
+        track_of: dict[int, _Track] = {}
+        used: set[int] = set()
+        for overlap, ti, fi in pairs:
+            if overlap < self.iou_threshold:
+                break
+            if ti not in used and fi not in track_of:
+                used.add(ti)
+                track_of[fi] = self._tracks[ti]
+        for ti, track in enumerate(self._tracks):
+            if ti not in used:
+                track.missed += 1
+        self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
+        smoothed = []
+        for fi, face in enumerate(faces):
+            scores = np.array([face.scores[label] for label in self.labels], np.float32)
+            track = track_of.get(fi)
+            if track is None:
+                track = _Track(next(self._ids), face.box, scores)
+                self._tracks.append(track)
+            else:
+                track.scores = self.alpha * scores + (1.0 - self.alpha) * track.scores
+                track.box, track.missed = face.box, 0
+            smoothed.append(face_from_scores(track.box, self.labels, track.scores, track.id))
+        return smoothed
