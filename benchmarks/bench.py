@@ -25,7 +25,7 @@ from feredge.benchmarks.latency import face_latency, pipeline_latency, throughpu
 from feredge.benchmarks.machine import load_average, machine_info
 from feredge.benchmarks.memory import measure
 from feredge.benchmarks.models import Subject, format_label, open_model, package_version
-from feredge.edge.detect import Detector, make_detector
+from feredge.edge.detectors import DEFAULT_DETECTOR, Detector, make_detector
 from feredge.edge.errors import DataError
 from feredge.edge.model import EmotionModel
 from feredge.edge.recognizer import EmotionRecognizer
@@ -45,7 +45,7 @@ class Settings:
     runs: int = 100
     warmup: int = 10
     frames: int = 30
-    detector: str = "haar"
+    detector: str = DEFAULT_DETECTOR
     detector_model: str | None = None
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from feredge.edge.cli_options import non_negative_int, positive_int
+from feredge.edge.detectors import DEFAULT_DETECTOR, detector_names
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +47,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--labels", help="labels of models without feredge metadata (a preset or a comma list)")
     parser.add_argument(
-        "--detector", choices=_pipeline_detectors(), default="haar", help="face detector of the pipeline"
+        "--detector", choices=detector_names(finds_faces=True), default=DEFAULT_DETECTOR,
+        help=f"face detector of the pipeline (default: {DEFAULT_DETECTOR})",
     )
     parser.add_argument("--detector-model", metavar="PATH", help="YuNet .onnx file (default: cached download)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
-
-
-def _pipeline_detectors() -> tuple[str, ...]:
-    """The detectors that find faces in a frame (``DETECTORS`` without the whole-image one)."""
-    from feredge.edge.detect import DETECTORS, WHOLE_IMAGE
-
-    return tuple(name for name in DETECTORS if name != WHOLE_IMAGE)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from feredge.edge.detect import Box
+from feredge.edge.detectors import Box
 
 FRAME_SHAPE = (480, 640)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from feredge.demo import EXAMPLES_DIR
 from feredge.edge.cli_options import non_negative_int, positive_float, positive_int
-from feredge.edge.detect import DETECTORS
+from feredge.edge.detectors import DEFAULT_DETECTOR, detector_names
 from feredge.edge.errors import FeredgeError
 
 STARTUP_TIMEOUT_S = 120
@@ -46,7 +46,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-pid", type=positive_int, help="process whose RSS to follow when --url is given")
     parser.add_argument("--image", type=Path, default=EXAMPLES_DIR / "face.png", help="image to send")
     parser.add_argument(
-        "--detector", choices=tuple(DETECTORS), default="haar", help="detector query parameter (default: haar)"
+        "--detector", choices=detector_names(), default=DEFAULT_DETECTOR,
+        help=f"detector query parameter (default: {DEFAULT_DETECTOR})",
     )
     parser.add_argument("--warmup", type=non_negative_int, default=10, help="requests before measuring (default: 10)")
     parser.add_argument("--concurrent", type=non_negative_int, default=20, help="requests sent at once (default: 20)")

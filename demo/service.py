@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from feredge.edge.decode import ScaledImage, decode_image_scaled
-from feredge.edge.detect import DETECTORS, YUNET_FILENAME, YuNetDetector, cache_dir
+from feredge.edge.detectors import DEFAULT_DETECTOR, YuNetDetector, available_detectors
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError
 from feredge.edge.model import DEFAULT_MODEL, default_threads, shipped_models
 from feredge.edge.recognizer import EmotionRecognizer, Face
@@ -46,12 +46,6 @@ def model_choices(paths: list[str | Path]) -> dict[str, Path]:
     stems = [f.stem for f in files]
     unique = len(set(stems)) == len(stems)
     return {(f.stem if unique else str(f)): f for f in files}
-
-
-def available_detectors(detector_model: str | Path | None = None) -> tuple[str, ...]:
-    """``haar`` and ``none`` always; ``yunet`` only when its model is at hand, since a device may be offline."""
-    has_yunet = detector_model is not None or (cache_dir() / YUNET_FILENAME).is_file()
-    return tuple(name for name in DETECTORS if name != "yunet" or has_yunet)
 
 
 @dataclass
@@ -114,7 +108,7 @@ class DemoService:
         self.detector_model = detector_model
         self.max_upload_bytes = max_upload_bytes
         self.default_model = next(iter(self.models))
-        self.default_detector = self.detectors[0]
+        self.default_detector = DEFAULT_DETECTOR
         self.default_threads = default_threads()
         self.max_threads = max(self.default_threads, os.cpu_count() or 1)
         self._slots: dict[tuple[str, str, int], _Slot] = {}

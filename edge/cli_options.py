@@ -2,7 +2,7 @@
 every feredge command line uses (``positive_int``, ``non_negative_int``, ``fraction``, ...).
 
 Only argparse at import time: ``feredge.cli`` imports every command module to build its parser. The
-detector names come from ``feredge.edge.detect.DETECTORS`` when the options are added.
+detector names come from the registry ``feredge.edge.detectors.DETECTORS`` when the options are added.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ port_number = _checked(int, "a port number from 0 to 65535", lambda v: 0 <= v <=
 
 def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     """Model, labels, threads and detector options, turned into a recognizer by ``build_recognizer``."""
-    from feredge.edge.detect import DETECTORS
+    from feredge.edge.detectors import DEFAULT_DETECTOR, describe_detectors, detector_names
 
     group = parser.add_argument_group("model and detector")
     group.add_argument("--model", help="a .tflite or .onnx emotion model (default: the shipped model)")
@@ -52,9 +52,8 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
         "--threads", type=positive_int, metavar="N", help="interpreter threads (default: all cores, up to 4)"
     )
     group.add_argument(
-        "--detector", choices=tuple(DETECTORS), default="haar",
-        help="face detector: " + "; ".join(f"{name}: {text}" for name, text in DETECTORS.items())
-        + " (default: haar)",
+        "--detector", choices=detector_names(), default=DEFAULT_DETECTOR,
+        help=f"face detector: {describe_detectors()} (default: {DEFAULT_DETECTOR})",
     )
     group.add_argument(
         "--detector-model", metavar="PATH",

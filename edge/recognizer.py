@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from feredge.edge.decode import ScaledImage, decode_image_scaled
-from feredge.edge.detect import DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, Box, Detector, make_detector
+from feredge.edge.detectors import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, Box, Detector, make_detector
 from feredge.edge.model import EmotionModel, load_model
 from feredge.edge.preprocess import crop_face
 
@@ -92,9 +92,9 @@ class EmotionRecognizer:
     """Detector + emotion model.
 
     ``model`` is a model path, an ``EmotionModel`` or ``None`` for the shipped default model;
-    ``detector`` is ``haar``, ``yunet``, ``none`` (input is already a face crop) or any object with
-    ``detect(image) -> boxes``. Faces smaller than ``min_face`` pixels are ignored and frames larger
-    than ``max_side`` are downscaled for detection only.
+    ``detector`` is a name from ``feredge.edge.detectors.DETECTORS`` (``none``: the input already is a
+    face crop) or any object with ``detect(image) -> boxes``. Faces smaller than ``min_face`` pixels
+    are ignored and frames larger than ``max_side`` are downscaled for detection only.
 
     Encoded images above ``REDUCED_DECODE_SIDE`` (4096 px) are decoded at 1/2, 1/4 or 1/8 scale
     (``decode_image_scaled``); detection and cropping run on that image (``min_face`` counts its
@@ -104,7 +104,7 @@ class EmotionRecognizer:
     def __init__(
         self,
         model: str | Path | EmotionModel | None = None,
-        detector: str | Detector = "haar",
+        detector: str | Detector = DEFAULT_DETECTOR,
         threads: int | None = None,
         *,
         labels: str | Iterable[str] | None = None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from feredge.edge.detect import Box
+from feredge.edge.detectors import Box
 from feredge.edge.errors import OptionError
 from feredge.edge.recognizer import Face, face_from_scores
 

@@ -23,9 +23,9 @@ from feredge.demo.service import (
     DemoRequestError,
     DemoService,
     UploadTooLargeError,
-    available_detectors,
     model_choices,
 )
+from feredge.edge.detectors import available_detectors
 from feredge.edge.errors import ImageError
 from feredge.edge.labels import FER2013
 

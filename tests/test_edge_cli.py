@@ -247,7 +247,7 @@ def test_bad_option_values_are_usage_errors(argv, message, capsys):
 def test_detector_choices_come_from_the_one_table():
     from feredge.benchmarks.cli import parse_args as bench_args
     from feredge.cli import build_parser
-    from feredge.edge.detect import DETECTORS
+    from feredge.edge.detectors import DETECTORS
 
     parser = build_parser()
     for name in DETECTORS:

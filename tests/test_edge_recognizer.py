@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from feredge.edge import detect
-from feredge.edge.detect import HaarDetector, WholeImage, YuNetDetector, make_detector
-from feredge.edge.errors import ImageError, ModelLoadError
+from feredge.edge import detectors
+from feredge.edge.detectors import HaarDetector, WholeImage, YuNetDetector, make_detector
+from feredge.edge.errors import ImageError, ModelLoadError, OptionError
 from feredge.edge.labels import FER2013
 from feredge.edge.model import load_model
 from feredge.edge.recognizer import EmotionRecognizer, Face
@@ -234,10 +234,10 @@ def test_yunet_download_failure_says_pass_detector_model(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(detect.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(detectors.urllib.request, "urlopen", offline)
     with pytest.raises(ModelLoadError, match="--detector-model PATH"):
         YuNetDetector()
-    assert not (tmp_path / detect.YUNET_FILENAME).exists()
+    assert not (tmp_path / detectors.YUNET_FILENAME).exists()
 
 
 def test_yunet_download_with_wrong_checksum_is_not_saved(monkeypatch, tmp_path):
@@ -253,7 +253,7 @@ def test_yunet_download_with_wrong_checksum_is_not_saved(monkeypatch, tmp_path):
         def read(self):
             return b"<html>captive portal</html>"
 
-    monkeypatch.setattr(detect.urllib.request, "urlopen", lambda *a, **k: Response())
+    monkeypatch.setattr(detectors.urllib.request, "urlopen", lambda *a, **k: Response())
     with pytest.raises(ModelLoadError, match="sha256"):
         YuNetDetector()
     assert list(tmp_path.iterdir()) == []
@@ -261,10 +261,10 @@ def test_yunet_download_with_wrong_checksum_is_not_saved(monkeypatch, tmp_path):
 
 @needs_yunet
 def test_yunet_from_cache_without_download(monkeypatch, tmp_path, face_scene):
-    assert hashlib.sha256(YUNET.read_bytes()).hexdigest() == detect.YUNET_SHA256
+    assert hashlib.sha256(YUNET.read_bytes()).hexdigest() == detectors.YUNET_SHA256
     monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
-    shutil.copy(YUNET, tmp_path / detect.YUNET_FILENAME)
-    monkeypatch.setattr(detect.urllib.request, "urlopen", pytest.fail)
+    shutil.copy(YUNET, tmp_path / detectors.YUNET_FILENAME)
+    monkeypatch.setattr(detectors.urllib.request, "urlopen", pytest.fail)
     scene, placed = face_scene
     assert matches(make_detector("yunet").detect(scene), placed)
 
@@ -294,3 +294,19 @@ def test_bad_values_raise_option_errors(tiny_int8_model, tmp_path):
         process_video(recognizer, missing, smoothing=0.0)
     with pytest.raises(OptionError, match="max_frames must be >= 1"):
         process_video(recognizer, missing, max_frames=0)
+
+
+def test_a_registered_detector_is_offered_and_built_by_name(monkeypatch):
+    class Fixed:
+        def detect(self, image):
+            return [(1, 2, 3, 4)]
+
+    monkeypatch.setattr(detectors, "DETECTORS", dict(detectors.DETECTORS))
+    detectors.register_detector("fixed", "a test detector", landmarks=True)(lambda path, min_face, max_side: Fixed())
+    assert detectors.DETECTORS["fixed"].landmarks and "fixed" in detectors.detector_names()
+    assert make_detector("fixed").detect(np.zeros((8, 8), np.uint8)) == [(1, 2, 3, 4)]
+    assert "none" not in detectors.detector_names(finds_faces=True)
+    with pytest.raises(ValueError, match="registered twice"):
+        detectors.register_detector("fixed", "again")(lambda path, min_face, max_side: Fixed())
+    with pytest.raises(OptionError, match="unknown detector 'nope'"):
+        make_detector("nope")

@@ -1,4 +1,9 @@
-"""Pluggable face detectors: a decoded image in, (x, y, w, h) boxes in its own pixels out.
+"""The face detectors, one registry: a decoded image in, (x, y, w, h) boxes in its own pixels out.
+
+Each detector is registered once with ``@register_detector`` (the way ``train/backbones.py``
+registers backbones, after timm's ``register_model``): its name, its builder, what it needs and a
+description. CLI choices, the demo's offer and the benchmark's pipeline all read ``DETECTORS``, and
+``make_detector`` builds any row, so a new detector is one decorated function in this module.
 
 - ``haar``: OpenCV's bundled frontal-face cascade; no download, works on any CPU (needs OpenCV < 5).
 - ``yunet``: ``cv2.FaceDetectorYN``; more accurate and finds turned faces. Its ONNX file comes from
@@ -17,6 +22,8 @@ import os
 import threading
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -28,14 +35,9 @@ from feredge.edge.errors import ModelLoadError, OptionError
 from feredge.edge.preprocess import to_gray
 
 Box = tuple[int, int, int, int]
+ModelPath = str | Path | None
 
-# The one table of face detectors, name -> what it is: every CLI, the demo and the benchmark offer these.
-DETECTORS: dict[str, str] = {
-    "haar": "OpenCV's frontal-face Haar cascade, no download",
-    "yunet": "YuNet (cv2.FaceDetectorYN), more accurate and finds turned faces; needs its ONNX model",
-    "none": "no detection, each input already is a face crop",
-}
-WHOLE_IMAGE = "none"  # the detector that finds no faces but takes the whole image as one
+DEFAULT_DETECTOR = "haar"
 DEFAULT_MIN_FACE = 32
 DEFAULT_MAX_SIDE = 640
 
@@ -50,6 +52,80 @@ class Detector(Protocol):
     """Anything with ``detect(image) -> boxes``; boxes are ints in the image's pixels."""
 
     def detect(self, image: np.ndarray) -> list[Box]: ...
+
+
+DetectorBuilder = Callable[[ModelPath, int, int], Detector]  # (model_path, min_face, max_side) -> detector
+
+
+@dataclass(frozen=True)
+class DetectorEntry:
+    """One registered detector.
+
+    ``model_file``: it runs a model file (``--detector-model``); ``landmarks``: it finds facial
+    landmarks besides boxes; ``whole_image``: it finds no faces but passes the image on as one
+    (no use for a pipeline benchmark); ``ready(model_path)``: it can be built here without a
+    download, which decides whether an offline demo offers it.
+    """
+
+    name: str
+    build: DetectorBuilder
+    description: str
+    model_file: bool = False
+    landmarks: bool = False
+    whole_image: bool = False
+    ready: Callable[[ModelPath], bool] = lambda model_path: True
+
+
+DETECTORS: dict[str, DetectorEntry] = {}
+
+
+def register_detector(
+    name: str,
+    description: str,
+    *,
+    model_file: bool = False,
+    landmarks: bool = False,
+    whole_image: bool = False,
+    ready: Callable[[ModelPath], bool] | None = None,
+) -> Callable[[DetectorBuilder], DetectorBuilder]:
+    """Decorator: add ``build(model_path, min_face, max_side) -> Detector`` to ``DETECTORS`` as ``name``."""
+
+    def wrap(build: DetectorBuilder) -> DetectorBuilder:
+        if name in DETECTORS:
+            raise ValueError(f"detector {name!r} is registered twice")
+        extra = {} if ready is None else {"ready": ready}
+        DETECTORS[name] = DetectorEntry(name, build, description, model_file, landmarks, whole_image, **extra)
+        return build
+
+    return wrap
+
+
+def detector_names(*, finds_faces: bool = False) -> tuple[str, ...]:
+    """Registered names in registration order; ``finds_faces`` leaves out the whole-image one."""
+    return tuple(name for name, entry in DETECTORS.items() if not (finds_faces and entry.whole_image))
+
+
+def available_detectors(model_path: ModelPath = None) -> tuple[str, ...]:
+    """The detectors that can run here without a download (a device may be offline)."""
+    return tuple(name for name, entry in DETECTORS.items() if entry.ready(model_path))
+
+
+def describe_detectors() -> str:
+    """``name: description; ...`` for help texts."""
+    return "; ".join(f"{name}: {entry.description}" for name, entry in DETECTORS.items())
+
+
+def make_detector(
+    name: str = DEFAULT_DETECTOR,
+    model_path: ModelPath = None,
+    min_face: int = DEFAULT_MIN_FACE,
+    max_side: int = DEFAULT_MAX_SIDE,
+) -> Detector:
+    """A detector by name, one of ``DETECTORS``; an unknown name or a bad size is an ``OptionError``."""
+    entry = DETECTORS.get(name)
+    if entry is None:
+        raise OptionError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    return entry.build(model_path, min_face, max_side)
 
 
 class _ScaledDetector(ABC):
@@ -153,20 +229,28 @@ class WholeImage:
         return [(0, 0, image.shape[1], image.shape[0])]
 
 
-def make_detector(
-    name: str = "haar",
-    model_path: str | Path | None = None,
-    min_face: int = DEFAULT_MIN_FACE,
-    max_side: int = DEFAULT_MAX_SIDE,
-) -> Detector:
-    """A detector by name, one of ``DETECTORS``; an unknown name or a bad size is an ``OptionError``."""
-    if name == "haar":
-        return HaarDetector(min_face, max_side)
-    if name == "yunet":
-        return YuNetDetector(model_path, min_face, max_side)
-    if name == WHOLE_IMAGE:
-        return WholeImage()
-    raise OptionError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+@register_detector("haar", "OpenCV's frontal-face Haar cascade, no download")
+def _haar(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
+    return HaarDetector(min_face, max_side)
+
+
+def _yunet_ready(model_path: ModelPath) -> bool:
+    return model_path is not None or (cache_dir() / YUNET_FILENAME).is_file()
+
+
+@register_detector(
+    "yunet",
+    "YuNet (cv2.FaceDetectorYN), more accurate and finds turned faces; needs its ONNX model",
+    model_file=True,
+    ready=_yunet_ready,
+)
+def _yunet(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
+    return YuNetDetector(model_path, min_face, max_side)
+
+
+@register_detector("none", "no detection, each input already is a face crop", whole_image=True)
+def _whole_image(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
+    return WholeImage()
 
 
 def cache_dir() -> Path:
