@@ -24,7 +24,8 @@ from feredge.benchmarks.frames import draw_face, scene
 from feredge.benchmarks.latency import face_latency, pipeline_latency, throughput
 from feredge.benchmarks.machine import load_average, machine_info
 from feredge.benchmarks.memory import measure
-from feredge.benchmarks.models import Subject, format_label, open_model, package_version
+from feredge.benchmarks.models import Subject, open_model, package_version
+from feredge.edge.artifacts import format_label
 from feredge.edge.detectors import DEFAULT_DETECTOR, Detector, make_detector
 from feredge.edge.errors import DataError
 from feredge.edge.model import EmotionModel
@@ -150,7 +151,7 @@ def _bench_threads(subject: Subject, threads: int, context: _Context, entry: dic
 
 def _describe(entry: dict[str, Any], model: EmotionModel) -> None:
     meta = model.metadata
-    entry["format"] = format_label(entry["path"], meta)
+    entry["format"] = format_label(entry["path"], meta.format)
     entry["backend"] = model.runner.backend
     entry["provider"] = getattr(model.runner, "provider", None)  # onnxruntime's execution provider
     entry["runtime"] = package_version(model.runner.backend)

@@ -10,8 +10,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
-from feredge.convert.formats import FORMATS, variants
-from feredge.edge.metadata import ModelMetadata
+from feredge.edge.artifacts import display_names
 from feredge.edge.model import EmotionModel, load_model
 
 FEREDGE = "feredge"
@@ -38,11 +37,9 @@ class Subject:
 
 
 def subjects_from_paths(paths: list[str], labels: str | None = None) -> list[Subject]:
-    """One subject per model file, named by file stem (by parent/stem where two stems collide)."""
-    stems = [Path(p).stem for p in paths]
+    """One subject per model file, named by ``display_names`` (the stem, unless stems clash)."""
     subjects = []
-    for path, stem in zip(paths, stems, strict=True):
-        name = f"{Path(path).parent.name}/{stem}" if stems.count(stem) > 1 else stem
+    for path, name in zip(paths, display_names(paths), strict=True):
         runtime = "onnxruntime" if Path(path).suffix.lower() == ".onnx" else None
         subjects.append(Subject(name=name, path=str(path), labels=labels, runtime_module=runtime))
     return subjects
@@ -55,20 +52,6 @@ def open_model(subject: Subject, threads: int) -> EmotionModel:
     from feredge.benchmarks.peers import open_peer
 
     return open_peer(subject, threads)
-
-
-def format_label(path: str | Path, metadata: ModelMetadata) -> str:
-    """The export format, from the file name's suffix (``_int8.tflite``), else from the metadata.
-
-    Both come from convert's one table of formats; a format it does not know is shown as written.
-    """
-    name = Path(path).name.lower()
-    for fmt in FORMATS.values():
-        for variant in variants(fmt, qat=True):
-            if name.endswith(fmt.tag + variant + fmt.extension):
-                return fmt.display_name(variant)
-    by_metadata = {fmt.metadata_format: fmt.name for fmt in FORMATS.values()}
-    return by_metadata.get(metadata.format, metadata.format)
 
 
 def package_version(package: str) -> str:

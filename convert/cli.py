@@ -9,7 +9,7 @@ from feredge.edge.preprocess import NORMALIZATIONS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    formats = "; ".join(f"{f.name} (*{f.suffix}): {f.description}" for f in FORMATS.values())
+    formats = "; ".join(f"{f.name} (*{f.artifact.suffix}): {f.description}" for f in FORMATS.values())
     parser.add_argument("model", help="run folder or Keras model (.keras, .h5)")
     parser.add_argument("--formats", "--format", dest="formats", default="int8",
                         help=f"comma list of formats (default: %(default)s). {formats}")

@@ -17,13 +17,12 @@ from typing import Any
 
 from feredge.convert.data import ConversionData, calibration_sample, representative_dataset
 from feredge.convert.edgetpu import compile_edgetpu
-from feredge.convert.embed import embed_onnx_metadata, embed_tflite_metadata
 from feredge.convert.errors import CalibrationError, ConversionError, GateFailed, ParityError
-from feredge.convert.formats import QAT_VARIANT, Format, variants
+from feredge.convert.formats import BuildInput, Format, variants
 from feredge.convert.gate import GateResult, compare, report_markdown, write_report
-from feredge.convert.onnx_export import DEFAULT_OPSET, export_onnx
+from feredge.convert.onnx_export import DEFAULT_OPSET
 from feredge.convert.qat import quantization_aware
-from feredge.convert.tflite import convert_tflite
+from feredge.edge.artifacts import QAT_VARIANT
 from feredge.edge.atomic import atomic_write_bytes
 from feredge.edge.dataset import Split
 from feredge.edge.errors import FeredgeError
@@ -76,7 +75,7 @@ class Converter:
         return [self._one(fmt, variant) for fmt in formats for variant in variants(fmt, self.options.qat)]
 
     def _one(self, fmt: Format, variant: str) -> Outcome:
-        name = fmt.display_name(variant)
+        name = fmt.artifact.display_name(variant)
         try:
             data, metadata, seconds = self._build(fmt, variant)
             outcome = self._gate_and_write(fmt, variant, data, metadata, seconds)
@@ -93,12 +92,8 @@ class Converter:
 
     def _build(self, fmt: Format, variant: str) -> tuple[bytes, ModelMetadata, float]:
         start = time.perf_counter()
-        metadata = self.source.metadata.replace(format=fmt.metadata_format, source_model=str(self.source.path),
-                                                calibration_size=0)
-        if fmt.runtime == "onnx":
-            proto = export_onnx(self.source.model, self.spec, self.options.opset)
-            embed_onnx_metadata(proto, metadata)
-            return proto.SerializeToString(), metadata, time.perf_counter() - start
+        metadata = self.source.metadata.replace(format=fmt.artifact.metadata_format,
+                                                source_model=str(self.source.path), calibration_size=0)
         model, representative = self.source.model, None
         if fmt.needs_calibration:
             sample = self._calibration_sample(fmt)
@@ -107,7 +102,7 @@ class Converter:
         if variant == QAT_VARIANT:
             model = self._qat()
             metadata = metadata.replace(extra={**metadata.extra, "qat_epochs": self.options.qat_epochs})
-        data = embed_tflite_metadata(convert_tflite(model, fmt.name, representative), metadata)
+        data = fmt.build(BuildInput(model, self.spec, metadata, representative, self.options.opset))
         return data, metadata, time.perf_counter() - start
 
     def _calibration_sample(self, fmt: Format) -> Split:
@@ -128,9 +123,9 @@ class Converter:
     ) -> Outcome:
         from feredge.edge.model import load_model
 
-        name = fmt.display_name(variant)
-        final = self.out / fmt.artefact_name(self.source.stem, variant)
-        rejected = self.out / fmt.rejected_name(self.source.stem, variant)
+        name = fmt.artifact.display_name(variant)
+        final = self.out / fmt.artifact.artefact_name(self.source.stem, variant)
+        rejected = self.out / fmt.artifact.rejected_name(self.source.stem, variant)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=".feredge-check-", dir=self.out) as scratch:
             probe = Path(scratch) / final.name
@@ -151,7 +146,7 @@ class Converter:
             stale.unlink()
             log.info("%s: removed %s from an earlier conversion", name, stale)
         report = self._report(fmt, variant, status, path, data, metadata, convert_seconds, check_seconds, result)
-        write_report(report, self.out / fmt.report_stem(self.source.stem, variant))
+        write_report(report, self.out / fmt.artifact.report_stem(self.source.stem, variant))
         log.info("%s: %s %s, %.1f KiB (%.3fx the float32 weights), converted in %.1f s", name, status, path,
                  len(data) / 1024, report["size_ratio"], convert_seconds)
         reason = "" if result.passed else (f"macro-F1 drop {result.f1_drop:.4f} > {result.max_f1_drop:.4f}; "
@@ -161,7 +156,7 @@ class Converter:
     def _report(self, fmt: Format, variant: str, status: str, path: Path, data: bytes, metadata: ModelMetadata,
                 convert_seconds: float, check_seconds: float, result: GateResult) -> dict[str, Any]:
         return {
-            "name": fmt.display_name(variant),
+            "name": fmt.artifact.display_name(variant),
             "format": fmt.name,
             "qat": variant == QAT_VARIANT,
             "status": status,

@@ -1,72 +1,69 @@
-"""The one table of output formats; the CLI, the converter and the benchmarks all read ``FORMATS``.
+"""The one table of output formats; the CLI, the converter and the benchmarks all read it.
 
-An artefact's file name is ``<stem><tag><variant><extension>`` (``model_int8.tflite``,
-``model_int8_qat.tflite``, ``model.onnx``), so the format is visible without opening the file.
+Each row is an edge artefact (``feredge.edge.artifacts``: name, file-name rules) plus the function
+that builds it and what that build needs, as ultralytics' ``export_formats()`` carries its exporters:
+adding a format is one row here and one in the artefact table, with no dispatch elsewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from feredge.convert.errors import FormatError
-
-QAT_VARIANT = "_qat"
-REJECTED = ".REJECTED"
+from feredge.convert.onnx_export import DEFAULT_OPSET, build_onnx
+from feredge.convert.tflite import build_dynamic, build_fp16, build_fp32, build_int8
+from feredge.edge.artifacts import ARTIFACTS, Artifact
+from feredge.edge.metadata import ModelMetadata
+from feredge.edge.preprocess import PreprocessSpec
 
 # option name -> the CLI flag that requests it
 OPTION_FLAGS = {"qat": "--qat", "edgetpu": "--edgetpu", "opset": "--opset"}
 
 
 @dataclass(frozen=True)
+class BuildInput:
+    """What a build function gets: the Keras model and everything to write into the artefact."""
+
+    model: Any  # a tf_keras Model (the float model, or its QAT copy)
+    spec: PreprocessSpec
+    metadata: ModelMetadata  # embedded in the artefact
+    representative: Callable | None = None  # calibration generator, for formats that need calibration
+    opset: int = DEFAULT_OPSET
+
+
+@dataclass(frozen=True)
 class Format:
-    name: str
-    tag: str
-    extension: str
+    artifact: Artifact
+    build: Callable[[BuildInput], bytes]  # the artefact's bytes, metadata inside
     needs_calibration: bool
     options: frozenset[str]
     parity_tolerance: float | None  # max |probability difference| vs Keras before the export counts as broken
     description: str
 
     @property
-    def runtime(self) -> str:
-        return self.extension.lstrip(".")
-
-    @property
-    def suffix(self) -> str:
-        """What every artefact of this format ends with (``_int8.tflite``); QAT adds ``_qat`` before the dot."""
-        return self.tag + self.extension
-
-    @property
-    def metadata_format(self) -> str:
-        """The ``format`` written into the embedded metadata."""
-        return self.runtime if not self.tag else f"{self.runtime}-{self.name}"
-
-    def display_name(self, variant: str = "") -> str:
-        return self.name + (" (qat)" if variant == QAT_VARIANT else "")
-
-    def artefact_name(self, stem: str, variant: str = "") -> str:
-        return f"{stem}{self.tag}{variant}{self.extension}"
-
-    def rejected_name(self, stem: str, variant: str = "") -> str:
-        return f"{stem}{self.tag}{variant}{REJECTED}{self.extension}"
-
-    def report_stem(self, stem: str, variant: str = "") -> str:
-        """``<stem><tag><variant>.report``: the report's name without ``.json`` / ``.md``."""
-        return f"{stem}{self.tag}{variant}.report"
+    def name(self) -> str:
+        return self.artifact.name
 
 
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("int8", "_int8", ".tflite", True, frozenset({"qat", "edgetpu"}), None,
-               "full-integer: int8 input/output, per-channel int8 weights, int8 builtin ops only (Edge TPU)"),
-        Format("fp16", "_fp16", ".tflite", False, frozenset(), None, "float16 weights, float32 input/output"),
-        Format("dynamic", "_dynamic", ".tflite", False, frozenset(), None,
-               "dynamic range: int8 weights, float activations and input/output"),
-        Format("fp32", "_fp32", ".tflite", False, frozenset(), None, "float32 TFLite"),
-        Format("onnx", "", ".onnx", False, frozenset({"opset"}), 1e-3,
-               "ONNX (NHWC, float32) for onnxruntime / TensorRT on a Jetson, via tf2onnx"),
+        Format(
+            ARTIFACTS["int8"], build_int8, True, frozenset({"qat", "edgetpu"}), None,
+            "full-integer: int8 input/output, per-channel int8 weights, int8 builtin ops only (Edge TPU)",
+        ),
+        Format(ARTIFACTS["fp16"], build_fp16, False, frozenset(), None, "float16 weights, float32 input/output"),
+        Format(
+            ARTIFACTS["dynamic"], build_dynamic, False, frozenset(), None,
+            "dynamic range: int8 weights, float activations and input/output",
+        ),
+        Format(ARTIFACTS["fp32"], build_fp32, False, frozenset(), None, "float32 TFLite"),
+        Format(
+            ARTIFACTS["onnx"], build_onnx, False, frozenset({"opset"}), 1e-3,
+            "ONNX (NHWC, float32) for onnxruntime / TensorRT on a Jetson, via tf2onnx",
+        ),
     )
 }
 
@@ -94,5 +91,5 @@ def check_options(formats: Iterable[Format], requested: Iterable[str]) -> None:
 
 
 def variants(fmt: Format, qat: bool) -> tuple[str, ...]:
-    """Artefacts one format yields: the plain one, plus the QAT one when asked for and supported."""
-    return ("", QAT_VARIANT) if qat and "qat" in fmt.options else ("",)
+    """Artefacts one format yields: the plain one, plus its QAT variant when asked for and supported."""
+    return fmt.artifact.variants if qat and "qat" in fmt.options else ("",)

@@ -1,11 +1,24 @@
-"""Keras -> ONNX with tf2onnx, for onnxruntime and TensorRT on a Jetson."""
+"""Keras -> ONNX with tf2onnx, for onnxruntime and TensorRT on a Jetson: the build of the ``onnx`` row."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from feredge.convert.embed import embed_onnx_metadata
 from feredge.convert.errors import ConversionError
 from feredge.edge.preprocess import PreprocessSpec
 
+if TYPE_CHECKING:
+    from feredge.convert.formats import BuildInput
+
 DEFAULT_OPSET = 15  # TensorRT 8.5+ (JetPack 5 and 6) parses opsets 13-17
+
+
+def build_onnx(job: BuildInput) -> bytes:
+    """The serialized ONNX model with the metadata in ``metadata_props``."""
+    proto = export_onnx(job.model, job.spec, job.opset)
+    embed_onnx_metadata(proto, job.metadata)
+    return proto.SerializeToString()
 
 
 def export_onnx(model, spec: PreprocessSpec, opset: int = DEFAULT_OPSET):

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from feredge.edge.artifacts import display_names
 from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.detectors import DEFAULT_DETECTOR, YuNetDetector, available_detectors
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError
@@ -38,14 +39,12 @@ class UploadTooLargeError(ImageError):
 def model_choices(paths: list[str | Path]) -> dict[str, Path]:
     """Display name -> model file: the given files, then the models shipped with the package.
 
-    Names are file stems, or the paths as given when two stems clash (``runs/a/model_int8`` ...).
+    Names follow the one rule of ``feredge.edge.artifacts.display_names`` (the stem unless stems clash).
     """
     files = [Path(p) for p in paths]
     given = {f.resolve() for f in files}
     files += [f for f in shipped_models() if f.resolve() not in given]
-    stems = [f.stem for f in files]
-    unique = len(set(stems)) == len(stems)
-    return {(f.stem if unique else str(f)): f for f in files}
+    return dict(zip(display_names(files), files, strict=True))
 
 
 @dataclass

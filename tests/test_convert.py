@@ -149,12 +149,12 @@ def test_every_other_format_converts_with_metadata_and_shrinks(int8_run, float_r
     sizes = {}
     for fmt in FORMATS.values():
         folder = int8_run[0] if fmt.name == "int8" else float_run
-        path = folder / fmt.artefact_name("model")
-        data = report(folder / f"{fmt.report_stem('model')}.json")
+        path = folder / fmt.artifact.artefact_name("model")
+        data = report(folder / f"{fmt.artifact.report_stem('model')}.json")
         assert data["status"] == "ok" and data["format"] == fmt.name
         sizes[fmt.name] = path.stat().st_size
         assert load_model(path).labels == LABELS
-        if fmt.runtime == "tflite":
+        if fmt.artifact.runtime == "tflite":
             assert read_tflite_metadata(path.read_bytes()).format == f"tflite-{fmt.name}"
             if fmt.name != "int8":
                 interpreter = Interpreter(model_path=str(path))

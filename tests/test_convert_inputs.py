@@ -13,6 +13,7 @@ from feredge.cli import main
 from feredge.convert.data import calibration_sample, resolve_data
 from feredge.convert.errors import CalibrationError, CheckDataError, FormatError
 from feredge.convert.formats import FORMATS, check_options, parse_formats
+from feredge.edge.artifacts import ARTIFACTS, display_names
 from feredge.edge.dataset import Split
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
 from feredge.edge.metadata import ModelMetadata
@@ -21,17 +22,19 @@ LABELS = ("happy", "sad", "surprise")
 
 
 def test_format_table_names_every_artefact():
-    assert list(FORMATS) == ["int8", "fp16", "dynamic", "fp32", "onnx"]
+    assert list(FORMATS) == list(ARTIFACTS) == ["int8", "fp16", "dynamic", "fp32", "onnx"]
+    assert all(f.artifact is ARTIFACTS[name] for name, f in FORMATS.items())
     assert [f.name for f in FORMATS.values() if f.needs_calibration] == ["int8"]
-    int8, onnx = FORMATS["int8"], FORMATS["onnx"]
+    int8, onnx = ARTIFACTS["int8"], ARTIFACTS["onnx"]
     assert int8.artefact_name("model") == "model_int8.tflite"
     assert int8.artefact_name("model", "_qat") == "model_int8_qat.tflite"
     assert int8.rejected_name("model") == "model_int8.REJECTED.tflite"
     assert int8.report_stem("model", "_qat") == "model_int8_qat.report"
     assert onnx.artefact_name("model") == "model.onnx" and onnx.rejected_name("m") == "m.REJECTED.onnx"
-    assert [f.metadata_format for f in FORMATS.values()] == [
+    assert [a.metadata_format for a in ARTIFACTS.values()] == [
         "tflite-int8", "tflite-fp16", "tflite-dynamic", "tflite-fp32", "onnx"]
-    assert len({f.suffix for f in FORMATS.values()}) == len(FORMATS)
+    assert len({a.suffix for a in ARTIFACTS.values()}) == len(ARTIFACTS)
+    assert display_names(["a/m.tflite", "b/m.tflite", "c/n.onnx"]) == ["a/m", "b/m", "n"]
 
 
 def test_formats_and_options_are_checked():
