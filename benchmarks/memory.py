@@ -7,6 +7,7 @@ every benchmarked batch size and reports its own peak RSS (``ru_maxrss``) as one
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -20,7 +21,7 @@ from feredge.benchmarks.errors import BenchError
 from feredge.benchmarks.frames import draw_face
 from feredge.benchmarks.latency import BATCH_SIZES
 from feredge.benchmarks.models import Subject, open_model
-from feredge.edge.errors import FeredgeError
+from feredge.edge.cli_options import run_main
 
 TIMEOUT_S = 600
 
@@ -71,16 +72,21 @@ def measure(subject: Subject, threads: int) -> dict:
     return json.loads(lines[-1])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m feredge.benchmarks.memory SUBJECT_JSON THREADS``: one JSON line on stdout."""
-    subject_json, threads = sys.argv[1:] if argv is None else argv
-    try:
-        result = probe(Subject(**json.loads(subject_json)), int(threads))
-    except FeredgeError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    print(json.dumps(result))
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m feredge.benchmarks.memory", description=__doc__.splitlines()[0])
+    parser.add_argument("subject", help="the Subject to load, as JSON")
+    parser.add_argument("threads", type=int, help="interpreter threads")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print ``probe``'s result as one JSON line."""
+    print(json.dumps(probe(Subject(**json.loads(args.subject)), args.threads)))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("memory probe", run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from feredge.convert.formats import FORMATS, check_options, parse_formats
+from feredge.edge.cli_options import add_labels_option, add_threads_option
 from feredge.edge.preprocess import NORMALIZATIONS
 
 
@@ -29,10 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                                                "edgetpu_compiler (x86-64 Debian/Ubuntu only)")
     parser.add_argument("--opset", type=int, choices=range(13, 18), metavar="{13..17}",
                         help="onnx: ONNX opset (default: 15)")
-    parser.add_argument("--labels", help="labels of a Keras model without metadata.json (preset or comma list)")
+    add_labels_option(parser, "labels of a Keras model without metadata.json (preset or comma list)")
     parser.add_argument("--normalization", choices=list(NORMALIZATIONS),
                         help="input normalization of a model without metadata.json (default: unit)")
-    parser.add_argument("--threads", type=int, help="interpreter threads for the gate")
+    add_threads_option(parser, "interpreter threads for the gate")
     parser.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction, default=None,
                         help="serve with (or without) mirror averaging: twice the inference per face for a "
                              "steadier score (default: as trained)")

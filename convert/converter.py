@@ -24,11 +24,10 @@ from feredge.convert.onnx_export import DEFAULT_OPSET
 from feredge.convert.qat import quantization_aware
 from feredge.edge.artifacts import QAT_VARIANT
 from feredge.edge.atomic import atomic_write_bytes
-from feredge.edge.dataset import Split
+from feredge.edge.dataset import Split, score_batches
 from feredge.edge.errors import FeredgeError
 from feredge.edge.metadata import ModelMetadata
 from feredge.train.config import TrainConfig
-from feredge.train.evaluate import predict_scores
 from feredge.train.keras_io import SIZE_BASIS, SourceModel
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,8 @@ class Converter:
         self.spec = source.metadata.preprocess_spec()
         self.out = Path(options.out) if options.out else source.path.parent
         self.config = source.config or TrainConfig(data="")
-        self.float_scores = predict_scores(source.model, data.check, self.spec, source.metadata.test_time_flip)
+        self.float_scores = score_batches(source.model.predict_on_batch, data.check, self.spec,
+                                          source.metadata.test_time_flip)
         self._calibration: Split | None = None
         self._qat_model = None
 
@@ -132,7 +132,7 @@ class Converter:
             probe.write_bytes(data)
             runtime = load_model(probe, threads=self.options.threads)
             # EmotionModel.predict flip-averages by itself when the embedded metadata asks for it
-            scores = predict_scores(runtime.predict, self.data.check, self.spec)
+            scores = score_batches(runtime.predict, self.data.check, self.spec)
         result = compare(self.data.check.targets, self.float_scores, scores, metadata.labels,
                          self.options.max_f1_drop)
         check_seconds = time.perf_counter() - start

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from feredge.edge.cli_options import port_number
+from feredge.edge.cli_options import add_labels_option, port_number
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detector-model", metavar="PATH", help="YuNet .onnx file; enables the yunet detector (checked at start-up)"
     )
-    parser.add_argument(
-        "--labels", help="labels of the models' outputs: a preset (fer2013, fer5) or a comma list; "
-        "needed only for models without feredge metadata",
-    )
+    add_labels_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from typing import IO
 import numpy as np
 
 from feredge.demo import EXAMPLES_DIR
-from feredge.edge.cli_options import non_negative_int, positive_float, positive_int
+from feredge.edge.cli_options import non_negative_int, positive_float, positive_int, run_main
 from feredge.edge.detectors import DEFAULT_DETECTOR, detector_names
 from feredge.edge.errors import FeredgeError
 
@@ -211,12 +211,11 @@ def _rss_reader(pid: int | None) -> Callable[[], float] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the report; exit 1 when any request failed, 2 when the run could not start."""
-    args = parse_args(argv)
-    try:
-        report = run(args)
-    except FeredgeError as exc:
-        print(f"load_test: error: {exc}", file=sys.stderr)
-        return 2
+    return run_main("load_test", _print_report, parse_args(argv))
+
+
+def _print_report(args: argparse.Namespace) -> int:
+    report = run(args)
     print(report.format())
     return 1 if report.errors else 0
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from feredge.demo import EXAMPLES_DIR
+from feredge.edge.cli_options import run_main
 from feredge.edge.errors import FeredgeError
 
 CHROMIUM_ARGS = (
@@ -99,12 +100,11 @@ def run(args: argparse.Namespace) -> PageResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except FeredgeError as exc:
-        print(f"screenshot: error: {exc}", file=sys.stderr)
-        return 2
+    return run_main("screenshot", _print_result, parse_args(argv))
+
+
+def _print_result(args: argparse.Namespace) -> int:
+    result = run(args)
     print(f"{args.out}: {result.status.splitlines()[0]}")
     return 0
 

@@ -1,5 +1,6 @@
-"""Command-line options shared by ``feredge predict`` and ``feredge video``, and argparse value types
-every feredge command line uses (``positive_int``, ``non_negative_int``, ``fraction``, ...).
+"""What every feredge command line shares: checked argparse value types (``positive_int``, ``fraction``,
+...), the options several commands take (``--labels``, ``--threads``, the detector and recognizer
+options), and ``run_main``, the one policy that turns errors into exit codes.
 
 Only argparse at import time: ``feredge.cli`` imports every command module to build its parser. The
 detector names come from the registry ``feredge.edge.detectors.DETECTORS`` when the options are added.
@@ -9,8 +10,27 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
+
+from feredge.edge.errors import FeredgeError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+# top-level module of an optional dependency -> the extra that installs it
+EXTRAS = {
+    "tensorflow": "train", "tf_keras": "train", "tensorflow_model_optimization": "train", "sklearn": "train",
+    "tf2onnx": "convert", "onnx": "convert", "onnxruntime": "jetson", "gradio": "demo", "gradio_client": "demo",
+    "fastapi": "demo", "uvicorn": "demo", "starlette": "demo", "multipart": "demo", "matplotlib": "bench",
+    "psutil": "bench", "httpx": "bench", "kagglehub": "kaggle",
+}
+
+LABELS_HELP = (
+    "labels of the model's outputs: a preset (fer2013, fer5) or a comma list; needed only for models "
+    "without feredge metadata"
+)
 
 
 def _checked(kind: Callable[[str], Any], what: str, accept: Callable[[Any], bool]) -> Callable[[str], Any]:
@@ -35,31 +55,45 @@ fraction = _checked(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 port_number = _checked(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
 
 
-def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
-    """Model, labels, threads and detector options, turned into a recognizer by ``build_recognizer``."""
+def add_labels_option(parser: argparse.ArgumentParser | Any, help: str = LABELS_HELP) -> None:
+    """``--labels``: a preset or a comma list (``feredge.edge.labels.resolve_labels``)."""
+    parser.add_argument("--labels", help=help)
+
+
+def add_threads_option(
+    parser: argparse.ArgumentParser | Any,
+    help: str = "interpreter threads (default: all cores, up to 4)",
+    many: bool = False,
+) -> None:
+    """``--threads N`` (or ``N ...`` with ``many``), each a whole number >= 1."""
+    parser.add_argument("--threads", type=positive_int, nargs="+" if many else None, metavar="N", help=help)
+
+
+def add_detector_options(parser: argparse.ArgumentParser | Any, finds_faces: bool = False) -> None:
+    """``--detector`` (choices from the registry; ``finds_faces`` leaves out ``none``) and ``--detector-model``."""
     from feredge.edge.detectors import DEFAULT_DETECTOR, describe_detectors, detector_names
 
+    parser.add_argument(
+        "--detector", choices=detector_names(finds_faces=finds_faces), default=DEFAULT_DETECTOR,
+        help=f"face detector: {describe_detectors()} (default: {DEFAULT_DETECTOR})",
+    )
+    parser.add_argument(
+        "--detector-model", metavar="PATH",
+        help="the detector's model file (yunet: default $FEREDGE_CACHE or ~/.cache/feredge/, downloaded and "
+        "sha256-checked on first use)",
+    )
+
+
+def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
+    """Model, labels, threads and detector options, turned into a recognizer by ``build_recognizer``."""
     group = parser.add_argument_group("model and detector")
     group.add_argument("--model", help="a .tflite or .onnx emotion model (default: the shipped model)")
-    group.add_argument(
-        "--labels", help="labels of the model's outputs: a preset (fer2013, fer5) or a comma list; "
-        "needed only for models without feredge metadata"
-    )
+    add_labels_option(group)
     group.add_argument(
         "--normalization", help="input normalization of a model without metadata (default: unit)"
     )
-    group.add_argument(
-        "--threads", type=positive_int, metavar="N", help="interpreter threads (default: all cores, up to 4)"
-    )
-    group.add_argument(
-        "--detector", choices=detector_names(), default=DEFAULT_DETECTOR,
-        help=f"face detector: {describe_detectors()} (default: {DEFAULT_DETECTOR})",
-    )
-    group.add_argument(
-        "--detector-model", metavar="PATH",
-        help="YuNet .onnx file (default: $FEREDGE_CACHE or ~/.cache/feredge/, downloaded and sha256-checked "
-        "on first use)",
-    )
+    add_threads_option(group)
+    add_detector_options(group)
     group.add_argument(
         "--min-face", type=non_negative_int, metavar="PX", help="smallest face side to report, in pixels"
     )
@@ -79,3 +113,32 @@ def build_recognizer(args: argparse.Namespace):
         detector_model=args.detector_model,
         **sizes,
     )
+
+
+def run_main(prog: str, run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """``run(args)`` as a command's exit code: the one error policy of every ``main()``.
+
+    Library code raises typed errors and never exits; here a ``FeredgeError``, a missing optional
+    package (named with its extra) or an ``OSError`` becomes one line ``{prog}: error: ...`` on stderr
+    and exit code 2, Ctrl-C becomes 130, and anything else is a bug and keeps its traceback.
+    """
+    try:
+        return int(run(args) or 0)
+    except FeredgeError as exc:
+        return _fail(prog, str(exc))
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        if root not in EXTRAS:
+            raise
+        return _fail(prog, f"needs the Python package {root!r}: pip install 'feredge[{EXTRAS[root]}]'")
+    except OSError as exc:  # unwritable output folder, full disk, permission denied ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(prog, f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return EXIT_USER_ERROR

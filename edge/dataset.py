@@ -14,7 +14,7 @@ import csv
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,8 @@ import numpy as np
 from feredge.edge.decode import IMAGE_SUFFIXES, decode_image
 from feredge.edge.errors import DataError, ImageError
 from feredge.edge.labels import FER2013, canonical, resolve_labels
-from feredge.edge.preprocess import prepare_face
+from feredge.edge.preprocess import PreprocessSpec, normalize, prepare_face
+from feredge.edge.tta import flip_average
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ SPLIT_DIRS = {"train": "train", "training": "train", "val": "val", "validation":
               "test": "test", "testing": "test"}
 CSV_USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
 KAGGLE_PREFIX = "kaggle:"
+# Reasons a file is skipped, the keys of ``Dataset.skipped``.
+NON_IMAGE = "non-image file(s)"
+UNREADABLE = "unreadable or corrupt image(s)"
 
 
 @dataclass
@@ -109,6 +113,40 @@ def load_dataset(
     return dataset
 
 
+def select_split(dataset: Dataset, name: str = "auto") -> tuple[str, Split]:
+    """(name, split) to score: ``auto`` is val if present, else test, else all; ``all`` joins every split."""
+    if name == "auto":
+        name = next((n for n in ("val", "test") if n in dataset.splits), "all")
+    if name == "all":
+        parts = list(dataset.splits.values())
+        return name, Split(np.concatenate([p.images for p in parts]), np.concatenate([p.targets for p in parts]))
+    if name not in dataset.splits:
+        raise DataError(f"{dataset.source}: no {name!r} split (has {', '.join(dataset.splits)}); use --split all")
+    return name, dataset.splits[name]
+
+
+def score_batches(
+    predict: Callable[[np.ndarray], np.ndarray],
+    split: Split,
+    spec: PreprocessSpec,
+    flip: bool = False,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Class scores of a split's uint8 faces: contract normalization, ``predict`` on batches, optional flip.
+
+    ``predict`` is any ``(N, S, S, C) -> (N, K)`` callable: ``EmotionModel.predict`` (which flip-averages
+    by itself when its metadata asks) or a Keras model's ``predict_on_batch``. Training, evaluation,
+    the conversion gate and the benchmarks all score through here, so they score a model alike.
+    """
+    out = []
+    for start in range(0, len(split), batch_size):
+        faces = split.images[start : start + batch_size].astype(np.float32)
+        batch = np.asarray(normalize(faces, spec), np.float32)
+        scores = flip_average(predict, batch) if flip else predict(batch)
+        out.append(np.asarray(scores, np.float32))
+    return np.concatenate(out)
+
+
 def download_kaggle(handle: str) -> Path:
     """Download a Kaggle data set with kagglehub (needs the package and Kaggle credentials)."""
     try:
@@ -179,7 +217,7 @@ def _read_folder(
             if not f.is_file() or f.name.startswith("."):
                 continue
             if f.suffix.lower() not in IMAGE_SUFFIXES:
-                skipped["non-image file(s)"] += 1
+                skipped[NON_IMAGE] += 1
                 continue
             items.append((f, index))
 
@@ -194,7 +232,7 @@ def _read_folder(
         faces = list(pool.map(read, items, chunksize=64))
     keep = [i for i, face in enumerate(faces) if face is not None]
     if len(keep) < len(items):
-        skipped["unreadable or corrupt image(s)"] += len(items) - len(keep)
+        skipped[UNREADABLE] += len(items) - len(keep)
     if not keep:
         return Split(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64))
     return Split(np.stack([faces[i] for i in keep]), np.array([items[i][1] for i in keep], np.int64))

@@ -2,7 +2,7 @@
 
 Each command module exposes ``configure(parser)`` and ``run(args) -> int`` and imports its heavy
 dependencies (TensorFlow, Gradio) inside ``run``, so ``feredge predict`` starts fast and never
-loads TensorFlow. Only ``main`` turns errors into exit codes.
+loads TensorFlow. Only ``main`` turns errors into exit codes (``run_main``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from feredge import __version__
-from feredge.edge.errors import FeredgeError
+from feredge.edge.cli_options import run_main
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,18 +27,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("feredge.benchmarks.cli", "latency, size, memory and macro-F1 of models (and peers) side by side"),
     "demo": ("feredge.demo.cli", "web demo (Gradio) and REST POST /predict on this device, on the edge runtime"),
 }
-
-# top-level module of an optional dependency -> the extra that installs it
-EXTRAS = {
-    "tensorflow": "train", "tf_keras": "train", "tensorflow_model_optimization": "train", "sklearn": "train",
-    "tf2onnx": "convert", "onnx": "convert", "onnxruntime": "jetson", "gradio": "demo", "gradio_client": "demo",
-    "fastapi": "demo", "uvicorn": "demo", "starlette": "demo", "multipart": "demo", "matplotlib": "bench",
-    "psutil": "bench", "httpx": "bench", "kagglehub": "kaggle",
-}
-
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -70,26 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr
     )
-    try:
-        return run(args)
-    except FeredgeError as exc:
-        return _fail(args.command, str(exc))
-    except ModuleNotFoundError as exc:
-        root = (exc.name or "").split(".")[0]
-        if root not in EXTRAS:
-            raise
-        return _fail(args.command, f"needs the Python package {root!r}: pip install 'feredge[{EXTRAS[root]}]'")
-    except OSError as exc:  # unwritable output folder, full disk, permission denied ...
-        where = f"{exc.filename}: " if exc.filename else ""
-        return _fail(args.command, f"{where}{exc.strerror or exc}")
-    except KeyboardInterrupt:
-        print(f"feredge {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-def _fail(command: str, message: str) -> int:
-    print(f"feredge {command}: error: {message}", file=sys.stderr)
-    return EXIT_USER_ERROR
+    return run_main(f"feredge {args.command}", run, args)
 
 
 if __name__ == "__main__":

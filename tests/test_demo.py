@@ -25,6 +25,7 @@ from feredge.demo.service import (
     UploadTooLargeError,
     model_choices,
 )
+from feredge.edge.cli_options import EXIT_USER_ERROR
 from feredge.edge.detectors import available_detectors
 from feredge.edge.errors import ImageError
 from feredge.edge.labels import FER2013
@@ -207,13 +208,13 @@ def test_gradio_client_calls_the_predict_api(demo_server, face_drawer, tmp_path:
 
 
 def test_cli_reports_a_busy_port_and_a_missing_model(tiny_int8_model: Path, capsys: pytest.CaptureFixture) -> None:
-    assert cli.main(["demo", "--model", "missing.tflite"]) == cli.EXIT_USER_ERROR
+    assert cli.main(["demo", "--model", "missing.tflite"]) == EXIT_USER_ERROR
     assert "missing.tflite: model file not found" in capsys.readouterr().err
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        assert cli.main(["demo", "--model", str(tiny_int8_model), "--port", str(port)]) == cli.EXIT_USER_ERROR
+        assert cli.main(["demo", "--model", str(tiny_int8_model), "--port", str(port)]) == EXIT_USER_ERROR
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 

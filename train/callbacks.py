@@ -13,10 +13,9 @@ from typing import Any
 import tf_keras as keras
 
 from feredge.edge.atomic import atomic_path, atomic_write_text
-from feredge.edge.dataset import Split
+from feredge.edge.dataset import Split, score_batches
 from feredge.edge.metrics import classification_metrics
 from feredge.edge.preprocess import PreprocessSpec
-from feredge.train.evaluate import predict_scores
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class MacroF1(keras.callbacks.Callback):
         self.split, self.spec, self.labels, self.flip = split, spec, labels, flip
 
     def on_epoch_end(self, epoch, logs=None):
-        scores = predict_scores(self.model, self.split, self.spec, self.flip)
+        scores = score_batches(self.model.predict_on_batch, self.split, self.spec, self.flip)
         metrics = classification_metrics(self.split.targets, scores.argmax(1), self.labels)
         logs["val_macro_f1"] = metrics["macro_f1"]
         logs["val_accuracy"] = metrics["accuracy"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from feredge.edge.cli_options import add_labels_option
 from feredge.edge.errors import FeredgeError
 from feredge.train.backbones import REGISTRY
 from feredge.train.config import TrainConfig
@@ -17,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=d.out, help="run folder (default: %(default)s)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --out with its saved config.json")
-    parser.add_argument("--labels", help="label set: fer2013, fer5, or a comma list (default: the data's classes)")
+    add_labels_option(parser, "label set: fer2013, fer5, or a comma list (default: the data's classes)")
     parser.add_argument("--backbone", default=d.backbone, choices=sorted(REGISTRY))
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | PATH to a weights file")
     parser.add_argument("--alpha", type=float, default=d.alpha, help="width multiplier")

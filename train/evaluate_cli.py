@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from feredge.edge.cli_options import add_labels_option, add_threads_option
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run folder, .keras, .tflite or .onnx")
     parser.add_argument("data", help="any layout feredge train accepts")
     parser.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],
                         help="auto: val if present, else test, else all images")
-    parser.add_argument("--labels", help="labels of a model without metadata (comma list or preset)")
-    parser.add_argument("--threads", type=int, help="interpreter threads (TFLite)")
+    add_labels_option(parser)
+    add_threads_option(parser, "interpreter threads (TFLite, ONNX)")
     parser.add_argument("--out", help="folder for metrics.json and confusion_matrix.png")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 

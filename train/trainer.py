@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from feredge.edge.atomic import atomic_path, atomic_write_text
-from feredge.edge.dataset import Dataset, Split, load_dataset
+from feredge.edge.dataset import Dataset, Split, load_dataset, score_batches
 from feredge.edge.errors import FeredgeError
 from feredge.edge.metadata import ModelMetadata
 from feredge.edge.metrics import classification_metrics, format_report
@@ -35,7 +35,6 @@ from feredge.train.backbones import (
     resolve_weights,
 )
 from feredge.train.config import TrainConfig
-from feredge.train.evaluate import predict_scores
 from feredge.train.keras_io import MODEL_FILE
 from feredge.train.pipeline import class_weights, make_dataset
 
@@ -216,7 +215,7 @@ def fit_svm_head(model, split: Split, spec: PreprocessSpec, c: float, balanced: 
     from sklearn.svm import LinearSVC
 
     features = keras.Model(model.input, model.get_layer(FEATURES_NAME).output)
-    embeddings = predict_scores(features, split, spec)  # the pooled features, batched like every scoring
+    embeddings = score_batches(features.predict_on_batch, split, spec)  # pooled features, batched like any score
     svm = LinearSVC(C=c, class_weight="balanced" if balanced else None, random_state=seed, max_iter=5000)
     svm.fit(embeddings, split.targets)
     coef, intercept = svm.coef_, svm.intercept_
@@ -231,7 +230,7 @@ def evaluate_splits(model, dataset: Dataset, spec: PreprocessSpec, flip: bool) -
     for name in ("val", "test"):
         if name in dataset.splits:
             split = dataset.splits[name]
-            scores = predict_scores(model, split, spec, flip)
+            scores = score_batches(model.predict_on_batch, split, spec, flip)
             results[name] = classification_metrics(split.targets, scores.argmax(1), dataset.labels)
     return results
 
