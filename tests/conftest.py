@@ -1,8 +1,9 @@
-"""Shared fixtures: tiny generated TFLite models and images; nothing is downloaded or read from data sets."""
+"""Shared fixtures: the committed tiny TFLite models and generated images; nothing is downloaded or read."""
 
 from __future__ import annotations
 
-import json
+import importlib.util
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,116 +11,29 @@ import numpy as np
 import pytest
 
 from feredge.benchmarks.frames import draw_face
-from feredge.edge.labels import FER2013
-from feredge.edge.metadata import ModelMetadata
 
-TINY_SIZE = 48
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-
-class _RawMetadata:
-    """Stands in for ModelMetadata where a test needs metadata the schema would refuse (no labels)."""
-
-    def __init__(self, data: dict) -> None:
-        self._data = data
-
-    def to_json(self) -> str:
-        return json.dumps(self._data)
+# Test modules that import an extra at their top: an install without it (the edge-only job of
+# .ci/run) does not collect them, and the report header names them.
+_NEEDS_EXTRA = {"test_demo.py": "httpx", "test_demo_load.py": "psutil"}
+collect_ignore = [name for name, module in _NEEDS_EXTRA.items() if importlib.util.find_spec(module) is None]
 
 
-def _tiny_keras_model(size: int, channels: int, softmax: bool, batch_size: int | None):
-    """Two 3x3 box-filter kernels, then a dense layer scoring brightness: left half -> class 0
-    (angry), right half -> class 1 (disgust), every other class 0. Its answers are known in advance,
-    so tests can check the runtime end to end, flip averaging included."""
-    import tf_keras as keras
-
-    inputs = keras.Input((size, size, channels), batch_size=batch_size)
-    conv = keras.layers.Conv2D(2, 3, padding="same", use_bias=False)
-    x = keras.layers.Flatten()(conv(inputs))
-    dense = keras.layers.Dense(len(FER2013))
-    x = dense(x)
-    if softmax:
-        x = keras.layers.Softmax()(x)
-    model = keras.Model(inputs, x)
-    conv.set_weights([np.full((3, 3, channels, 2), 1.0 / (9 * channels), np.float32)])
-    weights = np.zeros((size, size, 2, len(FER2013)), np.float32)
-    half = size // 2
-    weights[:, :half, 0, 0] = 6.0 / (size * half)
-    weights[:, half:, 1, 1] = 6.0 / (size * half)
-    dense.set_weights([weights.reshape(-1, len(FER2013)), np.zeros(len(FER2013), np.float32)])
-    return model
-
-
-def _convert(model, mode: str) -> bytes:
-    import warnings
-
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif mode in ("int8", "uint8"):
-        shape = (1, *model.input_shape[1:])
-        rng = np.random.default_rng(0)
-
-        def representative():
-            half = shape[2] // 2
-            for i in range(16):
-                sample = rng.random(shape, dtype=np.float32)
-                if i % 3 == 1:  # half-bright images, like the tests use, set the logits' range
-                    sample[:, :, :half] = 1.0
-                    sample[:, :, half:] = 0.0
-                elif i % 3 == 2:
-                    sample[:, :, :half] = 0.0
-                    sample[:, :, half:] = 1.0
-                yield [sample]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = getattr(tf, mode)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
-        return converter.convert()
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if not collect_ignore:
+        return None
+    return f"not collected (extra not installed): {', '.join(collect_ignore)}"
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny models built once per session (about 5 s with the TensorFlow import), by name:
-
-    - ``int8``: int8 in/out, softmax, fer2013 metadata (48x48x1, unit, margin 0.1)
-    - ``uint8``: the same with uint8 in/out
-    - ``int8_logits``: int8 without the final softmax
-    - ``int8_flip``: ``int8`` with ``test_time_flip: true`` in its metadata
-    - ``int8_fixed_batch``: ``int8`` with a batch dimension fixed at 1
-    - ``float16``: float16 weights, float32 in/out, with metadata
-    - ``float32_plain``: float32, 40x40x3 input, no metadata at all
-    - ``no_labels``: ``int8`` whose embedded metadata has no labels
-    """
-    from feredge.convert.embed import embed_tflite_metadata
-
+    """Copies of the committed tiny models (``tests/fixtures/make_fixtures.py`` says what each is), by name."""
     out = tmp_path_factory.mktemp("tiny_models")
-    meta = ModelMetadata(labels=FER2013, input_size=TINY_SIZE, channels=1, format="tflite-int8")
-    plans = {
-        "int8": ((TINY_SIZE, 1, True, None), "int8", meta),
-        "uint8": ((TINY_SIZE, 1, True, None), "uint8", meta),
-        "int8_logits": ((TINY_SIZE, 1, False, None), "int8", meta),
-        "int8_flip": ((TINY_SIZE, 1, True, None), "int8", meta.replace(test_time_flip=True)),
-        "int8_fixed_batch": ((TINY_SIZE, 1, True, 1), "int8", meta),
-        "float16": ((TINY_SIZE, 1, True, None), "float16", meta.replace(format="tflite-fp16")),
-        "float32_plain": ((40, 3, True, None), "float32", None),
-        "no_labels": ((TINY_SIZE, 1, True, None), "int8", _RawMetadata({"input_size": TINY_SIZE})),
-    }
-    converted: dict[tuple, bytes] = {}
     paths = {}
-    for name, (arch, mode, metadata) in plans.items():
-        if (arch, mode) not in converted:
-            converted[arch, mode] = _convert(_tiny_keras_model(*arch), mode)
-        data = converted[arch, mode]
-        if metadata is not None:
-            data = embed_tflite_metadata(data, metadata)
-        paths[name] = out / f"{name}.tflite"
-        paths[name].write_bytes(data)
+    for source in sorted(FIXTURES.glob("*.tflite")):
+        paths[source.stem] = out / source.name
+        shutil.copyfile(source, paths[source.stem])
     return paths
 
 

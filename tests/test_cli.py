@@ -8,6 +8,8 @@ import pytest
 
 from feredge.cli import COMMANDS, main
 
+pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
+
 
 def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -20,6 +20,8 @@ from feredge.edge.preprocess import (
     square_box,
 )
 
+pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
+
 
 def test_fer2013_order_is_the_csv_index_order():
     assert FER2013 == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -15,6 +15,8 @@ import pytest
 
 from feredge.cli import main
 
+pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
+
 
 def write_image(path: Path, image: np.ndarray) -> Path:
     ok, data = cv2.imencode(path.suffix, image)

@@ -16,6 +16,8 @@ from feredge.edge.errors import ImageError
 from feredge.edge.imageinfo import encoded_end, image_info
 from feredge.edge.recognizer import EmotionRecognizer
 
+pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
+
 
 def encode(image: np.ndarray, suffix: str, params: tuple = ()) -> bytes:
     ok, data = cv2.imencode(suffix, image, list(params))

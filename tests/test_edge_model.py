@@ -14,6 +14,8 @@ from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
 from feredge.edge.labels import FER2013
 from feredge.edge.model import DEFAULT_MODEL, load_model, shipped_models
 
+pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
+
 S = 48
 
 

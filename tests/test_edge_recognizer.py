@@ -18,6 +18,8 @@ from feredge.edge.labels import FER2013
 from feredge.edge.model import load_model
 from feredge.edge.recognizer import EmotionRecognizer, Face
 
+pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
+
 YUNET = Path("/work/shared/models/face_detection_yunet.onnx")
 needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason="shared YuNet model not present")
 

@@ -16,6 +16,8 @@ from feredge.edge.recognizer import EmotionRecognizer, Face, face_from_scores
 from feredge.edge.track import FaceTracker, iou
 from feredge.edge.video import LatestFrameReader, process_video
 
+pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
+
 
 def face(box, label: str, p: float = 0.8) -> Face:
     probs = np.full(len(FER2013), (1 - p) / (len(FER2013) - 1), np.float32)
