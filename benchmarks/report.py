@@ -26,20 +26,37 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 def speed_table(results: dict[str, Any]) -> Table:
     """One row per model and thread count: size, init, first run, steady state, throughput, memory."""
-    headers = ["model", "format", "status", "size MB", "threads", "load ms", "first ms", "p50 ms", "p90 ms",
-               "p99 ms", *(f"b{size} faces/s" for size in BATCH_SIZES), "peak RSS MB"]
+    headers = [
+        "model",
+        "format",
+        "status",
+        "size MB",
+        "threads",
+        "load ms",
+        "first ms",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        *(f"b{size} faces/s" for size in BATCH_SIZES),
+        "peak RSS MB",
+    ]
     rows = []
     for model in results["models"]:
         size = None if model["size_bytes"] is None else model["size_bytes"] / 2**20
         head = [model["name"], model["format"] or "-", model["status"], _num(size, 2)]
         for row in model["threads"]:
             steady = row["steady_ms"]
-            rows.append([
-                *head, str(row["threads"]), _num(row["load_ms"]), _num(row["first_ms"], 2),
-                *(_num(steady[p], 2) for p in ("p50", "p90", "p99")),
-                *(_num(row["throughput"][str(size)], 0) for size in BATCH_SIZES),
-                _num(row["memory"]["peak_rss_mb"], 0),
-            ])
+            rows.append(
+                [
+                    *head,
+                    str(row["threads"]),
+                    _num(row["load_ms"]),
+                    _num(row["first_ms"], 2),
+                    *(_num(steady[p], 2) for p in ("p50", "p90", "p99")),
+                    *(_num(row["throughput"][str(size)], 0) for size in BATCH_SIZES),
+                    _num(row["memory"]["peak_rss_mb"], 0),
+                ]
+            )
         if not model["threads"]:
             rows.append([*head, *["-"] * (len(headers) - len(head))])
     return headers, rows
@@ -55,8 +72,17 @@ def pipeline_table(results: dict[str, Any]) -> Table:
                 faces = f"{frame['faces_found']}/{frame['faces']}"
                 stages = [_num(frame["stages_ms"][stage], 2) for stage in STAGES]
                 total = frame["total_ms"]
-                rows.append([model["name"], str(row["threads"]), faces, *stages,
-                             _num(total["mean"], 2), _num(total["p50"], 2), _num(frame["fps"])])
+                rows.append(
+                    [
+                        model["name"],
+                        str(row["threads"]),
+                        faces,
+                        *stages,
+                        _num(total["mean"], 2),
+                        _num(total["p50"], 2),
+                        _num(frame["fps"]),
+                    ]
+                )
     return headers, rows
 
 
@@ -69,8 +95,16 @@ def accuracy_table(results: dict[str, Any]) -> Table:
     for model in scored:
         acc = model["accuracy"]
         per_class = [_num(acc["per_class"][label]["f1"], 3) if label in acc["per_class"] else "-" for label in labels]
-        rows.append([model["name"], model["format"], str(acc["samples"]), _num(acc["accuracy"], 3),
-                     _num(acc["macro_f1"], 3), *per_class])
+        rows.append(
+            [
+                model["name"],
+                model["format"],
+                str(acc["samples"]),
+                _num(acc["accuracy"], 3),
+                _num(acc["macro_f1"], 3),
+                *per_class,
+            ]
+        )
     return headers, rows
 
 
@@ -101,17 +135,21 @@ def machine_line(results: dict[str, Any]) -> str:
     m = results["machine"]
     board = f"{m['board']}, " if m["board"] else ""
     load = m["load_average"]
-    return (f"{board}{m['cpu']} ({m['cores']} cores, {m['arch']}, {m['memory_mb']:,} MB), {m['os']}; "
-            f"{m['python']}; {', '.join(m['runtimes']) or 'no runtime'}; numpy {m['numpy']}, opencv {m['opencv']}; "
-            f"load average {load['start']} at start, {load['end']} at end")
+    return (
+        f"{board}{m['cpu']} ({m['cores']} cores, {m['arch']}, {m['memory_mb']:,} MB), {m['os']}; "
+        f"{m['python']}; {', '.join(m['runtimes']) or 'no runtime'}; numpy {m['numpy']}, opencv {m['opencv']}; "
+        f"load average {load['start']} at start, {load['end']} at end"
+    )
 
 
 def settings_line(results: dict[str, Any]) -> str:
     s = results["settings"]
     data = results["data"]
     scored = f"{data['samples']:,} images in {data['path']}" if data else "none (no accuracy)"
-    return (f"threads {', '.join(map(str, s['threads']))}; {s['runs']} timed runs after {s['warmup']} warm-up; "
-            f"{s['frames']} frames per scene, detector {s['detector']}; data: {scored}")
+    return (
+        f"threads {', '.join(map(str, s['threads']))}; {s['runs']} timed runs after {s['warmup']} warm-up; "
+        f"{s['frames']} frames per scene, detector {s['detector']}; data: {scored}"
+    )
 
 
 def notes(results: dict[str, Any]) -> list[str]:
@@ -131,8 +169,14 @@ def notes(results: dict[str, Any]) -> list[str]:
 
 def format_text(results: dict[str, Any]) -> str:
     """The terminal summary: machine, speed, pipeline and accuracy tables, notes."""
-    parts = [f"machine: {machine_line(results)}", f"settings: {settings_line(results)}",
-             "", render_text(speed_table(results)), "", render_text(pipeline_table(results))]
+    parts = [
+        f"machine: {machine_line(results)}",
+        f"settings: {settings_line(results)}",
+        "",
+        render_text(speed_table(results)),
+        "",
+        render_text(pipeline_table(results)),
+    ]
     if any(m["accuracy"] for m in results["models"]):
         parts += ["", render_text(accuracy_table(results))]
     if notes(results):
@@ -143,18 +187,26 @@ def format_text(results: dict[str, Any]) -> str:
 def format_markdown(results: dict[str, Any], figures: Sequence[str]) -> str:
     """``results.md``: the tables and the figures in ``figures`` (file names beside it)."""
     parts = [
-        "# feredge bench results", "",
-        f"Measured {results['created']} with feredge {results['feredge']}.", "",
+        "# feredge bench results",
+        "",
+        f"Measured {results['created']} with feredge {results['feredge']}.",
+        "",
         f"- **Machine:** {machine_line(results)}",
-        f"- **Settings:** {settings_line(results)}", "",
-        "## Speed per face (model only)", "",
+        f"- **Settings:** {settings_line(results)}",
+        "",
+        "## Speed per face (model only)",
+        "",
         "`load` is model init, `first` the first invoke, p50/p90/p99 the steady state after warm-up; "
-        "throughput at batch 1, 8 and 32; peak RSS of a fresh process that loads and runs the model.", "",
-        render_markdown(speed_table(results)), "",
-        "## Full pipeline on a 640x480 frame", "",
-        "Stage and total times are means per frame (FPS is 1000 / mean), p50 the median total; "
-        "faces is found/drawn.", "",
-        render_markdown(pipeline_table(results)), "",
+        "throughput at batch 1, 8 and 32; peak RSS of a fresh process that loads and runs the model.",
+        "",
+        render_markdown(speed_table(results)),
+        "",
+        "## Full pipeline on a 640x480 frame",
+        "",
+        "Stage and total times are means per frame (FPS is 1000 / mean), p50 the median total; faces is found/drawn.",
+        "",
+        render_markdown(pipeline_table(results)),
+        "",
     ]
     if THREADS in figures:
         parts += [f"![latency by thread count]({THREADS})", ""]

@@ -12,31 +12,61 @@ from feredge.edge.preprocess import NORMALIZATIONS
 def configure(parser: argparse.ArgumentParser) -> None:
     formats = "; ".join(f"{f.name} (*{f.artifact.suffix}): {f.description}" for f in FORMATS.values())
     parser.add_argument("model", help="run folder or Keras model (.keras, .h5)")
-    parser.add_argument("--formats", "--format", dest="formats", default="int8",
-                        help=f"comma list of formats (default: %(default)s). {formats}")
+    parser.add_argument(
+        "--formats",
+        "--format",
+        dest="formats",
+        default="int8",
+        help=f"comma list of formats (default: %(default)s). {formats}",
+    )
     parser.add_argument("--out", help="folder for artefacts and reports (default: the model's folder)")
-    parser.add_argument("--check-data", help="data for the accuracy gate, any layout `feredge train` reads "
-                                             "(default: the run's validation split, reloaded via config.json)")
-    parser.add_argument("--max-f1-drop", type=float, default=0.01,
-                        help="largest macro-F1 loss vs the float model that passes the gate (default: %(default)s)")
-    parser.add_argument("--calibration-data", help="training faces in class folders for int8 calibration and QAT "
-                                                   "(default: the run's training split)")
-    parser.add_argument("--calibration-size", type=int, default=300,
-                        help="calibration faces, stratified by class (default: %(default)s)")
-    parser.add_argument("--qat", action="store_true",
-                        help="int8: also build a quantization-aware fine-tuned model (*_int8_qat.tflite)")
+    parser.add_argument(
+        "--check-data",
+        help="data for the accuracy gate, any layout `feredge train` reads "
+        "(default: the run's validation split, reloaded via config.json)",
+    )
+    parser.add_argument(
+        "--max-f1-drop",
+        type=float,
+        default=0.01,
+        help="largest macro-F1 loss vs the float model that passes the gate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibration-data",
+        help="training faces in class folders for int8 calibration and QAT (default: the run's training split)",
+    )
+    parser.add_argument(
+        "--calibration-size",
+        type=int,
+        default=300,
+        help="calibration faces, stratified by class (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--qat", action="store_true", help="int8: also build a quantization-aware fine-tuned model (*_int8_qat.tflite)"
+    )
     parser.add_argument("--qat-epochs", type=int, default=2, help="QAT fine-tuning epochs (default: %(default)s)")
-    parser.add_argument("--edgetpu", action="store_true", help="int8: compile for the Coral Edge TPU with "
-                                                               "edgetpu_compiler (x86-64 Debian/Ubuntu only)")
-    parser.add_argument("--opset", type=int, choices=range(13, 18), metavar="{13..17}",
-                        help="onnx: ONNX opset (default: 15)")
+    parser.add_argument(
+        "--edgetpu",
+        action="store_true",
+        help="int8: compile for the Coral Edge TPU with edgetpu_compiler (x86-64 Debian/Ubuntu only)",
+    )
+    parser.add_argument(
+        "--opset", type=int, choices=range(13, 18), metavar="{13..17}", help="onnx: ONNX opset (default: 15)"
+    )
     add_labels_option(parser, "labels of a Keras model without metadata.json (preset or comma list)")
-    parser.add_argument("--normalization", choices=list(NORMALIZATIONS),
-                        help="input normalization of a model without metadata.json (default: unit)")
+    parser.add_argument(
+        "--normalization",
+        choices=list(NORMALIZATIONS),
+        help="input normalization of a model without metadata.json (default: unit)",
+    )
     add_threads_option(parser, "interpreter threads for the gate")
-    parser.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction, default=None,
-                        help="serve with (or without) mirror averaging: twice the inference per face for a "
-                             "steadier score (default: as trained)")
+    parser.add_argument(
+        "--test-time-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve with (or without) mirror averaging: twice the inference per face for a "
+        "steadier score (default: as trained)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,9 +83,16 @@ def run(args: argparse.Namespace) -> int:
         source.metadata = source.metadata.replace(test_time_flip=args.test_time_flip)
     need_train = any(f.needs_calibration for f in formats)
     data = resolve_data(source, args.check_data, args.calibration_data, need_train)
-    options = ConvertOptions(out=args.out, max_f1_drop=args.max_f1_drop, calibration_size=args.calibration_size,
-                             qat=args.qat, qat_epochs=args.qat_epochs, edgetpu=args.edgetpu,
-                             opset=args.opset or DEFAULT_OPSET, threads=args.threads)
+    options = ConvertOptions(
+        out=args.out,
+        max_f1_drop=args.max_f1_drop,
+        calibration_size=args.calibration_size,
+        qat=args.qat,
+        qat_epochs=args.qat_epochs,
+        edgetpu=args.edgetpu,
+        opset=args.opset or DEFAULT_OPSET,
+        threads=args.threads,
+    )
     outcomes = convert(source, data, formats, options)
     print(format_summary(outcomes))
     raise_for_outcomes(outcomes)

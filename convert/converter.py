@@ -65,8 +65,9 @@ class Converter:
         self.spec = source.metadata.preprocess_spec()
         self.out = Path(options.out) if options.out else source.path.parent
         self.config = source.config or TrainConfig(data="")
-        self.float_scores = score_batches(source.model.predict_on_batch, data.check, self.spec,
-                                          source.metadata.test_time_flip)
+        self.float_scores = score_batches(
+            source.model.predict_on_batch, data.check, self.spec, source.metadata.test_time_flip
+        )
         self._calibration: Split | None = None
         self._qat_model = None
 
@@ -92,8 +93,9 @@ class Converter:
 
     def _build(self, fmt: Format, variant: str) -> tuple[bytes, ModelMetadata, float]:
         start = time.perf_counter()
-        metadata = self.source.metadata.replace(format=fmt.artifact.metadata_format,
-                                                source_model=str(self.source.path), calibration_size=0)
+        metadata = self.source.metadata.replace(
+            format=fmt.artifact.metadata_format, source_model=str(self.source.path), calibration_size=0
+        )
         model, representative = self.source.model, None
         if fmt.needs_calibration:
             sample = self._calibration_sample(fmt)
@@ -114,8 +116,9 @@ class Converter:
 
     def _qat(self):
         if self._qat_model is None:
-            self._qat_model = quantization_aware(self.source.model, self.data.train, self.spec,
-                                                 self.options.qat_epochs, self.config)
+            self._qat_model = quantization_aware(
+                self.source.model, self.data.train, self.spec, self.options.qat_epochs, self.config
+            )
         return self._qat_model
 
     def _gate_and_write(
@@ -133,12 +136,13 @@ class Converter:
             runtime = load_model(probe, threads=self.options.threads)
             # EmotionModel.predict flip-averages by itself when the embedded metadata asks for it
             scores = score_batches(runtime.predict, self.data.check, self.spec)
-        result = compare(self.data.check.targets, self.float_scores, scores, metadata.labels,
-                         self.options.max_f1_drop)
+        result = compare(self.data.check.targets, self.float_scores, scores, metadata.labels, self.options.max_f1_drop)
         check_seconds = time.perf_counter() - start
         if fmt.parity_tolerance is not None and result.max_abs_prob_diff > fmt.parity_tolerance:
-            raise ParityError(f"{final.name} disagrees with the Keras model: max |probability difference| "
-                              f"{result.max_abs_prob_diff:.2e} > {fmt.parity_tolerance:.0e}; not written")
+            raise ParityError(
+                f"{final.name} disagrees with the Keras model: max |probability difference| "
+                f"{result.max_abs_prob_diff:.2e} > {fmt.parity_tolerance:.0e}; not written"
+            )
         status = OK if result.passed else REJECTED
         path, stale = (final, rejected) if result.passed else (rejected, final)
         atomic_write_bytes(path, data)
@@ -147,14 +151,34 @@ class Converter:
             log.info("%s: removed %s from an earlier conversion", name, stale)
         report = self._report(fmt, variant, status, path, data, metadata, convert_seconds, check_seconds, result)
         write_report(report, self.out / fmt.artifact.report_stem(self.source.stem, variant))
-        log.info("%s: %s %s, %.1f KiB (%.3fx the float32 weights), converted in %.1f s", name, status, path,
-                 len(data) / 1024, report["size_ratio"], convert_seconds)
-        reason = "" if result.passed else (f"macro-F1 drop {result.f1_drop:.4f} > {result.max_f1_drop:.4f}; "
-                                           f"kept as {path.name}")
+        log.info(
+            "%s: %s %s, %.1f KiB (%.3fx the float32 weights), converted in %.1f s",
+            name,
+            status,
+            path,
+            len(data) / 1024,
+            report["size_ratio"],
+            convert_seconds,
+        )
+        reason = (
+            ""
+            if result.passed
+            else (f"macro-F1 drop {result.f1_drop:.4f} > {result.max_f1_drop:.4f}; kept as {path.name}")
+        )
         return Outcome(name, status, path, reason, report)
 
-    def _report(self, fmt: Format, variant: str, status: str, path: Path, data: bytes, metadata: ModelMetadata,
-                convert_seconds: float, check_seconds: float, result: GateResult) -> dict[str, Any]:
+    def _report(
+        self,
+        fmt: Format,
+        variant: str,
+        status: str,
+        path: Path,
+        data: bytes,
+        metadata: ModelMetadata,
+        convert_seconds: float,
+        check_seconds: float,
+        result: GateResult,
+    ) -> dict[str, Any]:
         return {
             "name": fmt.artifact.display_name(variant),
             "format": fmt.name,
@@ -174,8 +198,9 @@ class Converter:
         }
 
 
-def convert(source: SourceModel, data: ConversionData, formats: Sequence[Format], options: ConvertOptions
-            ) -> list[Outcome]:
+def convert(
+    source: SourceModel, data: ConversionData, formats: Sequence[Format], options: ConvertOptions
+) -> list[Outcome]:
     """Convert ``source`` to every format (and QAT variant), gating each; never raises for one format."""
     return Converter(source, data, options).run(formats)
 
@@ -183,17 +208,21 @@ def convert(source: SourceModel, data: ConversionData, formats: Sequence[Format]
 def format_summary(outcomes: Sequence[Outcome]) -> str:
     """Each artefact's full report, then one Markdown table with the status of every format."""
     parts = [report_markdown(o.report) for o in outcomes if o.report]
-    rows = ["| format | status | size | ratio | macro-F1 | drop | agreement | file / reason |",
-            "|---|---|---:|---:|---:|---:|---:|---|"]
+    rows = [
+        "| format | status | size | ratio | macro-F1 | drop | agreement | file / reason |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for o in outcomes:
         r = o.report
         if r is None:
             rows.append(f"| {o.name} | {o.status} | | | | | | {o.reason} |")
             continue
         detail = "; ".join([o.reason or o.path.name, *o.notes])
-        rows.append(f"| {o.name} | {o.status} | {r['size_bytes'] / 1024:.1f} KiB | {r['size_ratio']:.3f} | "
-                    f"{r['converted']['macro_f1']:.4f} | {r['macro_f1_drop']:+.4f} | {r['top1_agreement']:.4f} | "
-                    f"{detail} |")
+        rows.append(
+            f"| {o.name} | {o.status} | {r['size_bytes'] / 1024:.1f} KiB | {r['size_ratio']:.3f} | "
+            f"{r['converted']['macro_f1']:.4f} | {r['macro_f1_drop']:+.4f} | {r['top1_agreement']:.4f} | "
+            f"{detail} |"
+        )
     return "\n".join([*parts, "## summary", "", *rows]) + "\n"
 
 

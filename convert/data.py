@@ -58,14 +58,22 @@ def resolve_data(
 def _load_run_data(source: SourceModel, purpose: str, flag: str) -> Dataset:
     config = source.config
     if config is None:
-        raise CheckDataError(f"{source.path}: not in a run folder (no config.json), so there is no data for "
-                             f"{purpose}; pass {flag}")
+        raise CheckDataError(
+            f"{source.path}: not in a run folder (no config.json), so there is no data for {purpose}; pass {flag}"
+        )
     if not config.data.startswith(KAGGLE_PREFIX) and not Path(config.data).exists():
-        raise CheckDataError(f"the run's data {config.data} (from config.json) is not available here; "
-                             f"pass {flag} for {purpose}")
+        raise CheckDataError(
+            f"the run's data {config.data} (from config.json) is not available here; pass {flag} for {purpose}"
+        )
     try:
-        return load_dataset(config.data, source.metadata.labels, source.metadata.input_size, config.val_fraction,
-                            config.seed, config.workers)
+        return load_dataset(
+            config.data,
+            source.metadata.labels,
+            source.metadata.input_size,
+            config.val_fraction,
+            config.seed,
+            config.workers,
+        )
     except DataError as exc:
         raise CheckDataError(f"the run's data cannot be reloaded for {purpose}: {exc}; pass {flag}") from exc
 
@@ -84,8 +92,10 @@ def _load_calibration(path: str | Path, labels: tuple[str, ...], size: int, work
     try:
         return load_dataset(path, labels, size, workers=workers, make_val=False).splits["train"]
     except DataError as exc:
-        raise CalibrationError(f"calibration data {path}: {exc}. Expected training face images in class folders "
-                               f"named after the model's labels ({', '.join(labels)})") from exc
+        raise CalibrationError(
+            f"calibration data {path}: {exc}. Expected training face images in class folders "
+            f"named after the model's labels ({', '.join(labels)})"
+        ) from exc
 
 
 def calibration_sample(train: Split, size: int, seed: int) -> Split:

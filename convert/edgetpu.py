@@ -20,12 +20,15 @@ def compile_edgetpu(artefact: Path, metadata: ModelMetadata, timeout: float = 60
     """Write ``<stem>_edgetpu.tflite`` beside ``artefact``, with the metadata re-embedded."""
     exe = shutil.which(COMPILER)
     if exe is None:
-        raise ConversionError(f"{COMPILER} is not on PATH; it runs on x86-64 Debian/Ubuntu only ({COMPILER_DOCS}): "
-                              f"copy {artefact.name} there and run `{COMPILER} -s {artefact.name}`")
+        raise ConversionError(
+            f"{COMPILER} is not on PATH; it runs on x86-64 Debian/Ubuntu only ({COMPILER_DOCS}): "
+            f"copy {artefact.name} there and run `{COMPILER} -s {artefact.name}`"
+        )
     with tempfile.TemporaryDirectory(prefix=".edgetpu-", dir=artefact.parent) as tmp:
         try:
-            proc = subprocess.run([exe, "-s", "-o", tmp, str(artefact)], capture_output=True, text=True,
-                                  timeout=timeout, check=False)
+            proc = subprocess.run(
+                [exe, "-s", "-o", tmp, str(artefact)], capture_output=True, text=True, timeout=timeout, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ConversionError(f"{COMPILER} could not run: {exc}") from exc
         produced = Path(tmp) / f"{artefact.stem}_edgetpu.tflite"

@@ -51,17 +51,29 @@ FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
         Format(
-            ARTIFACTS["int8"], build_int8, True, frozenset({"qat", "edgetpu"}), None,
+            ARTIFACTS["int8"],
+            build_int8,
+            True,
+            frozenset({"qat", "edgetpu"}),
+            None,
             "full-integer: int8 input/output, per-channel int8 weights, int8 builtin ops only (Edge TPU)",
         ),
         Format(ARTIFACTS["fp16"], build_fp16, False, frozenset(), None, "float16 weights, float32 input/output"),
         Format(
-            ARTIFACTS["dynamic"], build_dynamic, False, frozenset(), None,
+            ARTIFACTS["dynamic"],
+            build_dynamic,
+            False,
+            frozenset(),
+            None,
             "dynamic range: int8 weights, float activations and input/output",
         ),
         Format(ARTIFACTS["fp32"], build_fp32, False, frozenset(), None, "float32 TFLite"),
         Format(
-            ARTIFACTS["onnx"], build_onnx, False, frozenset({"opset"}), 1e-3,
+            ARTIFACTS["onnx"],
+            build_onnx,
+            False,
+            frozenset({"opset"}),
+            1e-3,
             "ONNX (NHWC, float32) for onnxruntime / TensorRT on a Jetson, via tf2onnx",
         ),
     )
@@ -86,8 +98,10 @@ def check_options(formats: Iterable[Format], requested: Iterable[str]) -> None:
     for option in requested:
         if not any(option in f.options for f in formats):
             takers = [f.name for f in FORMATS.values() if option in f.options]
-            raise FormatError(f"{OPTION_FLAGS[option]} applies to {', '.join(takers)} only; "
-                              f"add it to --formats (got {', '.join(f.name for f in formats)})")
+            raise FormatError(
+                f"{OPTION_FLAGS[option]} applies to {', '.join(takers)} only; "
+                f"add it to --formats (got {', '.join(f.name for f in formats)})"
+            )
 
 
 def variants(fmt: Format, qat: bool) -> tuple[str, ...]:

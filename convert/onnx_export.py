@@ -37,6 +37,8 @@ def export_onnx(model, spec: PreprocessSpec, opset: int = DEFAULT_OPSET):
     try:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
     except Exception as exc:  # tf2onnx surfaces graph-rewrite failures as arbitrary exception types
-        raise ConversionError(f"tf2onnx {tf2onnx.__version__} cannot convert this model under TensorFlow "
-                              f"{tf.__version__}: {type(exc).__name__}: {exc}") from exc
+        raise ConversionError(
+            f"tf2onnx {tf2onnx.__version__} cannot convert this model under TensorFlow "
+            f"{tf.__version__}: {type(exc).__name__}: {exc}"
+        ) from exc
     return proto

@@ -28,17 +28,30 @@ def quantization_aware(model, train: Split, spec: PreprocessSpec, epochs: int, c
     try:
         qat_model = tfmot.quantization.keras.quantize_model(model)
     except (ValueError, RuntimeError, TypeError) as exc:
-        raise ConversionError(f"tfmot cannot make this model quantization-aware ({exc}); it needs a flat "
-                              "tf_keras functional model with Conv -> BN -> ReLU blocks") from exc
+        raise ConversionError(
+            f"tfmot cannot make this model quantization-aware ({exc}); it needs a flat "
+            "tf_keras functional model with Conv -> BN -> ReLU blocks"
+        ) from exc
     num_classes = int(model.output_shape[-1])
     oversample = config.balance == "oversample"
     weights = class_weights(train.counts(num_classes), "none" if oversample else config.balance)
-    dataset = make_dataset(train, spec, num_classes, config.batch_size, True, AugmentConfig.preset("light"),
-                           weights, oversample, config.seed)
+    dataset = make_dataset(
+        train,
+        spec,
+        num_classes,
+        config.batch_size,
+        True,
+        AugmentConfig.preset("light"),
+        weights,
+        oversample,
+        config.seed,
+    )
     lr = config.lr * config.finetune_lr_factor
-    qat_model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                      weighted_metrics=["accuracy"])
+    qat_model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        weighted_metrics=["accuracy"],
+    )
     log.info("QAT: fine-tuning %d epoch(s) on %d faces at lr %.2g", epochs, len(train), lr)
     qat_model.fit(dataset, epochs=epochs, verbose=2)
     return qat_model

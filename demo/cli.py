@@ -13,7 +13,10 @@ from feredge.edge.cli_options import add_labels_option, port_number
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", action="append", default=[], metavar="PATH",
+        "--model",
+        action="append",
+        default=[],
+        metavar="PATH",
         help="a .tflite or .onnx model; repeat to compare models (the shipped model is added when installed)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 serves the LAN")

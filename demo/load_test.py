@@ -46,7 +46,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-pid", type=positive_int, help="process whose RSS to follow when --url is given")
     parser.add_argument("--image", type=Path, default=EXAMPLES_DIR / "face.png", help="image to send")
     parser.add_argument(
-        "--detector", choices=detector_names(), default=DEFAULT_DETECTOR,
+        "--detector",
+        choices=detector_names(),
+        default=DEFAULT_DETECTOR,
         help=f"detector query parameter (default: {DEFAULT_DETECTOR})",
     )
     parser.add_argument("--warmup", type=non_negative_int, default=10, help="requests before measuring (default: 10)")

@@ -21,10 +21,23 @@ EXIT_INTERRUPTED = 130
 
 # top-level module of an optional dependency -> the extra that installs it
 EXTRAS = {
-    "tensorflow": "train", "tf_keras": "train", "tensorflow_model_optimization": "train", "sklearn": "train",
-    "tf2onnx": "convert", "onnx": "convert", "onnxruntime": "jetson", "gradio": "demo", "gradio_client": "demo",
-    "fastapi": "demo", "uvicorn": "demo", "starlette": "demo", "multipart": "demo", "matplotlib": "bench",
-    "psutil": "bench", "httpx": "bench", "kagglehub": "kaggle",
+    "tensorflow": "train",
+    "tf_keras": "train",
+    "tensorflow_model_optimization": "train",
+    "sklearn": "train",
+    "tf2onnx": "convert",
+    "onnx": "convert",
+    "onnxruntime": "jetson",
+    "gradio": "demo",
+    "gradio_client": "demo",
+    "fastapi": "demo",
+    "uvicorn": "demo",
+    "starlette": "demo",
+    "multipart": "demo",
+    "matplotlib": "bench",
+    "psutil": "bench",
+    "httpx": "bench",
+    "kagglehub": "kaggle",
 }
 
 LABELS_HELP = (
@@ -74,11 +87,14 @@ def add_detector_options(parser: argparse.ArgumentParser | Any, finds_faces: boo
     from feredge.edge.detectors import DEFAULT_DETECTOR, describe_detectors, detector_names
 
     parser.add_argument(
-        "--detector", choices=detector_names(finds_faces=finds_faces), default=DEFAULT_DETECTOR,
+        "--detector",
+        choices=detector_names(finds_faces=finds_faces),
+        default=DEFAULT_DETECTOR,
         help=f"face detector: {describe_detectors()} (default: {DEFAULT_DETECTOR})",
     )
     parser.add_argument(
-        "--detector-model", metavar="PATH",
+        "--detector-model",
+        metavar="PATH",
         help="the detector's model file (yunet: default $FEREDGE_CACHE or ~/.cache/feredge/, downloaded and "
         "sha256-checked on first use)",
     )
@@ -89,9 +105,7 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and detector")
     group.add_argument("--model", help="a .tflite or .onnx emotion model (default: the shipped model)")
     add_labels_option(group)
-    group.add_argument(
-        "--normalization", help="input normalization of a model without metadata (default: unit)"
-    )
+    group.add_argument("--normalization", help="input normalization of a model without metadata (default: unit)")
     add_threads_option(group)
     add_detector_options(group)
     group.add_argument(

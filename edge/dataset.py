@@ -29,8 +29,15 @@ from feredge.edge.tta import flip_average
 
 log = logging.getLogger(__name__)
 
-SPLIT_DIRS = {"train": "train", "training": "train", "val": "val", "validation": "val", "valid": "val",
-              "test": "test", "testing": "test"}
+SPLIT_DIRS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "validation": "val",
+    "valid": "val",
+    "test": "test",
+    "testing": "test",
+}
 CSV_USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
 KAGGLE_PREFIX = "kaggle:"
 # Reasons a file is skipped, the keys of ``Dataset.skipped``.
@@ -80,7 +87,7 @@ def load_dataset(
     """
     source_str = str(source)
     if source_str.startswith(KAGGLE_PREFIX):
-        source = download_kaggle(source_str[len(KAGGLE_PREFIX):])
+        source = download_kaggle(source_str[len(KAGGLE_PREFIX) :])
     path = Path(source)
     if not path.exists():
         raise DataError(f"{path}: data set not found")
@@ -90,19 +97,19 @@ def load_dataset(
             raise DataError(f"{path}: a data file must be a FER2013-style CSV (emotion,pixels,Usage)")
         dataset = _load_csv(path, wanted, input_size)
     else:
-        split_dirs = {SPLIT_DIRS[d.name.lower()]: d for d in sorted(path.iterdir())
-                      if d.is_dir() and d.name.lower() in SPLIT_DIRS}
+        split_dirs = {
+            SPLIT_DIRS[d.name.lower()]: d for d in sorted(path.iterdir()) if d.is_dir() and d.name.lower() in SPLIT_DIRS
+        }
         if "train" in split_dirs:
             dataset = _load_split_folders(path, split_dirs, wanted, input_size, workers)
         else:
             dataset = _load_class_folders(path, wanted, input_size, workers)
     if make_val and "val" not in dataset.splits:
-        dataset.splits["train"], dataset.splits["val"] = stratified_split(
-            dataset.splits["train"], val_fraction, seed
-        )
+        dataset.splits["train"], dataset.splits["val"] = stratified_split(dataset.splits["train"], val_fraction, seed)
         if len(dataset.splits["val"]) == 0:
-            raise DataError(f"{path}: too few images to split off validation (need 2+ per class); "
-                            "add a val/ folder or more images")
+            raise DataError(
+                f"{path}: too few images to split off validation (need 2+ per class); add a val/ folder or more images"
+            )
     for name, split in dataset.splits.items():
         empty = [dataset.labels[i] for i, n in enumerate(split.counts(len(dataset.labels))) if n == 0]
         if name == "train" and empty:

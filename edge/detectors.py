@@ -285,7 +285,5 @@ def _download_yunet(target: Path) -> None:
         raise ModelLoadError(f"cannot download the YuNet face detector ({exc}); {hint}") from exc
     digest = _sha256(data)
     if digest != YUNET_SHA256:
-        raise ModelLoadError(
-            f"downloaded YuNet model has sha256 {digest}, expected {YUNET_SHA256}; not saved. {hint}"
-        )
+        raise ModelLoadError(f"downloaded YuNet model has sha256 {digest}, expected {YUNET_SHA256}; not saved. {hint}")
     atomic_write_bytes(target, data)

@@ -32,9 +32,7 @@ def label_color(label: str) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-def annotate(
-    image: np.ndarray | ScaledImage, faces: Sequence[Face], fps: float | None = None
-) -> np.ndarray:
+def annotate(image: np.ndarray | ScaledImage, faces: Sequence[Face], fps: float | None = None) -> np.ndarray:
     """Draw each face's box and ``label 87%`` (plus ``#id`` when tracked) and an optional FPS counter.
 
     A BGR image is drawn on in place, which spares a full-size copy of a large photo; a gray image

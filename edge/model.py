@@ -34,6 +34,7 @@ def shipped_models() -> list[Path]:
     """Model files installed with the package (int8 default, fp16 twin), the default first."""
     return sorted(MODELS_DIR.glob("*.tflite"), key=lambda p: (p.name != DEFAULT_MODEL.name, p.name))
 
+
 # Rows of a softmax output sum to 1 up to int8 rounding (K * scale / 2, about 0.014 for 7 classes).
 _PROBABILITY_TOLERANCE = 0.05
 
@@ -82,8 +83,9 @@ class EmotionModel:
         batch = np.asarray(batch, np.float32)
         expected = (self.spec.input_size, self.spec.input_size, self.spec.channels)
         if batch.ndim != 4 or batch.shape[1:] != expected:
-            raise ValueError(f"{self.name}: expected a batch of shape (N, {', '.join(map(str, expected))}), "
-                             f"got {batch.shape}")
+            raise ValueError(
+                f"{self.name}: expected a batch of shape (N, {', '.join(map(str, expected))}), got {batch.shape}"
+            )
         if len(batch) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         if self.metadata.test_time_flip:
@@ -145,8 +147,9 @@ def load_model(
         except MetadataError as exc:
             raise ModelLoadError(f"{path}: {exc}") from exc
     try:
-        metadata = resolve_metadata(raw, runner.input_shape, runner.num_outputs, labels, normalization,
-                                    fmt=path.suffix.lstrip(".").lower())
+        metadata = resolve_metadata(
+            raw, runner.input_shape, runner.num_outputs, labels, normalization, fmt=path.suffix.lstrip(".").lower()
+        )
     except (MetadataError, LabelError, ModelLoadError) as exc:
         raise type(exc)(f"{path}: {exc}") from exc
     return EmotionModel(runner, metadata, str(path))

@@ -50,9 +50,7 @@ class OnnxRunner:
             raise ModelLoadError(f"{path}: not a valid ONNX model ({exc})") from exc
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelLoadError(
-                f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}"
-            )
+            raise ModelLoadError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
         self.backend = "onnxruntime"  # the pip package, as for TFLiteRunner
         self.provider: str = self._session.get_providers()[0]
         log.debug("%s: onnxruntime runs it on %s (asked for %s)", path, self.provider, ", ".join(providers))
@@ -61,9 +59,7 @@ class OnnxRunner:
         shape = inputs[0].shape
         dims = shape[1:]
         if self._dtype is None or len(shape) != 4 or not all(isinstance(d, int) for d in dims):
-            raise ModelLoadError(
-                f"{path}: expected a float NHWC input of fixed size, got {inputs[0].type} {shape}"
-            )
+            raise ModelLoadError(f"{path}: expected a float NHWC input of fixed size, got {inputs[0].type} {shape}")
         self.input_shape: tuple[int, int, int] = (dims[0], dims[1], dims[2])
         self.num_outputs = int(np.prod([d for d in outputs[0].shape[1:] if isinstance(d, int)]))
         self.resizable = not isinstance(shape[0], int)

@@ -24,7 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_recognizer_options(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     parser.add_argument(
-        "--annotate", type=Path, metavar="OUT_DIR",
+        "--annotate",
+        type=Path,
+        metavar="OUT_DIR",
         help="write copies with boxes and labels here (images above 4096 px at the reduced size they were decoded at)",
     )
 

@@ -45,9 +45,7 @@ class PreprocessSpec:
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"unknown normalization {self.normalization!r}; choose from {', '.join(NORMALIZATIONS)}"
-            )
+            raise ValueError(f"unknown normalization {self.normalization!r}; choose from {', '.join(NORMALIZATIONS)}")
 
     def scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel affine constants, repeated or cut to ``channels`` entries."""

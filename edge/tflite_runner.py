@@ -110,9 +110,7 @@ class TFLiteRunner:
         return _dequantize(raw, self._output).reshape(len(batch), -1)
 
 
-def run_in_fixed_batches(
-    invoke: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, size: int
-) -> np.ndarray:
+def run_in_fixed_batches(invoke: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, size: int) -> np.ndarray:
     """Run a model whose batch dimension is fixed at ``size``, zero-padding the last chunk."""
     outputs = []
     for start in range(0, len(batch), size):

@@ -19,19 +19,23 @@ from feredge.edge.cli_options import add_recognizer_options, build_recognizer, f
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="video file, camera index (0) or rtsp:// / http:// URL")
     add_recognizer_options(parser)
-    parser.add_argument("--detect-every", type=positive_int, default=3, metavar="N",
-                        help="run the detector every N frames (default: 3)")
     parser.add_argument(
-        "--smoothing", type=fraction, default=0.4, metavar="ALPHA",
-        help="weight of the newest frame in each face's score average, in (0, 1]; 1 disables smoothing "
-        "(default: 0.4)",
+        "--detect-every", type=positive_int, default=3, metavar="N", help="run the detector every N frames (default: 3)"
+    )
+    parser.add_argument(
+        "--smoothing",
+        type=fraction,
+        default=0.4,
+        metavar="ALPHA",
+        help="weight of the newest frame in each face's score average, in (0, 1]; 1 disables smoothing (default: 0.4)",
     )
     parser.add_argument("--out", metavar="OUT.mp4", help="write the annotated video (.mp4 or .avi)")
     parser.add_argument("--show", action="store_true", help="show the annotated video in a window")
     parser.add_argument("--json", action="store_true", help="one JSON record per frame on stdout")
     parser.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     parser.add_argument(
-        "--all-frames", action="store_true",
+        "--all-frames",
+        action="store_true",
         help="process every frame of a camera or stream even when falling behind (default: skip to the newest)",
     )
 

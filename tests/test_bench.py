@@ -51,8 +51,24 @@ def test_bench_runs_writes_results_and_isolates_a_broken_model(tiny_int8_model, 
     broken = tmp_path / "broken_int8.tflite"
     broken.write_bytes(b"\x00" * 4 + b"TFL3" + b"\x00" * 64)
     out = tmp_path / "out"
-    args = ["bench", "--models", str(tiny_int8_model), str(broken), "--data", str(halves_data),
-            "--threads", "1", "--runs", "3", "--warmup", "1", "--frames", "2", "--out", str(out)]
+    args = [
+        "bench",
+        "--models",
+        str(tiny_int8_model),
+        str(broken),
+        "--data",
+        str(halves_data),
+        "--threads",
+        "1",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--frames",
+        "2",
+        "--out",
+        str(out),
+    ]
     code = (
         "import sys\n"
         "from feredge.cli import main\n"
@@ -212,8 +228,22 @@ def test_data_sharing_no_class_with_a_model_skips_only_its_accuracy(tiny_int8_mo
         (data / folder).mkdir(parents=True)
         cv2.imwrite(str(data / folder / "0.png"), half_bright(True))
     out = tmp_path / "out"
-    args = ["--models", str(tiny_int8_model), "--data", str(data), "--threads", "1", "--runs", "2",
-            "--warmup", "0", "--frames", "1", "--out", str(out)]
+    args = [
+        "--models",
+        str(tiny_int8_model),
+        "--data",
+        str(data),
+        "--threads",
+        "1",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--frames",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert run(parse_args(args)) == 0
     (model,) = json.loads((out / "results.json").read_text())["models"]
     assert model["status"] == "ok" and model["accuracy"] is None

@@ -31,7 +31,13 @@ def test_aliases_and_presets():
     assert canonical(" Anger ") == "angry"
     assert resolve_labels("fer5") == ("angry", "happy", "surprise", "fear", "neutral")
     assert resolve_labels("anger,disgust,fear,happiness,pain,sadness") == (
-        "angry", "disgust", "fear", "happy", "pain", "sad")
+        "angry",
+        "disgust",
+        "fear",
+        "happy",
+        "pain",
+        "sad",
+    )
     with pytest.raises(LabelError, match="duplicate"):
         resolve_labels(["anger", "angry"])
     with pytest.raises(LabelError):
@@ -40,8 +46,12 @@ def test_aliases_and_presets():
 
 @pytest.mark.parametrize(
     ("normalization", "channels", "pixel", "expected"),
-    [("unit", 1, 255, [1.0]), ("symmetric", 3, 0, [-1.0, -1.0, -1.0]), ("raw", 1, 7, [7.0]),
-     ("caffe", 3, 100, [100 - 103.939, 100 - 116.779, 100 - 123.68])],
+    [
+        ("unit", 1, 255, [1.0]),
+        ("symmetric", 3, 0, [-1.0, -1.0, -1.0]),
+        ("raw", 1, 7, [7.0]),
+        ("caffe", 3, 100, [100 - 103.939, 100 - 116.779, 100 - 123.68]),
+    ],
 )
 def test_normalization_values(normalization, channels, pixel, expected):
     spec = PreprocessSpec(8, channels, normalization)

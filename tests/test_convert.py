@@ -48,9 +48,24 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("convert")
     data = write_stripes(root / "data")
-    return train(TrainConfig(data=str(data), out=str(root / "run"), backbone="tiny", alpha=4, epochs=12,
-                             batch_size=16, lr=1e-2, augment="none", dropout=0.0, label_smoothing=0.0,
-                             weight_decay=0.0, val_fraction=0.25, workers=1, patience=20))
+    return train(
+        TrainConfig(
+            data=str(data),
+            out=str(root / "run"),
+            backbone="tiny",
+            alpha=4,
+            epochs=12,
+            batch_size=16,
+            lr=1e-2,
+            augment="none",
+            dropout=0.0,
+            label_smoothing=0.0,
+            weight_decay=0.0,
+            val_fraction=0.25,
+            workers=1,
+            patience=20,
+        )
+    )
 
 
 def convert_cli(*args: str) -> tuple[int, str, str]:
@@ -63,8 +78,9 @@ def convert_cli(*args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def int8_run(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("int8")
-    code, stdout, stderr = convert_cli(str(run_dir), "--format", "int8", "--calibration-size", "16",
-                                       "--edgetpu", "--out", str(out))
+    code, stdout, stderr = convert_cli(
+        str(run_dir), "--format", "int8", "--calibration-size", "16", "--edgetpu", "--out", str(out)
+    )
     assert code == 0, stderr
     return out, stdout
 
@@ -133,8 +149,10 @@ def test_edgetpu_compiler_runs_when_on_path(int8_run, tmp_path, monkeypatch):
     with pytest.raises(ConversionError, match="x86-64 Debian/Ubuntu"):
         compile_edgetpu(artefact, metadata)
     fake = tmp_path / "edgetpu_compiler"  # "-s -o OUT model.tflite" -> OUT/model_edgetpu.tflite, like Coral's
-    fake.write_text(f"#!{sys.executable}\nimport shutil, sys\nfrom pathlib import Path\n"
-                    "src = Path(sys.argv[-1])\nshutil.copy(src, Path(sys.argv[3]) / f'{src.stem}_edgetpu.tflite')\n")
+    fake.write_text(
+        f"#!{sys.executable}\nimport shutil, sys\nfrom pathlib import Path\n"
+        "src = Path(sys.argv[-1])\nshutil.copy(src, Path(sys.argv[3]) / f'{src.stem}_edgetpu.tflite')\n"
+    )
     fake.chmod(0o755)
     compiled = compile_edgetpu(artefact, metadata)
     assert compiled == artefact.with_name("model_int8_edgetpu.tflite")
@@ -171,8 +189,7 @@ def test_every_other_format_converts_with_metadata_and_shrinks(int8_run, float_r
 def test_gate_rejection_exits_nonzero_and_keeps_no_final_artefact(run_dir, tmp_path):
     stale = tmp_path / "model_fp32.tflite"
     stale.write_bytes(b"from an earlier conversion")
-    code, stdout, stderr = convert_cli(str(run_dir), "--format", "fp32", "--max-f1-drop", "-1", "--out",
-                                       str(tmp_path))
+    code, stdout, stderr = convert_cli(str(run_dir), "--format", "fp32", "--max-f1-drop", "-1", "--out", str(tmp_path))
     assert code == 2
     assert "accuracy gate" in stderr and "model_fp32.REJECTED.tflite" in stderr
     assert not stale.exists()
@@ -182,7 +199,10 @@ def test_gate_rejection_exits_nonzero_and_keeps_no_final_artefact(run_dir, tmp_p
     assert data["status"] == "rejected" and not data["passed"] and data["artefact"] == str(rejected)
     assert "| fp32 | rejected |" in stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "model_fp32.REJECTED.tflite", "model_fp32.report.json", "model_fp32.report.md"]
+        "model_fp32.REJECTED.tflite",
+        "model_fp32.report.json",
+        "model_fp32.report.md",
+    ]
 
 
 def test_one_failing_format_does_not_stop_the_others(run_dir, tmp_path):
@@ -190,8 +210,17 @@ def test_one_failing_format_does_not_stop_the_others(run_dir, tmp_path):
     bare.parent.mkdir()
     shutil.copy(run_dir / "model.keras", bare)
     data = Path(json.loads((run_dir / "config.json").read_text())["data"])
-    code, stdout, stderr = convert_cli(str(bare), "--formats", "int8,fp32", "--labels", ",".join(LABELS),
-                                       "--check-data", str(data), "--out", str(tmp_path / "out"))
+    code, stdout, stderr = convert_cli(
+        str(bare),
+        "--formats",
+        "int8,fp32",
+        "--labels",
+        ",".join(LABELS),
+        "--check-data",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert code == 2
     assert "int8 failed: int8 needs calibration images" in stderr and "--calibration-data" in stderr
     assert "| int8 | failed |" in stdout and "| fp32 | ok |" in stdout
@@ -227,8 +256,18 @@ def test_parity_failure_writes_nothing(run_dir, tmp_path, monkeypatch):
 
 
 def test_qat_runs_one_epoch_and_reports_beside_ptq(run_dir, tmp_path):
-    code, stdout, stderr = convert_cli(str(run_dir), "--format", "int8", "--qat", "--qat-epochs", "1",
-                                       "--calibration-size", "16", "--out", str(tmp_path))
+    code, stdout, stderr = convert_cli(
+        str(run_dir),
+        "--format",
+        "int8",
+        "--qat",
+        "--qat-epochs",
+        "1",
+        "--calibration-size",
+        "16",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, stderr
     assert "| int8 | ok |" in stdout and "| int8 (qat) | ok |" in stdout
     qat = tmp_path / "model_int8_qat.tflite"

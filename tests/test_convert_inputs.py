@@ -32,7 +32,12 @@ def test_format_table_names_every_artefact():
     assert int8.report_stem("model", "_qat") == "model_int8_qat.report"
     assert onnx.artefact_name("model") == "model.onnx" and onnx.rejected_name("m") == "m.REJECTED.onnx"
     assert [a.metadata_format for a in ARTIFACTS.values()] == [
-        "tflite-int8", "tflite-fp16", "tflite-dynamic", "tflite-fp32", "onnx"]
+        "tflite-int8",
+        "tflite-fp16",
+        "tflite-dynamic",
+        "tflite-fp32",
+        "onnx",
+    ]
     assert len({a.suffix for a in ARTIFACTS.values()}) == len(ARTIFACTS)
     assert display_names(["a/m.tflite", "b/m.tflite", "c/n.onnx"]) == ["a/m", "b/m", "n"]
 
@@ -140,11 +145,14 @@ def test_check_data_must_have_the_models_labels(models, tmp_path):
     assert len(data.check) == 9 and data.train is None and "--calibration-data" in data.train_missing
 
 
-@pytest.mark.parametrize("layout, message", [
-    ({"readme.txt": None}, "no class folders"),
-    ({"happy/a.txt": None, "sad/b.txt": None, "surprise/c.txt": None}, "no readable images"),
-    ({"angry/": 2, "fear/": 2}, "requested label.*happy"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({"readme.txt": None}, "no class folders"),
+        ({"happy/a.txt": None, "sad/b.txt": None, "surprise/c.txt": None}, "no readable images"),
+        ({"angry/": 2, "fear/": 2}, "requested label.*happy"),
+    ],
+)
 def test_calibration_data_of_the_wrong_kind(models, tmp_path, layout, message):
     from feredge.train.keras_io import load_source
 

@@ -58,7 +58,8 @@ def test_model_choices_name_models_by_stem_and_add_the_shipped_model(
     monkeypatch.setattr("feredge.edge.model.MODELS_DIR", shipped.parent)
     monkeypatch.setattr("feredge.edge.model.DEFAULT_MODEL", shipped)
     assert model_choices([tmp_path / "a.tflite", tmp_path / "b.tflite"]) == {
-        "a": tmp_path / "a.tflite", "b": tmp_path / "b.tflite"
+        "a": tmp_path / "a.tflite",
+        "b": tmp_path / "b.tflite",
     }
     clash = [tmp_path / "x" / "model.tflite", tmp_path / "y" / "model.tflite"]
     assert list(model_choices(clash)) == ["x/model", "y/model"]
@@ -276,8 +277,13 @@ def test_reading_an_endless_body_stops_after_the_cap() -> None:
             return {"type": "http.request", "body": b"\r\n--cut--\r\n", "more_body": False}
         return {"type": "http.request", "body": b"\0" * chunk, "more_body": True}
 
-    scope = {"type": "http", "method": "POST", "path": "/predict", "query_string": b"",
-             "headers": [(b"content-type", b"multipart/form-data; boundary=cut")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/predict",
+        "query_string": b"",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=cut")],
+    }
     with pytest.raises(UploadTooLargeError, match="upload limit"):
         asyncio.run(_read_upload(Request(scope, endless), max_bytes=100_000))
     assert len(reads) <= (100_000 + _FORM_OVERHEAD) // chunk + 2

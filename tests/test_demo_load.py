@@ -12,8 +12,22 @@ from feredge.demo.load_test import parse_args, run
 
 def test_load_burst_and_sequence_against_the_running_demo(demo_server) -> None:
     url, _ = demo_server
-    args = parse_args(["--url", url, "--server-pid", str(os.getpid()), "--warmup", "2", "--concurrent", "20",
-                       "--sequential", "50", "--time-limit", "120"])
+    args = parse_args(
+        [
+            "--url",
+            url,
+            "--server-pid",
+            str(os.getpid()),
+            "--warmup",
+            "2",
+            "--concurrent",
+            "20",
+            "--sequential",
+            "50",
+            "--time-limit",
+            "120",
+        ]
+    )
     report = run(args)
     print(report.format())
     assert report.errors == 0 and not report.stopped_early
@@ -23,7 +37,21 @@ def test_load_burst_and_sequence_against_the_running_demo(demo_server) -> None:
 
 def test_load_test_starts_and_stops_its_own_demo(tiny_int8_model: Path) -> None:
     children_before = {p.pid for p in psutil.Process().children()}
-    report = run(parse_args(["--model", str(tiny_int8_model), "--warmup", "1", "--concurrent", "3",
-                             "--sequential", "3", "--time-limit", "120"]))
+    report = run(
+        parse_args(
+            [
+                "--model",
+                str(tiny_int8_model),
+                "--warmup",
+                "1",
+                "--concurrent",
+                "3",
+                "--sequential",
+                "3",
+                "--time-limit",
+                "120",
+            ]
+        )
+    )
     assert report.errors == 0 and list(report.rss_mb) == ["warmup", "concurrent", "sequential"]
     assert {p.pid for p in psutil.Process().children()} == children_before

@@ -268,8 +268,17 @@ def test_annotate_gray_pgm_and_same_file_names_from_different_folders(tiny_int8_
     first = write_image(tmp_path / "a" / "photo.jpg", scene)
     second = write_image(tmp_path / "b" / "photo.jpg", np.full((120, 160, 3), 200, np.uint8))
     out = tmp_path / "annotated"
-    args = ["predict", str(gray), str(first), str(second), "--model", str(tiny_int8_model), "--json",
-            "--annotate", str(out)]
+    args = [
+        "predict",
+        str(gray),
+        str(first),
+        str(second),
+        "--model",
+        str(tiny_int8_model),
+        "--json",
+        "--annotate",
+        str(out),
+    ]
     assert main(args) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [Path(r["annotated"]).name for r in records] == ["gray.pgm.png", "photo.jpg", "photo-2.jpg"]

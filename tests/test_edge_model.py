@@ -201,8 +201,7 @@ def test_tflite_runtime_with_numpy2_gets_a_clear_message(monkeypatch, tiny_int8_
     class BrokenInterpreter:
         def __init__(self, **kwargs):
             raise SystemError(
-                "<built-in method CreateWrapperFromBuffer of PyCapsule object> returned a result with an "
-                "exception set"
+                "<built-in method CreateWrapperFromBuffer of PyCapsule object> returned a result with an exception set"
             )
 
     fake = types.ModuleType("tflite_runtime.interpreter")
@@ -305,8 +304,10 @@ def test_onnx_providers_tensorrt_then_cuda_then_cpu_of_those_available(tmp_path,
 
     monkeypatch.setattr(ort, "InferenceSession", Session)
     cases = [
-        (["CPUExecutionProvider", "CUDAExecutionProvider", "AzureExecutionProvider", "TensorrtExecutionProvider"],
-         ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]),
+        (
+            ["CPUExecutionProvider", "CUDAExecutionProvider", "AzureExecutionProvider", "TensorrtExecutionProvider"],
+            ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        ),
         (["CUDAExecutionProvider", "CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]),
         (["AzureExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]),
     ]

@@ -14,8 +14,15 @@ from feredge.edge.metadata import ModelMetadata
 
 pytestmark = pytest.mark.slow
 
-RUN_FILES = {"model.keras", "metadata.json", "config.json", "history.csv", "metrics.json",
-             "confusion_matrix.png", "training_curves.png"}
+RUN_FILES = {
+    "model.keras",
+    "metadata.json",
+    "config.json",
+    "history.csv",
+    "metrics.json",
+    "confusion_matrix.png",
+    "training_curves.png",
+}
 FAST = ["--batch-size", "16", "--workers", "1", "--augment", "light"]
 
 
@@ -55,8 +62,26 @@ def test_cnn_on_fer_csv_then_evaluate_reproduces_the_metrics(tmp_path, capsys):
 def test_mobilenet_v2_without_weights_trains_in_two_stages_on_split_folders(tmp_path):
     data = write_split_folders(tmp_path / "data", ["anger", "happiness", "neutral"], per_class=4)
     run = tmp_path / "run"
-    argv = ["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none", "--alpha", "0.35",
-            "--input-size", "48", "--head-epochs", "1", "--epochs", "1", "--unfreeze", "20", "--out", str(run)]
+    argv = [
+        "train",
+        str(data),
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        "none",
+        "--alpha",
+        "0.35",
+        "--input-size",
+        "48",
+        "--head-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--unfreeze",
+        "20",
+        "--out",
+        str(run),
+    ]
     assert main(argv + FAST) == 0
     meta, _ = assert_complete_run(run, ("angry", "happy", "neutral"))
     assert (meta.channels, meta.normalization) == (3, "symmetric")
@@ -70,8 +95,20 @@ def test_svm_head_on_flat_class_folders_is_folded_into_one_keras_model(tmp_path)
 
     data = write_class_folders(tmp_path / "data", ["angry", "happy", "pain"], per_class=8)
     run = tmp_path / "run"
-    argv = ["train", str(data), "--backbone", "tiny", "--head", "svm", "--epochs", "1", "--val-fraction", "0.25",
-            "--out", str(run)]
+    argv = [
+        "train",
+        str(data),
+        "--backbone",
+        "tiny",
+        "--head",
+        "svm",
+        "--epochs",
+        "1",
+        "--val-fraction",
+        "0.25",
+        "--out",
+        str(run),
+    ]
     assert main(argv + FAST) == 0
     assert_complete_run(run, ("angry", "happy", "pain"))
     model = keras.models.load_model(run / "model.keras", compile=False)
@@ -85,8 +122,9 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
     from feredge.train.trainer import train
 
     data = write_class_folders(tmp_path / "data", ["happy", "sad"], per_class=6)
-    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), backbone="tiny", epochs=3, batch_size=8,
-                         workers=1, val_fraction=0.34)
+    config = TrainConfig(
+        data=str(data), out=str(tmp_path / "run"), backbone="tiny", epochs=3, batch_size=8, workers=1, val_fraction=0.34
+    )
     original = callbacks.RunState.on_epoch_end
 
     def crash_after_first_epoch(self, epoch, logs=None):

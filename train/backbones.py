@@ -36,8 +36,9 @@ class Backbone:
 REGISTRY: dict[str, Backbone] = {}
 
 
-def register(name: str, normalization: str, channels: int, default_size: int, pretrained: bool,
-             min_size: int = 32) -> Callable:
+def register(
+    name: str, normalization: str, channels: int, default_size: int, pretrained: bool, min_size: int = 32
+) -> Callable:
     def wrap(fn: Callable) -> Callable:
         REGISTRY[name] = Backbone(name, fn, normalization, channels, default_size, pretrained, min_size)
         return fn
@@ -58,9 +59,11 @@ def _applications(name: str, inputs, weights: str | None, alpha: float):
     factories = {
         "mobilenet_v2": lambda w: apps.MobileNetV2(include_top=False, weights=w, input_tensor=inputs, alpha=alpha),
         "mobilenet_v3_small": lambda w: apps.MobileNetV3Small(
-            include_top=False, weights=w, input_tensor=inputs, alpha=alpha, include_preprocessing=False),
+            include_top=False, weights=w, input_tensor=inputs, alpha=alpha, include_preprocessing=False
+        ),
         "mobilenet_v3_large": lambda w: apps.MobileNetV3Large(
-            include_top=False, weights=w, input_tensor=inputs, alpha=alpha, include_preprocessing=False),
+            include_top=False, weights=w, input_tensor=inputs, alpha=alpha, include_preprocessing=False
+        ),
         "resnet50": lambda w: apps.ResNet50(include_top=False, weights=w, input_tensor=inputs),
         "vgg16": lambda w: apps.VGG16(include_top=False, weights=w, input_tensor=inputs),
     }
@@ -156,8 +159,9 @@ def tiny_cnn(inputs, weights, alpha):
     return _conv_bn_relu(x, max(4, int(16 * alpha)), "tiny2")
 
 
-def build_model(name: str, num_classes: int, input_size: int, weights: str = "none",
-                alpha: float = 1.0, dropout: float = 0.3) -> keras.Model:
+def build_model(
+    name: str, num_classes: int, input_size: int, weights: str = "none", alpha: float = 1.0, dropout: float = 0.3
+) -> keras.Model:
     """Backbone + head (global pooling, dropout, dense softmax), as one flat functional model."""
     import tf_keras as keras
     from tf_keras import layers

@@ -52,10 +52,13 @@ class RunState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
-        row = {"stage": state["stage"], "epoch": epoch + 1,
-               "lr": float(self.model.optimizer.learning_rate.numpy()),
-               "seconds": round(time.time() - self.started, 1),
-               **{k: float(v) for k, v in (logs or {}).items() if k not in ("lr", "learning_rate")}}
+        row = {
+            "stage": state["stage"],
+            "epoch": epoch + 1,
+            "lr": float(self.model.optimizer.learning_rate.numpy()),
+            "seconds": round(time.time() - self.started, 1),
+            **{k: float(v) for k, v in (logs or {}).items() if k not in ("lr", "learning_rate")},
+        }
         state["history"].append(row)
         f1 = row.get("val_macro_f1", -1.0)
         if f1 > state["best_f1"]:
@@ -68,8 +71,15 @@ class RunState(keras.callbacks.Callback):
         atomic_write_text(self.run_dir / "state.json", json.dumps(state, indent=1))
         log.info(
             "epoch %d/%d [%s] loss %.4f val_acc %.4f val_macro_f1 %.4f (best %.4f @ %s) lr %.2g %.0fs",
-            epoch + 1, self.epochs, state["stage"], row.get("loss", float("nan")),
-            row.get("val_accuracy", float("nan")), f1, state["best_f1"], state["best_epoch"], row["lr"],
+            epoch + 1,
+            self.epochs,
+            state["stage"],
+            row.get("loss", float("nan")),
+            row.get("val_accuracy", float("nan")),
+            f1,
+            state["best_f1"],
+            state["best_epoch"],
+            row["lr"],
             row["seconds"],
         )
 

@@ -13,11 +13,16 @@ from feredge.train.config import TrainConfig
 
 def configure(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig(data="")
-    parser.add_argument("data", nargs="?", help="FER2013 CSV, root/{train,val,test}/<class>/, root/<class>/, "
-                                                "or kaggle:OWNER/DATASET (not needed with --resume)")
+    parser.add_argument(
+        "data",
+        nargs="?",
+        help="FER2013 CSV, root/{train,val,test}/<class>/, root/<class>/, "
+        "or kaggle:OWNER/DATASET (not needed with --resume)",
+    )
     parser.add_argument("--out", default=d.out, help="run folder (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run in --out with its saved config.json")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run in --out with its saved config.json"
+    )
     add_labels_option(parser, "label set: fer2013, fer5, or a comma list (default: the data's classes)")
     parser.add_argument("--backbone", default=d.backbone, choices=sorted(REGISTRY))
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | PATH to a weights file")
@@ -26,8 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", default=d.head, choices=["softmax", "svm"])
     parser.add_argument("--svm-c", type=float, default=d.svm_c)
     parser.add_argument("--epochs", type=int, default=d.epochs, help="stage-two (or from-scratch) epochs")
-    parser.add_argument("--head-epochs", type=int, help="stage-one epochs on a frozen base "
-                                                        "(default: 5 with pretrained weights, else 0)")
+    parser.add_argument(
+        "--head-epochs", type=int, help="stage-one epochs on a frozen base (default: 5 with pretrained weights, else 0)"
+    )
     parser.add_argument("--unfreeze", type=int, default=d.unfreeze, help="top base layers to fine-tune; -1 = all")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
@@ -39,14 +45,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, default=d.dropout)
     parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     parser.add_argument("--augment", default=d.augment, choices=["none", "light", "default", "strong"])
-    parser.add_argument("--balance", default=d.balance, choices=["none", "sqrt", "balanced", "oversample"],
-                        help="class imbalance: loss weights (sqrt/balanced) or oversampling")
-    parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                        help="stratified validation share when the data has no val split")
-    parser.add_argument("--crop-margin", type=float, default=d.crop_margin,
-                        help="face-crop margin the runtime should use (written to metadata)")
-    parser.add_argument("--test-time-flip", action="store_true",
-                        help="score crop + mirror (select and serve with flip averaging)")
+    parser.add_argument(
+        "--balance",
+        default=d.balance,
+        choices=["none", "sqrt", "balanced", "oversample"],
+        help="class imbalance: loss weights (sqrt/balanced) or oversampling",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="stratified validation share when the data has no val split",
+    )
+    parser.add_argument(
+        "--crop-margin",
+        type=float,
+        default=d.crop_margin,
+        help="face-crop margin the runtime should use (written to metadata)",
+    )
+    parser.add_argument(
+        "--test-time-flip", action="store_true", help="score crop + mirror (select and serve with flip averaging)"
+    )
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
     parser.add_argument("--strategy", default=d.strategy, choices=["default", "mirrored", "multiworker"])

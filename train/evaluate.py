@@ -21,8 +21,9 @@ from feredge.train.keras_io import KERAS_SUFFIXES
 log = logging.getLogger(__name__)
 
 
-def load_predictor(path: str | Path, labels=None, threads: int | None = None
-                   ) -> tuple[Callable[[np.ndarray], np.ndarray], ModelMetadata]:
+def load_predictor(
+    path: str | Path, labels=None, threads: int | None = None
+) -> tuple[Callable[[np.ndarray], np.ndarray], ModelMetadata]:
     """A batch predictor and its metadata for a run folder, a Keras file, a ``.tflite`` or ``.onnx``.
 
     The predictor applies the metadata's flip averaging itself, as the edge runtime's models do.
@@ -42,8 +43,9 @@ def load_predictor(path: str | Path, labels=None, threads: int | None = None
     return model.predict, model.metadata
 
 
-def evaluate(model_path: str | Path, data: str | Path, split: str = "auto", labels=None,
-             threads: int | None = None) -> dict[str, Any]:
+def evaluate(
+    model_path: str | Path, data: str | Path, split: str = "auto", labels=None, threads: int | None = None
+) -> dict[str, Any]:
     """Metrics of a model on one split of a data set, labels matched by name."""
     predict, metadata = load_predictor(model_path, labels, threads)
     dataset = load_dataset(data, metadata.labels, metadata.input_size, make_val=False)

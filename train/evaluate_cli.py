@@ -11,8 +11,12 @@ from feredge.edge.cli_options import add_labels_option, add_threads_option
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run folder, .keras, .tflite or .onnx")
     parser.add_argument("data", help="any layout feredge train accepts")
-    parser.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],
-                        help="auto: val if present, else test, else all images")
+    parser.add_argument(
+        "--split",
+        default="auto",
+        choices=["auto", "train", "val", "test", "all"],
+        help="auto: val if present, else test, else all images",
+    )
     add_labels_option(parser)
     add_threads_option(parser, "interpreter threads (TFLite, ONNX)")
     parser.add_argument("--out", help="folder for metrics.json and confusion_matrix.png")
@@ -24,8 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from feredge.train.evaluate import evaluate, write_evaluation
 
     metrics = evaluate(args.model, args.data, args.split, args.labels, args.threads)
-    print(json.dumps(metrics, indent=2) if args.json else
-          f"{metrics['model']} on {metrics['data']} [{metrics['split']}]\n{format_report(metrics)}")
+    print(
+        json.dumps(metrics, indent=2)
+        if args.json
+        else f"{metrics['model']} on {metrics['data']} [{metrics['split']}]\n{format_report(metrics)}"
+    )
     if args.out:
         write_evaluation(metrics, args.out)
     return 0

@@ -52,8 +52,10 @@ def load_source(
     if not model_file.is_file():
         raise ModelLoadError(f"{path}: model not found")
     if model_file.suffix.lower() not in KERAS_SUFFIXES:
-        raise ModelLoadError(f"{path}: expected the float Keras model (a run folder, .keras or .h5), "
-                             f"not a {model_file.suffix or 'suffix-less'} file")
+        raise ModelLoadError(
+            f"{path}: expected the float Keras model (a run folder, .keras or .h5), "
+            f"not a {model_file.suffix or 'suffix-less'} file"
+        )
     import tf_keras as keras
 
     try:
@@ -72,8 +74,10 @@ def _metadata(model, model_file: Path, labels, normalization: str | None) -> Mod
         raise ModelLoadError(f"{model_file}: expected a square gray or colour image input, got {shape}")
     meta_file = model_file.parent / "metadata.json"
     if not meta_file.is_file() and labels is None:
-        raise MetadataError(f"{model_file}: no metadata.json beside the model; pass --labels "
-                            "(and --normalization if the model was not trained on [0, 1] inputs)")
+        raise MetadataError(
+            f"{model_file}: no metadata.json beside the model; pass --labels "
+            "(and --normalization if the model was not trained on [0, 1] inputs)"
+        )
     data = meta_file.read_text() if meta_file.is_file() else None
     try:
         return resolve_metadata(data, shape[1:], model.output_shape[-1], labels, normalization, fmt="keras")

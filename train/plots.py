@@ -13,8 +13,11 @@ def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> Pat
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     x = list(range(1, len(history) + 1))
-    panels = [("loss", ["loss", "val_loss"]), ("accuracy", ["accuracy", "val_accuracy"]),
-              ("macro-F1 / lr", ["val_macro_f1"])]
+    panels = [
+        ("loss", ["loss", "val_loss"]),
+        ("accuracy", ["accuracy", "val_accuracy"]),
+        ("macro-F1 / lr", ["val_macro_f1"]),
+    ]
     for ax, (title, keys) in zip(axes, panels, strict=True):
         for key in keys:
             ys = [row.get(key) for row in history]

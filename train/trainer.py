@@ -52,8 +52,7 @@ def resolve_spec(config: TrainConfig) -> PreprocessSpec:
     backbone = get_backbone(config.backbone)
     resolve_weights(config.weights, backbone)
     try:
-        return PreprocessSpec(config.input_size or backbone.default_size, backbone.channels,
-                              backbone.normalization)
+        return PreprocessSpec(config.input_size or backbone.default_size, backbone.channels, backbone.normalization)
     except ValueError as exc:
         raise FeredgeError(f"--input-size: {exc}") from exc
 
@@ -85,14 +84,21 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     spec = resolve_spec(config)
-    dataset = load_dataset(config.data, config.labels, spec.input_size, config.val_fraction, config.seed,
-                           config.workers)
+    dataset = load_dataset(
+        config.data, config.labels, spec.input_size, config.val_fraction, config.seed, config.workers
+    )
     log.info("data: %s", dataset.describe())
     labels = dataset.labels
     metadata = ModelMetadata(
-        labels=labels, input_size=spec.input_size, channels=spec.channels, normalization=spec.normalization,
-        crop_margin=config.crop_margin, backbone=f"{config.backbone}(alpha={config.alpha})",
-        training_data=dataset.describe(), format="keras", test_time_flip=config.test_time_flip,
+        labels=labels,
+        input_size=spec.input_size,
+        channels=spec.channels,
+        normalization=spec.normalization,
+        crop_margin=config.crop_margin,
+        backbone=f"{config.backbone}(alpha={config.alpha})",
+        training_data=dataset.describe(),
+        format="keras",
+        test_time_flip=config.test_time_flip,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
@@ -100,19 +106,32 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
     pretrained = config.weights != "none"
     head_epochs = config.head_epochs if config.head_epochs is not None else (5 if pretrained else 0)
-    weights = class_weights(dataset.splits["train"].counts(len(labels)),
-                            "none" if config.balance == "oversample" else config.balance)
+    weights = class_weights(
+        dataset.splits["train"].counts(len(labels)), "none" if config.balance == "oversample" else config.balance
+    )
     augment = AugmentConfig.preset(config.augment)
-    train_ds = make_dataset(dataset.splits["train"], spec, len(labels), config.batch_size, True, augment,
-                            weights, config.balance == "oversample", config.seed)
+    train_ds = make_dataset(
+        dataset.splits["train"],
+        spec,
+        len(labels),
+        config.batch_size,
+        True,
+        augment,
+        weights,
+        config.balance == "oversample",
+        config.seed,
+    )
     val_split = dataset.splits["val"]
 
     strategy = _strategy(config.strategy)
     with strategy.scope():
-        model = build_model(config.backbone, len(labels), spec.input_size, config.weights, config.alpha,
-                            config.dropout)
-    log.info("model %s: %d parameters, devices: %s", model.name, model.count_params(),
-             [d.name for d in tf.config.list_logical_devices()])
+        model = build_model(config.backbone, len(labels), spec.input_size, config.weights, config.alpha, config.dropout)
+    log.info(
+        "model %s: %d parameters, devices: %s",
+        model.name,
+        model.count_params(),
+        [d.name for d in tf.config.list_logical_devices()],
+    )
 
     stages = []
     if head_epochs > 0:
@@ -128,9 +147,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         _set_trainable(model, name, config.unfreeze, pretrained)
         with strategy.scope():
             optimizer = _optimizer(keras, lr, config.weight_decay)
-            model.compile(optimizer=optimizer,
-                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                          weighted_metrics=["accuracy"])
+            model.compile(
+                optimizer=optimizer,
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                weighted_metrics=["accuracy"],
+            )
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
         manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints" / name), max_to_keep=1)
         if initial_epoch > 0 and manager.latest_checkpoint:
@@ -144,15 +165,26 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=config.patience, verbose=1),
         ]
         if config.schedule == "cosine":
-            callbacks.append(keras.callbacks.LearningRateScheduler(
-                cosine_schedule(lr, epochs, config.warmup_epochs)))
+            callbacks.append(keras.callbacks.LearningRateScheduler(cosine_schedule(lr, epochs, config.warmup_epochs)))
         else:
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(
-                "val_macro_f1", mode="max", factor=0.5, patience=max(1, config.patience // 3), min_lr=1e-6,
-                verbose=1))
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    "val_macro_f1",
+                    mode="max",
+                    factor=0.5,
+                    patience=max(1, config.patience // 3),
+                    min_lr=1e-6,
+                    verbose=1,
+                )
+            )
         log.info("stage %s: epochs %d..%d, lr %.2g", name, initial_epoch + 1, epochs, lr)
-        model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                  verbose=1 if sys.stderr.isatty() else 2)
+        model.fit(
+            train_ds,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=1 if sys.stderr.isatty() else 2,
+        )
     model.load_weights(str(run_dir / BEST_WEIGHTS))
     if config.head == "svm":
         fit_svm_head(model, dataset.splits["train"], spec, config.svm_c, config.balance != "none", config.seed)
@@ -235,8 +267,9 @@ def evaluate_splits(model, dataset: Dataset, spec: PreprocessSpec, flip: bool) -
     return results
 
 
-def finish_run(model, run_dir: Path, dataset: Dataset, spec: PreprocessSpec, metadata: ModelMetadata,
-               state: dict) -> None:
+def finish_run(
+    model, run_dir: Path, dataset: Dataset, spec: PreprocessSpec, metadata: ModelMetadata, state: dict
+) -> None:
     """Save the final model atomically, then metrics.json and the plots."""
     from feredge.train.plots import plot_training_curves
 
