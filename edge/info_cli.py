@@ -1,0 +1,347 @@
+"""``feredge info``: what feredge finds on this device, the first command to run on a new one.
+
+Versions, the interpreter that loads (and why the others in the chain do not), onnxruntime and its
+providers, the CPU and its SIMD features, the shipped models, the detectors, the cache folder, and a
+short latency check of the default model. ``--json`` prints the same record as JSON.
+
+It never imports TensorFlow: an install whose only interpreter is TensorFlow's is reported as such,
+and the latency check is then skipped rather than loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from feredge.edge.cli_options import add_threads_option, positive_int, run_main
+
+DEFAULT_RUNS = 50
+TENSORFLOW = "tensorflow"
+
+# SIMD features worth knowing for int8/fp16 inference, as /proc/cpuinfo names them (x86 flags, ARM Features).
+SIMD_FEATURES = (
+    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx_vnni", "amx_int8",
+    "neon", "asimd", "asimdhp", "asimddp", "asimdfhm", "i8mm", "bf16", "sve", "sve2",
+)  # fmt: skip
+
+# (implementer, part) of /proc/cpuinfo on ARM -> core name: the Pis, the Jetsons and common servers.
+ARM_CORES = {
+    ("0x41", "0xd03"): "Cortex-A53",  # Pi 3, Pi Zero 2 W
+    ("0x41", "0xd05"): "Cortex-A55",
+    ("0x41", "0xd07"): "Cortex-A57",  # Jetson Nano
+    ("0x41", "0xd08"): "Cortex-A72",  # Pi 4, Pi 400, CM4
+    ("0x41", "0xd0b"): "Cortex-A76",  # Pi 5
+    ("0x41", "0xd0c"): "Neoverse-N1",
+    ("0x41", "0xd40"): "Neoverse-V1",
+    ("0x41", "0xd42"): "Cortex-A78AE",  # Jetson Orin
+    ("0x41", "0xd4f"): "Neoverse-V2",
+    ("0x4e", "0x004"): "NVIDIA Carmel",  # Jetson Xavier
+}
+
+CPUINFO = Path("/proc/cpuinfo")
+DEVICE_TREE_MODEL = Path("/proc/device-tree/model")  # "Raspberry Pi 5 Model B Rev 1.0", "NVIDIA Jetson ..."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument(
+        "--runs",
+        type=positive_int,
+        default=DEFAULT_RUNS,
+        metavar="N",
+        help=f"runs of the default model in the latency check (default: {DEFAULT_RUNS})",
+    )
+    add_threads_option(parser, help="interpreter threads of the latency check (default: all cores, up to 4)")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="feredge info", description=__doc__.splitlines()[0])
+    configure(parser)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = collect(args.runs, args.threads)
+    print(json.dumps(report, indent=2) if args.json else format_text(report))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m feredge.edge.info_cli``: the same as ``feredge info``."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return run_main("feredge info", run, args)
+
+
+def collect(runs: int, threads: int | None = None) -> dict[str, Any]:
+    """The whole report as a JSON-ready dict; the text output is made from it."""
+    import cv2
+    import numpy as np
+
+    from feredge import __version__
+    from feredge.edge.model import DEFAULT_MODEL
+
+    interpreter = interpreter_chain(DEFAULT_MODEL.read_bytes())
+    return {
+        "feredge": __version__,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "interpreter": interpreter,
+        "onnxruntime": onnxruntime_info(),
+        "cpu": cpu_info(),
+        "models": shipped_model_info(),
+        "detectors": detector_info(),
+        "cache": cache_info(),
+        "latency": latency_check(runs, threads, interpreter["backend"]),
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def interpreter_chain(model: bytes) -> dict[str, Any]:
+    """Each interpreter of feredge's fallback chain: installed? does it load ``model``? which one is used.
+
+    feredge uses the first one that imports, as ``tflite_runner.interpreter_class`` does. TensorFlow
+    is only looked up, never imported, so it is reported as installed but not tried.
+    """
+    from feredge.edge.tflite_runner import INTERPRETER_CHAIN
+
+    chain, backend = [], None
+    for module_name, package in INTERPRETER_CHAIN:
+        version = _version(package)
+        entry = {"package": package, "version": version, "module": module_name, "imports": None, "loads": None}
+        if package == TENSORFLOW:
+            tried = "installed; not tried (feredge info never imports it)"
+            entry["status"] = "not installed" if version is None else tried
+            entry["imports"] = None if version else False
+        else:
+            entry.update(_try_interpreter(module_name, version, model))
+        if backend is None and entry["imports"] is not False:
+            backend = {"package": package, "version": version, "loads": entry["loads"]}
+        elif backend is not None and version is not None:
+            entry["status"] += f"; not used: {backend['package']} comes first"
+        chain.append(entry)
+    return {"backend": backend, "chain": chain}
+
+
+def _try_interpreter(module_name: str, version: str | None, model: bytes) -> dict[str, Any]:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        status = "not installed" if version is None else f"installed, but cannot be imported: {exc}"
+        return {"imports": False, "loads": False, "status": status}
+    try:
+        interpreter = module.Interpreter(model_content=model, num_threads=1)
+        interpreter.allocate_tensors()
+    except Exception as exc:  # any failure of a third-party interpreter is the answer here, not an error
+        status = f"imports, but cannot load the default model: {type(exc).__name__}: {exc}"
+        return {"imports": True, "loads": False, "status": status}
+    return {"imports": True, "loads": True, "status": "loads the default model"}
+
+
+def onnxruntime_info() -> dict[str, Any]:
+    """onnxruntime's version and execution providers, and the one feredge would run ``.onnx`` models on."""
+    missing = {"version": None, "providers": [], "used": None}
+    if importlib.util.find_spec("onnxruntime") is None:  # also onnxruntime-gpu, whose package name differs
+        return missing | {"status": "not installed (pip install 'feredge[jetson]')"}
+    from feredge.edge.onnx_runner import choose_providers
+
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        return missing | {"status": f"installed, but cannot be imported: {exc}"}
+    providers = list(onnxruntime.get_available_providers())
+    return {"version": onnxruntime.__version__, "providers": providers, "used": choose_providers(providers)[0]}
+
+
+def cpu_info() -> dict[str, Any]:
+    """This machine's CPU: ``/proc/cpuinfo`` and the device tree on Linux, ``platform`` elsewhere."""
+    try:
+        cpuinfo = CPUINFO.read_text(errors="replace")
+    except OSError:
+        cpuinfo = ""
+    try:
+        board = DEVICE_TREE_MODEL.read_text(errors="replace").strip("\x00\n ") or None
+    except OSError:
+        board = None
+    return parse_cpuinfo(cpuinfo, board)
+
+
+def parse_cpuinfo(cpuinfo: str, board: str | None = None) -> dict[str, Any]:
+    """CPU model, board, cores and SIMD features from the text of ``/proc/cpuinfo`` (may be empty)."""
+    fields: dict[str, list[str]] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), []).append(value.strip())
+    flags = set(" ".join(fields.get("flags", []) + fields.get("Features", [])).split())
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "model": _cpu_model(fields) or platform.processor() or platform.machine(),
+        "board": board or (fields.get("Model") or [None])[0],  # a Pi's cpuinfo ends with its board
+        "arch": platform.machine(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "simd": [name for name in SIMD_FEATURES if name in flags],
+        "source": "/proc/cpuinfo" if cpuinfo else "platform",
+    }
+
+
+def _cpu_model(fields: dict[str, list[str]]) -> str | None:
+    """x86's ``model name``; on ARM the cores named from implementer and part, e.g. ``4x Cortex-A72``."""
+    if fields.get("model name"):
+        return fields["model name"][0]
+    counts: dict[str, int] = {}
+    for implementer, part in zip(fields.get("CPU implementer", []), fields.get("CPU part", []), strict=False):
+        name = ARM_CORES.get((implementer, part), f"ARM core {implementer}/{part}")
+        counts[name] = counts.get(name, 0) + 1
+    return " + ".join(f"{count}x {name}" for name, count in counts.items()) or None
+
+
+def shipped_model_info() -> list[dict[str, Any]]:
+    """The models installed with feredge, read from the metadata inside each file (no interpreter)."""
+    from feredge.edge.metadata import read_tflite_metadata
+    from feredge.edge.model import DEFAULT_MODEL, shipped_models
+
+    models = []
+    for path in shipped_models():
+        metadata = read_tflite_metadata(path.read_bytes())
+        entry = {"name": path.name, "default": path == DEFAULT_MODEL, "size_bytes": path.stat().st_size}
+        if metadata is not None:
+            entry |= {
+                "format": metadata.format,
+                "input": [metadata.input_size, metadata.input_size, metadata.channels],
+                "labels": list(metadata.labels),
+                "test_time_flip": metadata.test_time_flip,
+            }
+        models.append(entry)
+    return models
+
+
+def detector_info() -> list[dict[str, Any]]:
+    """The registered detectors; ``ready`` means it runs here without a download."""
+    from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS
+
+    return [
+        {"name": name, "default": name == DEFAULT_DETECTOR, "ready": entry.ready(None), "about": entry.description}
+        for name, entry in DETECTORS.items()
+    ]
+
+
+def cache_info() -> dict[str, Any]:
+    """The folder downloaded detector models go to, and what is in it."""
+    from feredge.edge.detectors import cache_dir
+
+    folder = cache_dir()
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    return {"path": str(folder), "exists": folder.is_dir(), "files": {p.name: p.stat().st_size for p in files}}
+
+
+def latency_check(runs: int, threads: int | None, backend: dict[str, Any] | None) -> dict[str, Any]:
+    """Milliseconds per face of the default model, ``runs`` times after a warm-up, as the runtime calls it."""
+    import numpy as np
+
+    from feredge.edge.model import default_threads, load_model
+
+    threads = threads or default_threads()
+    if backend is None or backend["package"] == TENSORFLOW:
+        reason = "no TFLite interpreter" if backend is None else "only TensorFlow's interpreter is installed"
+        return {"runs": 0, "threads": threads, "skipped": f"{reason}: pip install ai-edge-litert"}
+    model = load_model(threads=threads)
+    spec = model.spec
+    face = np.random.default_rng(0).random((1, spec.input_size, spec.input_size, spec.channels), np.float32)
+    model.predict(face)  # the first invoke allocates and packs weights: not what a frame costs
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.predict(face)
+        times.append((time.perf_counter() - start) * 1000.0)
+    p50, p90 = np.percentile(times, [50, 90])
+    return {
+        "model": Path(model.name).name,
+        "backend": model.runner.backend,
+        "threads": threads,
+        "runs": runs,
+        "test_time_flip": model.metadata.test_time_flip,
+        "p50_ms": round(float(p50), 3),
+        "p90_ms": round(float(p90), 3),
+        "min_ms": round(min(times), 3),
+    }
+
+
+def format_text(report: dict[str, Any]) -> str:
+    """The report as sections for a terminal."""
+    lines = [
+        f"feredge {report['feredge']}  {report['python']} ({report['executable']})",
+        f"  {report['platform']}",
+        f"  numpy {report['numpy']}, OpenCV {report['opencv']}",
+        "",
+        "interpreter",
+    ]
+    backend = report["interpreter"]["backend"]
+    lines.append(f"  feredge uses {backend['package']}" if backend else "  none installed: pip install ai-edge-litert")
+    for entry in report["interpreter"]["chain"]:
+        lines.append(f"  {entry['package']:<16} {entry['version'] or '-':<10} {entry['status']}")
+    ort = report["onnxruntime"]
+    lines += ["", "onnxruntime (.onnx models)"]
+    if ort["version"] is None or ort["used"] is None:
+        lines.append(f"  {ort['version'] or '-'}  {ort['status']}")
+    else:
+        lines.append(f"  {ort['version']}  providers {', '.join(ort['providers'])}; feredge would use {ort['used']}")
+    cpu = report["cpu"]
+    lines += [
+        "",
+        f"cpu (from {cpu['source']})",
+        f"  {cpu['model']}, {cpu['arch']}" + (f", {cpu['board']}" if cpu["board"] else ""),
+        f"  {cpu['cores']} cores, {cpu['usable_cores']} usable; SIMD {' '.join(cpu['simd']) or '-'}",
+        "",
+        "models (shipped; * the default)",
+    ]
+    for model in report["models"]:
+        shape = "x".join(map(str, model.get("input", []))) or "?"
+        labels = ", ".join(model.get("labels", [])) or "no metadata"
+        mark = "*" if model["default"] else " "
+        size = model["size_bytes"] / 2**20
+        lines.append(f"  {mark} {model['name']:<30} {model.get('format', '?'):<12} {shape:<8} {size:.2f} MiB  {labels}")
+    lines += ["", "detectors (* the default; not cached: downloads its model on first use)"]
+    for detector in report["detectors"]:
+        mark = "*" if detector["default"] else " "
+        state = "ready" if detector["ready"] else "not cached"
+        lines.append(f"  {mark} {detector['name']:<8} {state:<10} {detector['about']}")
+    cache = report["cache"]
+    held = ", ".join(cache["files"]) or "empty"
+    lines += ["", "cache", f"  {cache['path']}  " + (held if cache["exists"] else "(not created yet)")]
+    latency = report["latency"]
+    lines += ["", "latency check"]
+    if "skipped" in latency:
+        lines.append(f"  skipped: {latency['skipped']}")
+    else:
+        flip = ", with its mirror" if latency["test_time_flip"] else ""
+        lines.append(
+            f"  {latency['model']}, one face{flip}, {latency['threads']} threads, {latency['runs']} runs: "
+            f"p50 {latency['p50_ms']:.2f} ms, p90 {latency['p90_ms']:.2f} ms, min {latency['min_ms']:.2f} ms"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

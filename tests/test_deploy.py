@@ -1,0 +1,86 @@
+"""The deployment files: the arm64 check's command line, its JSON summaries, and the systemd unit.
+
+The arm64 check itself needs root, apt and minutes of emulation, so it is run by hand and its output
+is committed (benchmarks/results/arm64-check.txt); here only what is cheap is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from feredge.edge.info_cli import collect
+
+pytestmark = pytest.mark.edge  # needs only `pip install .`
+
+REPO = Path(__file__).resolve().parents[1]
+CHECK = REPO / "benchmarks" / "arm64" / "check.sh"
+SUMMARY = REPO / "benchmarks" / "arm64" / "summary.py"
+UNIT = REPO / "docs" / "feredge-demo.service"
+VENV_FEREDGE = "/home/pi/feredge-venv/bin/feredge"
+
+
+def _run(*command: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in command], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_check_script_parses_and_shows_its_usage():
+    assert _run("bash", "-n", CHECK).returncode == 0
+    usage = _run("bash", CHECK, "--help")
+    assert usage.returncode == 0 and "--cache DIR" in usage.stdout and "cortex-a76" in usage.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--cpu", "cortex-a53"], "--cpu: expected cortex-a72 or cortex-a76"),
+        (["--image", "/no/such/photo.png"], "no photo at /no/such/photo.png"),
+        (["--cache"], "--cache needs a value"),
+        (["--fast"], "unknown argument: --fast"),
+    ],
+)
+def test_check_script_refuses_bad_arguments_before_doing_anything(arguments, message):
+    result = _run("bash", CHECK, *arguments)
+    assert result.returncode == 2 and message in result.stderr and result.stdout == ""
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_check_script_is_shellcheck_clean():
+    result = _run("shellcheck", CHECK)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_check_reads_what_feredge_info_writes():
+    report = json.dumps(collect(runs=2))
+    result = _run(sys.executable, SUMMARY, "info", stdin=report)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ai-edge-litert ") and "2-run latency check ran" in result.stdout
+
+
+def test_the_check_fails_a_predict_without_faces():
+    lines = '{"file": "a.png", "faces": [{"label": "happy", "confidence": 0.9, "box": [1, 2, 3, 4]}]}\n'
+    assert _run(sys.executable, SUMMARY, "predict", stdin=lines).stdout.startswith("1 face(s): happy 0.900")
+    assert _run(sys.executable, SUMMARY, "predict", stdin='{"file": "b.png", "faces": []}\n').returncode == 1
+
+
+def test_the_unit_restarts_the_demo_on_failure():
+    text = UNIT.read_text()
+    assert f"ExecStart={VENV_FEREDGE} demo --host 0.0.0.0 --port 7860\n" in text
+    assert "Restart=on-failure\n" in text and "WantedBy=multi-user.target\n" in text
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_unit_passes_systemd_analyze_verify(tmp_path):
+    """verify also checks that ExecStart exists, so a stand-in takes the Pi venv's place."""
+    stand_in = tmp_path / "feredge"
+    stand_in.write_text("#!/bin/sh\n")
+    stand_in.chmod(0o755)
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text().replace(VENV_FEREDGE, str(stand_in)))
+    result = _run("systemd-analyze", "verify", unit)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
