@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "video": ("feredge.edge.video_cli", "emotions in a video file, camera or stream, smoothed per tracked face"),
     "bench": ("feredge.benchmarks.cli", "latency, size, memory and macro-F1 of models (and peers) side by side"),
     "demo": ("feredge.demo.cli", "web demo (Gradio) and REST POST /predict on this device, on the edge runtime"),
+    "info": ("feredge.edge.info_cli", "what feredge finds on this device: versions, interpreter, CPU, models, latency"),
 }
 
 

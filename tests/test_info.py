@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from feredge.cli import main as feredge_main
 from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS
 from feredge.edge.info_cli import main, parse_cpuinfo
 from feredge.edge.model import DEFAULT_MODEL
@@ -44,7 +45,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_text_names_every_section(capsys, cache):
-    assert main(["--runs", "3"]) == 0
+    assert feredge_main(["info", "--runs", "3"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].startswith("feredge ") and "numpy" in out and "OpenCV" in out
@@ -93,8 +94,8 @@ def test_info_never_imports_tensorflow_in_a_fresh_process(block):
     code = (
         "import json, sys\n"
         f"{block}"
-        "from feredge.edge.info_cli import main\n"
-        "assert main(['--json', '--runs', '2']) == 0\n"
+        "from feredge.cli import main\n"
+        "assert main(['info', '--json', '--runs', '2']) == 0\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'tensorflow'], 'tensorflow was imported'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
