@@ -26,22 +26,23 @@ class AccuracyData:
     """A data set for the accuracy columns, loaded once per input size that a model asks for."""
 
     root: Path
-    _by_size: dict[int, Dataset] = field(default_factory=dict, repr=False)
+    _loaded: dict[tuple[int, str], Dataset] = field(default_factory=dict, repr=False)
 
-    def at_size(self, size: int) -> tuple[tuple[str, ...], Split]:
-        """(class names, faces as uint8 size x size): the val split if the data has one, else all of it."""
-        if size not in self._by_size:
-            self._by_size[size] = load_dataset(self.root, input_size=size, make_val=False)
-        dataset = self._by_size[size]
+    def prepared(self, size: int, photometric: str = "none") -> tuple[tuple[str, ...], Split]:
+        """(class names, faces as a model with this contract sees them): val if the data has one, else all."""
+        key = (size, photometric)
+        if key not in self._loaded:
+            self._loaded[key] = load_dataset(self.root, input_size=size, make_val=False, photometric=photometric)
+        dataset = self._loaded[key]
         return dataset.labels, select_split(dataset)[1]
 
     def summary(self) -> dict[str, Any]:
-        labels, split = self.at_size(SUMMARY_SIZE)
+        labels, split = self.prepared(SUMMARY_SIZE)
         counts = split.counts(len(labels))
         return {
             "path": str(self.root),
             "samples": len(split),
-            "unreadable": self._by_size[SUMMARY_SIZE].skipped[UNREADABLE],
+            "unreadable": self._loaded[SUMMARY_SIZE, "none"].skipped[UNREADABLE],
             "classes": {name: int(n) for name, n in zip(labels, counts, strict=True)},
         }
 
@@ -49,7 +50,7 @@ class AccuracyData:
 def load_accuracy_data(root: str | Path) -> AccuracyData:
     """Load ``root`` (any layout the loader reads) once now, so a bad data set fails before any timing."""
     data = AccuracyData(Path(root))
-    data.at_size(SUMMARY_SIZE)
+    data.prepared(SUMMARY_SIZE)
     return data
 
 
@@ -59,7 +60,7 @@ def model_accuracy(model: EmotionModel, data: AccuracyData) -> dict[str, Any]:
     Scores come from ``model.predict``, so test-time flip averaging is applied whenever the model's
     metadata asks for it, exactly as at serving time.
     """
-    classes, split = data.at_size(model.spec.input_size)
+    classes, split = data.prepared(model.spec.input_size, model.spec.photometric)
     column = {label: i for i, label in enumerate(model.labels)}
     known = [i for i, name in enumerate(classes) if name in column]
     if not known:

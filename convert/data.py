@@ -16,6 +16,7 @@ import numpy as np
 from feredge.convert.errors import CalibrationError, CheckDataError
 from feredge.edge.dataset import KAGGLE_PREFIX, Dataset, Split, load_dataset, stratified_split
 from feredge.edge.errors import DataError
+from feredge.edge.metadata import ModelMetadata
 from feredge.edge.preprocess import PreprocessSpec, normalize
 from feredge.train.keras_io import SourceModel
 
@@ -36,16 +37,16 @@ def resolve_data(
 ) -> ConversionData:
     """The gate's check split and, when ``need_train``, the training faces for calibration and QAT."""
     config = source.config
-    labels, size = source.metadata.labels, source.metadata.input_size
+    meta = source.metadata
     workers = config.workers if config else 4
     run_data: Dataset | None = None
     if check_data is not None:
-        check, check_source = _load_check(check_data, labels, size, workers)
+        check, check_source = _load_check(check_data, meta, workers)
     else:
         run_data = _load_run_data(source, "the accuracy gate", "--check-data DIR")
         check, check_source = run_data.splits["val"], f"{run_data.source} (the run's validation split)"
     if calibration_data is not None:
-        return ConversionData(check, check_source, _load_calibration(calibration_data, labels, size, workers))
+        return ConversionData(check, check_source, _load_calibration(calibration_data, meta, workers))
     if not need_train:
         return ConversionData(check, check_source, None, "no format asked for training data")
     try:
@@ -73,28 +74,37 @@ def _load_run_data(source: SourceModel, purpose: str, flag: str) -> Dataset:
             config.val_fraction,
             config.seed,
             config.workers,
+            photometric=source.metadata.photometric,
         )
     except DataError as exc:
         raise CheckDataError(f"the run's data cannot be reloaded for {purpose}: {exc}; pass {flag}") from exc
 
 
-def _load_check(path: str | Path, labels: tuple[str, ...], size: int, workers: int) -> tuple[Split, str]:
+def _load_check(path: str | Path, meta: ModelMetadata, workers: int) -> tuple[Split, str]:
     """The val split if the data has one, else test, else all of it."""
     try:
-        dataset = load_dataset(path, labels, size, workers=workers, make_val=False)
+        dataset = _load_for(path, meta, workers)
     except DataError as exc:
-        raise CheckDataError(f"check data {path} does not fit the model (labels {', '.join(labels)}): {exc}") from exc
+        labels = ", ".join(meta.labels)
+        raise CheckDataError(f"check data {path} does not fit the model (labels {labels}): {exc}") from exc
     name = next(n for n in ("val", "test", "train") if n in dataset.splits)
     return dataset.splits[name], f"{path} ({name} split)"
 
 
-def _load_calibration(path: str | Path, labels: tuple[str, ...], size: int, workers: int) -> Split:
+def _load_for(path: str | Path, meta: ModelMetadata, workers: int) -> Dataset:
+    """``path`` loaded whole, as the model's contract prepares faces."""
+    return load_dataset(
+        path, meta.labels, meta.input_size, workers=workers, make_val=False, photometric=meta.photometric
+    )
+
+
+def _load_calibration(path: str | Path, meta: ModelMetadata, workers: int) -> Split:
     try:
-        return load_dataset(path, labels, size, workers=workers, make_val=False).splits["train"]
+        return _load_for(path, meta, workers).splits["train"]
     except DataError as exc:
         raise CalibrationError(
             f"calibration data {path}: {exc}. Expected training face images in class folders "
-            f"named after the model's labels ({', '.join(labels)})"
+            f"named after the model's labels ({', '.join(meta.labels)})"
         ) from exc
 
 

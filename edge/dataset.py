@@ -24,6 +24,7 @@ import numpy as np
 from feredge.edge.decode import IMAGE_SUFFIXES, decode_image
 from feredge.edge.errors import DataError, ImageError
 from feredge.edge.labels import FER2013, canonical, resolve_labels
+from feredge.edge.photometric import apply_photometric, check_photometric
 from feredge.edge.preprocess import PreprocessSpec, normalize, prepare_face
 from feredge.edge.tta import flip_average
 
@@ -80,11 +81,15 @@ def load_dataset(
     seed: int = 0,
     workers: int = 4,
     make_val: bool = True,
+    photometric: str = "none",
 ) -> Dataset:
     """Load any supported layout into memory; split off validation when the layout has none.
 
     ``make_val=False`` keeps a layout without a validation split whole (evaluation, calibration).
+    ``photometric`` is the model's photometric normalization: the cached faces are then exactly the
+    pixels ``prepare_face`` gives the runtime.
     """
+    check_photometric(photometric)
     source_str = str(source)
     if source_str.startswith(KAGGLE_PREFIX):
         source = download_kaggle(source_str[len(KAGGLE_PREFIX) :])
@@ -114,6 +119,8 @@ def load_dataset(
         empty = [dataset.labels[i] for i, n in enumerate(split.counts(len(dataset.labels))) if n == 0]
         if name == "train" and empty:
             raise DataError(f"{path}: class(es) with no training images: {', '.join(empty)}")
+    for split in dataset.splits.values():
+        split.images = apply_photometric(split.images, photometric)
     if dataset.skipped:
         summary = ", ".join(f"{n} {reason}" for reason, n in sorted(dataset.skipped.items()))
         log.warning("skipped %d bad file(s) in %s: %s", sum(dataset.skipped.values()), path, summary)

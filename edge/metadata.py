@@ -20,7 +20,11 @@ from feredge.edge.labels import resolve_labels
 from feredge.edge.preprocess import PreprocessSpec
 
 SCHEMA = "feredge.model"
-SCHEMA_VERSION = 1
+# 2 added photometric, framing and temperature: a version-1 reader would ignore them and feed the
+# model pixels it was not trained on, so it must refuse these models rather than skip the fields.
+SCHEMA_VERSION = 2
+MARGIN_RANGE = (-0.3, 1.0)
+OFFSET_RANGE = (-0.3, 0.3)
 METADATA_KEY = "feredge"
 
 
@@ -32,7 +36,10 @@ class ModelMetadata:
     input_size: int = 48
     channels: int = 1
     normalization: str = "unit"
+    photometric: str = "none"
     crop_margin: float = 0.1
+    framing: dict[str, dict[str, float]] = field(default_factory=dict)  # detector -> margin, offset
+    temperature: float = 1.0
     backbone: str = "unknown"
     training_data: str = "unknown"
     format: str = "keras"
@@ -45,17 +52,36 @@ class ModelMetadata:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", resolve_labels(list(self.labels)))
-        self.preprocess_spec()  # validates size, channels and normalization
-        if not 0.0 <= self.crop_margin <= 1.0:
-            raise MetadataError(f"crop_margin must be within [0, 1], got {self.crop_margin}")
+        self.preprocess_spec()  # validates size, channels, normalization and photometric
+        _check_framing("crop_margin", self.crop_margin, MARGIN_RANGE)
+        if not isinstance(self.framing, dict):
+            raise MetadataError(f"framing must map detector names to margin/offset, got {self.framing!r}")
+        for detector, frame in self.framing.items():
+            if not isinstance(frame, dict) or set(frame) - {"margin", "offset"}:
+                raise MetadataError(f"framing[{detector!r}] must hold only 'margin' and 'offset', got {frame!r}")
+            _check_framing(f"framing[{detector!r}].margin", frame.get("margin", self.crop_margin), MARGIN_RANGE)
+            _check_framing(f"framing[{detector!r}].offset", frame.get("offset", 0.0), OFFSET_RANGE)
+        if not isinstance(self.temperature, int | float) or not 0.01 <= self.temperature <= 100:
+            raise MetadataError(f"temperature must be a number within [0.01, 100], got {self.temperature!r}")
 
     def preprocess_spec(self) -> PreprocessSpec:
         try:
-            return PreprocessSpec(self.input_size, self.channels, self.normalization)
+            return PreprocessSpec(self.input_size, self.channels, self.normalization, self.photometric)
         except ValueError as exc:
             raise MetadataError(f"invalid preprocessing in metadata: {exc}") from exc
 
+    def framing_for(self, detector: str) -> tuple[float, float]:
+        """(margin, offset) of the square crop around a box from ``detector``.
+
+        Detectors frame faces differently (Haar's boxes are larger than YuNet's), so the crop that
+        looks like a training face is measured per detector; unmeasured detectors get ``crop_margin``.
+        """
+        frame = self.framing.get(detector, {})
+        return float(frame.get("margin", self.crop_margin)), float(frame.get("offset", 0.0))
+
     def replace(self, **changes: Any) -> ModelMetadata:
+        """A copy with ``changes``; the copy is written by this feredge, so it takes its schema version."""
+        changes.setdefault("schema_version", SCHEMA_VERSION)
         return ModelMetadata(**{**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +133,11 @@ class ModelMetadata:
         if not path.is_file():
             raise MetadataError(f"{path}: metadata file not found")
         return cls.from_json(path.read_text())
+
+
+def _check_framing(name: str, value: Any, bounds: tuple[float, float]) -> None:
+    if not isinstance(value, int | float) or not bounds[0] <= value <= bounds[1]:
+        raise MetadataError(f"{name} must be a number within [{bounds[0]}, {bounds[1]}], got {value!r}")
 
 
 def resolve_metadata(

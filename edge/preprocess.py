@@ -15,6 +15,8 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
+from feredge.edge.photometric import apply_photometric, check_photometric
+
 ArrayLike = TypeVar("ArrayLike")  # a numpy array or a TensorFlow tensor: normalize serves both
 
 # name -> (scale, offset) per channel: y = x * scale + offset, with x in [0, 255].
@@ -33,11 +35,12 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """What a model expects as input: square size, channel count and normalization name."""
+    """What a model expects as input: square size, channels, normalization and photometric names."""
 
     input_size: int = 48
     channels: int = 1
     normalization: str = "unit"
+    photometric: str = "none"
 
     def __post_init__(self) -> None:
         if self.input_size < 8:
@@ -46,6 +49,7 @@ class PreprocessSpec:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {self.normalization!r}; choose from {', '.join(NORMALIZATIONS)}")
+        check_photometric(self.photometric)
 
     def scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel affine constants, repeated or cut to ``channels`` entries."""
@@ -61,14 +65,20 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
-def prepare_face(image: np.ndarray, input_size: int) -> np.ndarray:
-    """Gray + resize: the cacheable, augmentation-free part of preprocessing (uint8, S x S)."""
+def prepare_face(image: np.ndarray, input_size: int, photometric: str = "none") -> np.ndarray:
+    """Gray + resize + photometric normalization: the cacheable, augmentation-free part (uint8, S x S).
+
+    Training caches these pixels and augments them; the runtime normalizes them directly. Both get
+    them from here, so a photometric step can never be applied on one side only.
+    """
     gray = to_gray(image)
     if gray.shape == (input_size, input_size):
-        return np.ascontiguousarray(gray)
-    shrinking = gray.shape[0] > input_size or gray.shape[1] > input_size
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(gray, (input_size, input_size), interpolation=interpolation)
+        gray = np.ascontiguousarray(gray)
+    else:
+        shrinking = gray.shape[0] > input_size or gray.shape[1] > input_size
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        gray = cv2.resize(gray, (input_size, input_size), interpolation=interpolation)
+    return apply_photometric(gray, photometric)
 
 
 def normalize(gray: ArrayLike, spec: PreprocessSpec) -> ArrayLike:
@@ -79,17 +89,20 @@ def normalize(gray: ArrayLike, spec: PreprocessSpec) -> ArrayLike:
 
 def preprocess_face(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """A decoded face crop -> float32 (S, S, C) tensor exactly as the model was trained on."""
-    gray = prepare_face(image, spec.input_size).astype(np.float32)
+    gray = prepare_face(image, spec.input_size, spec.photometric).astype(np.float32)
     return np.asarray(normalize(gray, spec), dtype=np.float32)
 
 
 def square_box(
-    box: tuple[int, int, int, int], margin: float, image_shape: tuple[int, ...]
+    box: tuple[int, int, int, int], margin: float, image_shape: tuple[int, ...], offset: float = 0.0
 ) -> tuple[int, int, int, int]:
-    """Grow (x, y, w, h) into a square with ``margin`` of its side on each edge, clipped to the image."""
+    """Grow (x, y, w, h) into a square with ``margin`` of its side on each edge, clipped to the image.
+
+    A negative margin crops inside the box; ``offset`` moves the centre down by that share of the side.
+    """
     x, y, w, h = box
     side = max(w, h) * (1.0 + 2.0 * margin)
-    cx, cy = x + w / 2.0, y + h / 2.0
+    cx, cy = x + w / 2.0, y + h / 2.0 + offset * max(w, h)
     height, width = image_shape[:2]
     x0 = round(max(0.0, cx - side / 2.0))
     y0 = round(max(0.0, cy - side / 2.0))
@@ -98,7 +111,7 @@ def square_box(
     return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
 
 
-def crop_face(image: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
+def crop_face(image: np.ndarray, box: tuple[int, int, int, int], margin: float, offset: float = 0.0) -> np.ndarray:
     """The square, margin-grown, border-clipped crop that preprocessing expects."""
-    x, y, w, h = square_box(box, margin, image.shape)
+    x, y, w, h = square_box(box, margin, image.shape, offset)
     return image[y : y + h, x : x + w]

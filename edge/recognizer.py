@@ -117,6 +117,7 @@ class EmotionRecognizer:
             self.model = model
         else:
             self.model = load_model(model, labels=labels, threads=threads, normalization=normalization)
+        self.detector_name = detector if isinstance(detector, str) else type(detector).__name__
         if isinstance(detector, str):
             detector = make_detector(detector, detector_model, min_face, max_side)
         self.detector = detector
@@ -160,9 +161,9 @@ class EmotionRecognizer:
             else:
                 found.append([(scaled.to_original(box), box) for box in self.detector.detect(scaled.image)])
             clock.lap("detect")
-        margin = self.model.metadata.crop_margin
+        margin, offset = self.model.metadata.framing_for(self.detector_name)
         pairs = zip(images, found, strict=True)
-        crops = [crop_face(scaled.image, box, margin) for scaled, boxes in pairs for _, box in boxes]
+        crops = [crop_face(scaled.image, box, margin, offset) for scaled, boxes in pairs for _, box in boxes]
         batch = self.model.preprocess(crops)
         clock.lap("preprocess")
         probs = self.model.predict(batch)

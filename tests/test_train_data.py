@@ -114,8 +114,11 @@ def test_class_weights_favour_rare_classes_and_average_one():
     assert np.bincount(np.array([0] * 10 + [1] * 2 + [2] * 6)[idx]).tolist() == [10, 6, 6]
 
 
-@pytest.mark.parametrize(("channels", "normalization"), [(1, "unit"), (3, "symmetric"), (3, "caffe")])
-def test_training_pipeline_and_edge_path_give_the_same_tensor(tmp_path, channels, normalization):
+@pytest.mark.parametrize(
+    ("channels", "normalization", "photometric"),
+    [(1, "unit", "none"), (3, "symmetric", "none"), (3, "caffe", "none"), (1, "unit", "clahe")],
+)
+def test_training_pipeline_and_edge_path_give_the_same_tensor(tmp_path, channels, normalization, photometric):
     """The classic train/serve skew check: one odd-sized colour JPEG through both paths."""
     from feredge.train.pipeline import make_dataset
 
@@ -123,25 +126,42 @@ def test_training_pipeline_and_edge_path_give_the_same_tensor(tmp_path, channels
     photo = rng.integers(0, 256, (70, 55, 3)).astype(np.uint8)
     (tmp_path / "happy").mkdir()
     cv2.imwrite(str(tmp_path / "happy" / "face.jpg"), photo)
-    spec = PreprocessSpec(48, channels, normalization)
-    data = load_dataset(tmp_path, input_size=48, make_val=False)
+    spec = PreprocessSpec(48, channels, normalization, photometric)
+    data = load_dataset(tmp_path, input_size=48, make_val=False, photometric=photometric)
     batch, _ = next(iter(make_dataset(data.splits["train"], spec, 1, 4, training=False)))
     edge_input = preprocess_face(decode_image(tmp_path / "happy" / "face.jpg"), spec)
     np.testing.assert_allclose(batch.numpy()[0], edge_input, rtol=1e-6, atol=1e-6)
 
 
-def test_augmentation_changes_images_but_keeps_range():
+@pytest.mark.parametrize("preset", ["strong", "domain"])
+def test_augmentation_changes_images_but_keeps_range(preset):
     tf = pytest.importorskip("tensorflow")
     from feredge.train.augment import AugmentConfig, augment_batch
 
     faces = tf.constant(np.random.default_rng(0).uniform(0, 255, (8, 48, 48)).astype(np.float32))
-    out = augment_batch(faces, AugmentConfig.preset("strong")).numpy()
+    out = augment_batch(faces, AugmentConfig.preset(preset)).numpy()
     assert out.shape == (8, 48, 48) and out.min() >= 0 and out.max() <= 255
     assert not np.allclose(out, faces.numpy())
     flip_only = AugmentConfig(True, 0, 0, 0, 0, 0, 0, 0)
     flipped = augment_batch(faces, flip_only).numpy()
     for got, src in zip(flipped, faces.numpy(), strict=True):
         assert np.allclose(got, src, atol=1e-3) or np.allclose(got, src[:, ::-1], atol=1e-3)
+
+
+def test_domain_degradations_smooth_a_sharp_face():
+    """Blur and downscaling lower the high-frequency energy, which is what clean real photos lack."""
+    tf = pytest.importorskip("tensorflow")
+    from feredge.train.augment import AugmentConfig, augment_batch
+
+    checker = np.indices((48, 48)).sum(axis=0) % 2 * 255.0
+    faces = tf.constant(np.repeat(checker[None].astype(np.float32), 64, axis=0))
+    smooth = AugmentConfig(False, 0, 0, 0, 0, 0, 0, 0, blur=1.0, downscale=1.0)
+    out = augment_batch(faces, smooth).numpy()
+
+    def energy(x):
+        return np.abs(np.diff(x, axis=-1)).mean()
+
+    assert energy(out) < 0.5 * energy(faces.numpy())
 
 
 def test_kaggle_handle_downloads_then_loads_like_a_local_folder(tmp_path, monkeypatch):

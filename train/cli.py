@@ -7,6 +7,8 @@ from dataclasses import fields
 
 from feredge.edge.cli_options import add_labels_option
 from feredge.edge.errors import FeredgeError
+from feredge.edge.photometric import PHOTOMETRICS
+from feredge.train.augment import AUGMENT_PRESETS
 from feredge.train.backbones import REGISTRY
 from feredge.train.config import TrainConfig
 
@@ -44,7 +46,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     parser.add_argument("--dropout", type=float, default=d.dropout)
     parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
-    parser.add_argument("--augment", default=d.augment, choices=["none", "light", "default", "strong"])
+    parser.add_argument(
+        "--augment",
+        default=d.augment,
+        choices=list(AUGMENT_PRESETS),
+        help="augmentation preset; 'domain' adds blur, downscaling, noise and gamma for real photos",
+    )
+    parser.add_argument(
+        "--photometric",
+        default=d.photometric,
+        choices=PHOTOMETRICS,
+        help="normalization of the gray face crop, recorded in the metadata and applied in serving too",
+    )
     parser.add_argument(
         "--balance",
         default=d.balance,

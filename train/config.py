@@ -35,6 +35,7 @@ class TrainConfig:
     dropout: float = 0.3
     patience: int = 8
     augment: str = "default"
+    photometric: str = "none"  # the contract's normalization of the gray crop: none | clahe
     balance: str = "sqrt"  # none | sqrt | balanced | oversample
     val_fraction: float = 0.1
     crop_margin: float = 0.1

@@ -48,7 +48,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of a model on one split of a data set, labels matched by name."""
     predict, metadata = load_predictor(model_path, labels, threads)
-    dataset = load_dataset(data, metadata.labels, metadata.input_size, make_val=False)
+    dataset = load_dataset(data, metadata.labels, metadata.input_size, make_val=False, photometric=metadata.photometric)
     split, chosen = select_split(dataset, split)
     scores = score_batches(predict, chosen, metadata.preprocess_spec())
     metrics = classification_metrics(chosen.targets, scores.argmax(1), metadata.labels)

@@ -52,9 +52,11 @@ def resolve_spec(config: TrainConfig) -> PreprocessSpec:
     backbone = get_backbone(config.backbone)
     resolve_weights(config.weights, backbone)
     try:
-        return PreprocessSpec(config.input_size or backbone.default_size, backbone.channels, backbone.normalization)
+        return PreprocessSpec(
+            config.input_size or backbone.default_size, backbone.channels, backbone.normalization, config.photometric
+        )
     except ValueError as exc:
-        raise FeredgeError(f"--input-size: {exc}") from exc
+        raise FeredgeError(f"model input: {exc}") from exc
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
@@ -85,7 +87,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         keras.mixed_precision.set_global_policy("mixed_float16")
     spec = resolve_spec(config)
     dataset = load_dataset(
-        config.data, config.labels, spec.input_size, config.val_fraction, config.seed, config.workers
+        config.data,
+        config.labels,
+        spec.input_size,
+        config.val_fraction,
+        config.seed,
+        config.workers,
+        photometric=spec.photometric,
     )
     log.info("data: %s", dataset.describe())
     labels = dataset.labels
@@ -94,6 +102,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         input_size=spec.input_size,
         channels=spec.channels,
         normalization=spec.normalization,
+        photometric=spec.photometric,
         crop_margin=config.crop_margin,
         backbone=f"{config.backbone}(alpha={config.alpha})",
         training_data=dataset.describe(),
