@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import fields
+from pathlib import Path
+from typing import Any
 
 from feredge.edge.cli_options import add_labels_option
 from feredge.edge.errors import FeredgeError
@@ -25,6 +28,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the interrupted run in --out with its saved config.json"
     )
+    parser.add_argument(
+        "--config",
+        action=ConfigFileAction,
+        metavar="FILE",
+        help="take the training options (not --out) from a run's config.json or folder, or `feredge tune`'s "
+        "best.json; options on the command line win",
+    )
+    add_train_options(parser)
+
+
+def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
+    """Every option that becomes a TrainConfig field except DATA and --out: ``feredge tune`` takes the same."""
+    d = TrainConfig(data="")
     add_labels_option(parser, "label set: fer2013, fer5, or a comma list (default: the data's classes)")
     parser.add_argument("--backbone", default=d.backbone, choices=sorted(REGISTRY))
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | PATH to a weights file")
@@ -85,15 +101,52 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=d.workers, help="image decoding threads")
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """TrainConfig fields from a run's config.json (or its folder) or from ``feredge tune``'s best.json."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FeredgeError(f"cannot read training options from {path}: {exc}") from exc
+    data = data.get("config", data) if isinstance(data, dict) else None  # best.json keeps them under "config"
+    if not isinstance(data, dict):
+        raise FeredgeError(f"{path}: not a config.json or best.json")
+    names = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+class ConfigFileAction(argparse.Action):
+    """``--config FILE`` fills the options still at their defaults, so options given before or after it win.
+
+    DATA is filled in ``config_from_args``: argparse assigns an absent optional positional after the options.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        try:
+            loaded = read_config_file(values)
+        except FeredgeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from exc
+        for name, value in loaded.items():
+            if name not in ("data", "out") and getattr(namespace, name, None) == parser.get_default(name):
+                setattr(namespace, name, value)
+        setattr(namespace, self.dest, values)
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if not values.get("data") and getattr(args, "config", None):
+        values["data"] = read_config_file(args.config).get("data")
+    return TrainConfig(**values)
 
 
 def run(args: argparse.Namespace) -> int:
     from feredge.train.trainer import train
 
-    if not args.data and not args.resume:
+    config = config_from_args(args)
+    if not config.data and not args.resume:
         raise FeredgeError("give the training data (a path or kaggle:OWNER/DATASET), or --resume a run")
-    train(config_from_args(args), resume=args.resume)
+    train(config, resume=args.resume)
     return 0

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,12 @@ def resolve_spec(config: TrainConfig) -> PreprocessSpec:
         raise FeredgeError(f"model input: {exc}") from exc
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Run (or resume) a training run; returns the run folder."""
+def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, float], None] | None = None) -> Path:
+    """Run (or resume) a training run; returns the run folder.
+
+    ``on_epoch(epoch, val_macro_f1)`` is called once each epoch is saved, epochs counted across stages from 1;
+    an exception it raises (``feredge tune``'s pruning) stops the run, which stays resumable.
+    """
     import tensorflow as tf
     import tf_keras as keras
 
@@ -173,6 +178,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             RunState(run_dir, state, manager, epochs, BEST_WEIGHTS),
             keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=config.patience, verbose=1),
         ]
+        if on_epoch is not None:  # after RunState: the epoch is on disk before the observer may stop the run
+            callbacks.insert(
+                2,
+                keras.callbacks.LambdaCallback(
+                    on_epoch_end=lambda _epoch, logs: on_epoch(len(state["history"]), logs["val_macro_f1"])
+                ),
+            )
         if config.schedule == "cosine":
             callbacks.append(keras.callbacks.LearningRateScheduler(cosine_schedule(lr, epochs, config.warmup_epochs)))
         else:
