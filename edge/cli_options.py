@@ -1,6 +1,11 @@
 """What every feredge command line shares: checked argparse value types (``positive_int``, ``fraction``,
 ...), the options several commands take (``--labels``, ``--threads``, the detector and recognizer
-options), and ``run_main``, the one policy that turns errors into exit codes.
+options), and ``run_main``, the one policy that turns errors into exit codes:
+
+- 0: everything asked for was done;
+- 1: partial failure: some inputs (images, models, formats) failed and the others were done;
+- 2: nothing was done: a usage error, a bad option or input, or every input failed;
+- 130: interrupted (Ctrl-C); what was already written is complete and kept.
 
 Only argparse at import time: ``feredge.cli`` imports every command module to build its parser. The
 detector names come from the registry ``feredge.edge.detectors.DETECTORS`` when the options are added.
@@ -16,6 +21,8 @@ from typing import Any
 
 from feredge.edge.errors import FeredgeError
 
+EXIT_OK = 0
+EXIT_PARTIAL = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -44,6 +51,17 @@ LABELS_HELP = (
     "labels of the model's outputs: a preset (fer2013, fer5) or a comma list; needed only for models "
     "without feredge metadata"
 )
+
+
+class PartialFailure(FeredgeError):
+    """Some inputs failed and the others were done: ``run_main`` prints the message and exits 1."""
+
+
+def outcome_code(done: int, failed: int) -> int:
+    """The exit code of a command over many inputs: 0 none failed, 1 some failed, 2 none was done."""
+    if not failed:
+        return EXIT_OK
+    return EXIT_PARTIAL if done else EXIT_USER_ERROR
 
 
 def _checked(kind: Callable[[str], Any], what: str, accept: Callable[[Any], bool]) -> Callable[[str], Any]:
@@ -105,11 +123,22 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and detector")
     group.add_argument("--model", help="a .tflite or .onnx emotion model (default: the shipped model)")
     add_labels_option(group)
-    group.add_argument("--normalization", help="input normalization of a model without metadata (default: unit)")
+    add_normalization_option(group)
     add_threads_option(group)
     add_detector_options(group)
     group.add_argument(
         "--min-face", type=non_negative_int, metavar="PX", help="smallest face side to report, in pixels"
+    )
+
+
+def add_normalization_option(parser: argparse.ArgumentParser | Any, help: str | None = None) -> None:
+    """``--normalization``, one of the contract's names, so a typo is a usage error naming the choices."""
+    from feredge.edge.preprocess import NORMALIZATIONS
+
+    parser.add_argument(
+        "--normalization",
+        choices=list(NORMALIZATIONS),
+        help=help or "input normalization of a model without metadata (default: unit)",
     )
 
 
@@ -134,10 +163,13 @@ def run_main(prog: str, run: Callable[[argparse.Namespace], int | None], args: a
 
     Library code raises typed errors and never exits; here a ``FeredgeError``, a missing optional
     package (named with its extra) or an ``OSError`` becomes one line ``{prog}: error: ...`` on stderr
-    and exit code 2, Ctrl-C becomes 130, and anything else is a bug and keeps its traceback.
+    and exit code 2 (1 for a ``PartialFailure``), Ctrl-C becomes 130, and anything else is a bug and
+    keeps its traceback. A command over many inputs returns ``outcome_code(done, failed)``.
     """
     try:
         return int(run(args) or 0)
+    except PartialFailure as exc:
+        return _fail(prog, str(exc), EXIT_PARTIAL)
     except FeredgeError as exc:
         return _fail(prog, str(exc))
     except ModuleNotFoundError as exc:
@@ -153,6 +185,6 @@ def run_main(prog: str, run: Callable[[argparse.Namespace], int | None], args: a
         return EXIT_INTERRUPTED
 
 
-def _fail(prog: str, message: str) -> int:
+def _fail(prog: str, message: str, code: int = EXIT_USER_ERROR) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
-    return EXIT_USER_ERROR
+    return code

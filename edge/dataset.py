@@ -11,6 +11,7 @@ with no folder) raise ``DataError`` naming the problem.
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import math
 from collections import Counter
@@ -44,6 +45,7 @@ KAGGLE_PREFIX = "kaggle:"
 # Reasons a file is skipped, the keys of ``Dataset.skipped``.
 NON_IMAGE = "non-image file(s)"
 UNREADABLE = "unreadable or corrupt image(s)"
+MALFORMED_ROWS = "malformed CSV row(s)"
 
 
 @dataclass
@@ -85,7 +87,8 @@ def load_dataset(
 ) -> Dataset:
     """Load any supported layout into memory; split off validation when the layout has none.
 
-    ``make_val=False`` keeps a layout without a validation split whole (evaluation, calibration).
+    ``make_val=False`` keeps a layout without a validation split whole (evaluation, calibration);
+    otherwise the data is for training and must have at least two classes.
     ``photometric`` is the model's photometric normalization: the cached faces are then exactly the
     pixels ``prepare_face`` gives the runtime.
     """
@@ -94,8 +97,10 @@ def load_dataset(
     if source_str.startswith(KAGGLE_PREFIX):
         source = download_kaggle(source_str[len(KAGGLE_PREFIX) :])
     path = Path(source)
-    if not path.exists():
-        raise DataError(f"{path}: data set not found")
+    try:
+        path.stat()
+    except OSError as exc:  # a symlink loop or a closed folder is not "not found"
+        raise DataError(f"{path}: {'data set not found' if exc.errno == errno.ENOENT else exc.strerror}") from exc
     wanted = resolve_labels(labels) if labels else None
     if path.is_file():
         if path.suffix.lower() != ".csv":
@@ -109,6 +114,8 @@ def load_dataset(
             dataset = _load_split_folders(path, split_dirs, wanted, input_size, workers)
         else:
             dataset = _load_class_folders(path, wanted, input_size, workers)
+    if make_val and len(dataset.labels) < 2:  # training data: a 1-output "classifier" would train and mean nothing
+        raise DataError(f"{path}: only one class ({', '.join(dataset.labels)}); training needs at least two classes")
     if make_val and "val" not in dataset.splits:
         dataset.splits["train"], dataset.splits["val"] = stratified_split(dataset.splits["train"], val_fraction, seed)
         if len(dataset.splits["val"]) == 0:
@@ -223,33 +230,61 @@ def _class_dirs(root: Path) -> dict[str, Path]:
 
 
 def _read_folder(
-    class_dirs: dict[str, Path], labels: tuple[str, ...], size: int, skipped: Counter, workers: int
+    class_dirs: dict[str, Path],
+    labels: tuple[str, ...],
+    size: int,
+    skipped: Counter,
+    workers: int,
+    required: bool = False,
 ) -> Split:
+    """The faces in ``class_dirs``; with ``required`` (a training split), a class whose image files are
+    all unreadable is a ``DataError`` that says so, rather than a class that seems to have no images."""
     items: list[tuple[Path, int]] = []
     for index, label in enumerate(labels):
         for f in sorted(class_dirs[label].rglob("*")):
-            if not f.is_file() or f.name.startswith("."):
+            if f.is_dir() or f.name.startswith("."):
                 continue
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
+            if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:  # another suffix, a FIFO, a broken link
                 skipped[NON_IMAGE] += 1
                 continue
             items.append((f, index))
 
-    def read(item: tuple[Path, int]) -> np.ndarray | None:
+    def read(item: tuple[Path, int]) -> np.ndarray | str:
         try:
             return prepare_face(decode_image(item[0]), size)
         except ImageError as exc:
             log.debug("skip %s", exc)
-            return None
+            return str(exc)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         faces = list(pool.map(read, items, chunksize=64))
-    keep = [i for i, face in enumerate(faces) if face is not None]
+    keep = [i for i, face in enumerate(faces) if not isinstance(face, str)]
     if len(keep) < len(items):
         skipped[UNREADABLE] += len(items) - len(keep)
+    if required:
+        _check_readable(class_dirs, labels, [index for _, index in items], faces)
     if not keep:
         return Split(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64))
     return Split(np.stack([faces[i] for i in keep]), np.array([items[i][1] for i in keep], np.int64))
+
+
+def _check_readable(
+    class_dirs: dict[str, Path], labels: tuple[str, ...], targets: list[int], faces: list[np.ndarray | str]
+) -> None:
+    """``DataError`` naming each class whose image files are all unreadable, with their count and first error."""
+    files, readable, first = Counter(targets), set(), {}
+    for index, face in zip(targets, faces, strict=True):
+        if isinstance(face, str):
+            first.setdefault(index, face)
+        else:
+            readable.add(index)
+    broken = [
+        f"{class_dirs[labels[i]]}: {n} image file(s), all unreadable (first: {first[i]})"
+        for i, n in sorted(files.items())
+        if i not in readable
+    ]
+    if broken:
+        raise DataError(f"class(es) without a readable training image: {'; '.join(broken)}")
 
 
 def _load_class_folders(root: Path, wanted, size: int, workers: int) -> Dataset:
@@ -258,7 +293,7 @@ def _load_class_folders(root: Path, wanted, size: int, workers: int) -> Dataset:
         raise DataError(f"{root}: no class folders (expected root/<class>/*.jpg or root/train/<class>/*)")
     labels = _choose_labels(list(class_dirs), wanted, root)
     skipped: Counter = Counter()
-    train = _read_folder(class_dirs, labels, size, skipped, workers)
+    train = _read_folder(class_dirs, labels, size, skipped, workers, required=True)
     if len(train) == 0:
         raise DataError(f"{root}: no readable images in the class folders")
     return Dataset(labels, {"train": train}, str(root), "class-folders", skipped)
@@ -277,7 +312,7 @@ def _load_split_folders(root: Path, split_dirs: dict[str, Path], wanted, size: i
         if unknown:
             raise DataError(f"{d}: classes {', '.join(unknown)} are not in the training split")
         present = {lab: dirs[lab] for lab in labels if lab in dirs}
-        split = _read_folder(present, labels, size, skipped, workers) if present else None
+        split = _read_folder(present, labels, size, skipped, workers, name == "train") if present else None
         if split is None or len(split) == 0:
             if name == "train":
                 raise DataError(f"{d}: no readable images")
@@ -290,8 +325,10 @@ def _load_split_folders(root: Path, split_dirs: dict[str, Path], wanted, size: i
 def _load_csv(path: Path, wanted, size: int) -> Dataset:
     rows: dict[str, tuple[list[np.ndarray], list[int]]] = {}
     skipped: Counter = Counter()
+    bad: list[str] = []  # "line N: what is wrong" of the first malformed rows
     labels = wanted or FER2013
     index_of = {lab: i for i, lab in enumerate(labels)}
+    reader = None
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
@@ -300,24 +337,45 @@ def _load_csv(path: Path, wanted, size: int) -> Dataset:
                 raise DataError(f"{path}: CSV needs 'emotion' and 'pixels' columns, found {reader.fieldnames}")
             for row in reader:
                 try:
-                    label = FER2013[int(row[fields["emotion"]])]
-                    pixels = np.array(row[fields["pixels"]].split(), dtype=np.uint8)
-                    side = math.isqrt(pixels.size)
-                    if side * side != pixels.size or side == 0:
-                        raise ValueError("pixel count is not a square")
-                except (ValueError, IndexError, TypeError, OverflowError):
-                    skipped["malformed CSV row(s)"] += 1
+                    label, face = _csv_face(row.get(fields["emotion"]), row.get(fields["pixels"]))
+                except ValueError as exc:
+                    skipped[MALFORMED_ROWS] += 1
+                    if len(bad) < 3:
+                        bad.append(f"line {reader.line_num}: {exc}")
                     continue
                 if label not in index_of:
                     continue
                 usage = (row.get(fields.get("usage", ""), "") or "training").strip().lower()
                 split = CSV_USAGE.get(usage, "train")
                 faces, targets = rows.setdefault(split, ([], []))
-                faces.append(prepare_face(pixels.reshape(side, side), size))
+                faces.append(prepare_face(face, size))
                 targets.append(index_of[label])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read CSV: {exc}") from exc
+        where = f" (line {reader.line_num})" if reader is not None and reader.line_num else ""
+        raise DataError(f"{path}: cannot read CSV{where}: {exc}") from exc
+    if bad:
+        more = skipped[MALFORMED_ROWS] - len(bad)
+        log.warning("%s: skipped malformed row(s): %s%s", path, "; ".join(bad), f"; and {more} more" if more else "")
     if "train" not in rows:
         raise DataError(f"{path}: no training rows for labels {', '.join(labels)}")
     splits = {name: Split(np.stack(f), np.array(t, np.int64)) for name, (f, t) in rows.items()}
     return Dataset(tuple(labels), splits, str(path), "fer2013-csv", skipped)
+
+
+def _csv_face(emotion: str | None, pixels: str | None) -> tuple[str, np.ndarray]:
+    """(FER2013 label, square uint8 face) of one CSV row's fields; ``ValueError`` saying what is wrong."""
+    if emotion is None or pixels is None:
+        raise ValueError("missing the emotion or pixels field")
+    try:
+        index = int(emotion)
+        values = np.array(pixels.split(), dtype=np.int64)
+    except (ValueError, OverflowError):
+        raise ValueError("emotion and pixels must be whole numbers") from None
+    if not 0 <= index < len(FER2013):
+        raise ValueError(f"emotion {index} is not a FER2013 class index (0-{len(FER2013) - 1})")
+    side = math.isqrt(values.size)
+    if side == 0 or side * side != values.size:
+        raise ValueError(f"{values.size} pixels do not make a square image")
+    if values.min() < 0 or values.max() > 255:
+        raise ValueError("pixel values must be within 0-255")
+    return FER2013[index], values.astype(np.uint8).reshape(side, side)

@@ -7,6 +7,9 @@ is decoded, so a decompression bomb is refused cheaply and a huge photo is decod
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,11 @@ import numpy as np
 from feredge.edge.errors import ImageError
 from feredge.edge.imageinfo import ImageInfo, encoded_end, image_info
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm"})
+
+# Image files above this many bytes are refused before any byte is read: no photo within the pixel
+# limit below needs more in a compressed format, and OpenCV's decoders take at most 2 GiB.
+MAX_IMAGE_BYTES = 256 * 2**20
 
 # Images above this many pixels are refused before decoding: 10000 x 10000 is the largest square.
 MAX_IMAGE_PIXELS = 100_000_000
@@ -116,9 +123,12 @@ def decode_image_scaled(
     factor = _reduction(info, max_side)
     if info is not None and factor > 1:
         flags = _REDUCED_FLAGS[factor, info.channels in (1, 2)] | cv2.IMREAD_IGNORE_ORIENTATION
-        image = cv2.imdecode(buffer, flags)
     else:
-        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        flags = cv2.IMREAD_UNCHANGED
+    try:
+        image = cv2.imdecode(buffer, flags)
+    except cv2.error as exc:  # a decoder's own refusal (a header it cannot allocate for, ...)
+        raise ImageError(f"{label}: not a readable image ({_first_line(exc)})") from exc
     if image is None:
         raise ImageError(f"{label}: not a readable image (unknown format or corrupt data)")
     image = _normalize_array(image, label)
@@ -132,18 +142,70 @@ def _read_encoded(source: str | Path | bytes | bytearray, name: str | None) -> t
     """(label for messages, encoded bytes) of a path or bytes; empty input is an ``ImageError``."""
     if isinstance(source, bytes | bytearray):
         label = name or "<bytes>"
+        if len(source) > MAX_IMAGE_BYTES:
+            raise ImageError(f"{label}: {_size(len(source))} is above the {_size(MAX_IMAGE_BYTES)} limit for an image")
         data = bytes(source)
     else:
-        path = Path(source)
-        label = name or str(path)
-        if not path.exists():
-            raise ImageError(f"{label}: file not found")
-        if path.is_dir():
-            raise ImageError(f"{label}: is a directory, not an image")
-        data = path.read_bytes()
+        label = name or str(source)
+        data = read_image_file(source, label)
     if not data:
         raise ImageError(f"{label}: empty (0-byte) file")
     return label, data
+
+
+def read_image_file(path: str | Path, label: str | None = None) -> bytes:
+    """The bytes of a regular file of at most ``MAX_IMAGE_BYTES``, else an ``ImageError`` that says why.
+
+    A device (``/dev/zero``), a FIFO or a socket is refused from ``stat`` before it is opened, since
+    reading one may never end, and the file is opened non-blocking in case it was swapped for one
+    since. At most ``MAX_IMAGE_BYTES + 1`` bytes are read, so a file that grows is refused too.
+    """
+    label, data = label or str(path), b""
+    try:
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_IMAGE_BYTES:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            with open(fd, "rb") as fh:
+                info = os.fstat(fh.fileno())
+                if stat.S_ISREG(info.st_mode):
+                    data = fh.read(MAX_IMAGE_BYTES + 1)
+    except OSError as exc:
+        raise ImageError(f"{label}: {_os_problem(exc)}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(f"{label}: is a directory, not an image")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"{label}: not a regular file ({_file_kind(info.st_mode)}); an image must be a file")
+    if info.st_size > MAX_IMAGE_BYTES or len(data) > MAX_IMAGE_BYTES:
+        size = max(info.st_size, len(data))
+        raise ImageError(f"{label}: {_size(size)} is above the {_size(MAX_IMAGE_BYTES)} limit for an image")
+    return data
+
+
+def _os_problem(exc: OSError) -> str:
+    """What an ``OSError`` from ``stat``/``open`` means for an input file, in the user's words."""
+    if exc.errno == errno.ENOENT:
+        return "file not found"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of symbolic links)"
+    return exc.strerror or str(exc)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "an unknown kind of file")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def _first_line(exc: Exception) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def _check_pixels(label: str, width: int, height: int) -> None:

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
+from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
 from feredge.edge.labels import resolve_labels
-from feredge.edge.preprocess import PreprocessSpec
+from feredge.edge.preprocess import NORMALIZATIONS, PreprocessSpec
 
 SCHEMA = "feredge.model"
 # 2 added photometric, framing and temperature: a version-1 reader would ignore them and feed the
@@ -163,6 +163,8 @@ def resolve_metadata(
     if labels is not None:
         overrides["labels"] = list(resolve_labels(labels))
     if normalization is not None:
+        if normalization not in NORMALIZATIONS:  # the caller's option, not the model's metadata, is wrong
+            raise OptionError(f"unknown normalization {normalization!r}; choose from {', '.join(NORMALIZATIONS)}")
         overrides["normalization"] = normalization
     if data is None:
         if labels is None:

@@ -1,10 +1,12 @@
 """``feredge predict IMG_OR_DIR...``: emotions of the faces in images, as a table or JSON lines.
 
 A bad input gets one message on stderr naming the file and the problem; the run goes on with the
-next input and the exit code is 1 when any input failed. ``--annotate OUT_DIR`` is checked before
-the model is loaded; each annotated copy keeps the input's path below its folder (or its file name)
-and its format when that format holds a colour image (else ``.png`` is appended), and a name that
-is already taken in the run gets ``-2``, ``-3``... so no copy overwrites another.
+next input, and the exit code follows ``run_main``'s rule (1 when some inputs failed, 2 when all did).
+Folder scans take the files with an image suffix and count what they skip in the summary.
+``--annotate OUT_DIR`` is checked before the model is loaded; each annotated copy keeps the input's
+path below its folder (or its file name) and its format when that format holds a colour image (else
+``.png`` is appended), and a name that is already taken in the run gets ``-2``, ``-3``... so no copy
+overwrites another. A copy that would replace one of the run's inputs stops the run before it starts.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from feredge.edge.cli_options import add_recognizer_options, build_recognizer
+from feredge.edge.cli_options import add_recognizer_options, build_recognizer, outcome_code
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,13 +33,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def expand(path: Path) -> list[tuple[Path, Path | None]]:
-    """(file, folder it was found in or None): a folder gives its images, sorted, recursively."""
+def expand(path: Path) -> tuple[list[tuple[Path, Path | None]], int]:
+    """([(file, folder it was found in or None)], files skipped): a folder gives its images, sorted,
+    recursively, and skips other files (another suffix, a FIFO, a broken link) but counts them."""
     from feredge.edge.decode import IMAGE_SUFFIXES
 
     if not path.is_dir():
-        return [(path, None)]
-    return [(f, path) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+        return [(path, None)], 0
+    entries = [f for f in sorted(path.rglob("*")) if not f.is_dir()]
+    found = [(f, path) for f in entries if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    return found, len(entries) - len(found)
 
 
 # Formats OpenCV writes a BGR image in; an annotated copy of anything else (.pgm) is written as PNG.
@@ -66,22 +71,46 @@ class AnnotatedNames:
         return path
 
 
+def check_no_overwrite(targets: list[Path], inputs: list[Path]) -> None:
+    """``OptionError`` when an annotated copy would replace an input (same path, link or hard link)."""
+    from feredge.edge.errors import OptionError
+
+    def identity(path: Path) -> tuple[int, int] | None:
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    originals = {key: path for path in inputs if (key := identity(path)) is not None}
+    for target in targets:
+        key = identity(target)
+        if key in originals:
+            raise OptionError(
+                f"--annotate: the annotated copy of {originals[key]} would overwrite {target}, an input of "
+                "this run; choose another folder"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     from feredge.edge.decode import decode_image_scaled
     from feredge.edge.errors import FeredgeError
     from feredge.edge.outputs import check_writable_dir
 
-    names = None
-    if args.annotate is not None:
-        names = AnnotatedNames(check_writable_dir(args.annotate, "annotated images"))
-    recognizer = build_recognizer(args)
-    files, failures = [], 0
+    files, failures, skipped = [], 0, 0
     for item in args.inputs:
-        found = expand(Path(item))
+        found, passed_over = expand(Path(item))
+        skipped += passed_over
         if not found:
             failures += 1
             print(f"error: {item}: no image files in this folder", file=sys.stderr)
         files += found
+    targets: list[Path | None] = [None] * len(files)
+    if args.annotate is not None:
+        names = AnnotatedNames(check_writable_dir(args.annotate, "annotated images"))
+        targets = [names.path_for(file, root) for file, root in files]
+        check_no_overwrite(targets, [file for file, _ in files])
+    recognizer = build_recognizer(args)
     width = max([len(str(f)) for f, _ in files] + [4])
     if not args.json and files:
         print(f"{'file':<{width}}  face  {'box (x, y, w, h)':<22}  {'label':<10}  conf")
@@ -89,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     labels: Counter[str] = Counter()
     stage_ms: Counter[str] = Counter()
     done = 0
-    for number, (file, root) in enumerate(files, 1):
+    for number, ((file, _), target) in enumerate(zip(files, targets, strict=True), 1):
         if progress:
             print(f"\r[{number}/{len(files)}]", end="", file=sys.stderr, flush=True)
         try:
@@ -98,9 +127,7 @@ def run(args: argparse.Namespace) -> int:
             decode_ms = (time.perf_counter() - start) * 1000.0
             faces = recognizer.predict(image)
             recognizer.timings.decode_ms += decode_ms
-            annotated = None
-            if names is not None:
-                annotated = _write_annotated(image, faces, names.path_for(file, root))
+            annotated = None if target is None else _write_annotated(image, faces, target)
         except FeredgeError as exc:
             failures += 1
             if progress:
@@ -122,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
             _print_rows(str(file), faces, width)
     if progress:
         print(file=sys.stderr)
-    if len(files) > 1 or failures:
-        _print_summary(done, failures, labels, stage_ms)
-    return 1 if failures else 0
+    if len(files) > 1 or failures or skipped:
+        _print_summary(done, failures, skipped, labels, stage_ms)
+    return outcome_code(done, failures)
 
 
 def _print_rows(name: str, faces: list, width: int) -> None:
@@ -152,9 +179,11 @@ def _write_annotated(image, faces: list, path: Path) -> Path:
         raise OutputError(f"{path}: cannot write the annotated image: {exc.strerror or exc}") from exc
 
 
-def _print_summary(done: int, failures: int, labels: Counter, stage_ms: Counter) -> None:
+def _print_summary(done: int, failures: int, skipped: int, labels: Counter, stage_ms: Counter) -> None:
     faces = sum(labels.values())
     parts = [f"{done} images", f"{faces} faces", f"{failures} failed"]
+    if skipped:
+        parts.append(f"{skipped} skipped (not image files)")
     if labels:
         parts.append(", ".join(f"{label} {count}" for label, count in labels.most_common()))
     if done:
