@@ -67,6 +67,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="serve with (or without) mirror averaging: twice the inference per face for a "
         "steadier score (default: as trained)",
     )
+    parser.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fit a softmax temperature on the check set, as the runtime scores the artefact, and store it "
+        "in the metadata so confidences mean what they say (default: on)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         edgetpu=args.edgetpu,
         opset=args.opset or DEFAULT_OPSET,
         threads=args.threads,
+        calibrate=args.calibrate,
     )
     outcomes = convert(source, data, formats, options)
     print(format_summary(outcomes))

@@ -17,6 +17,7 @@ from typing import Any
 
 from feredge.convert.data import ConversionData, calibration_sample, representative_dataset
 from feredge.convert.edgetpu import compile_edgetpu
+from feredge.convert.embed import embed_metadata
 from feredge.convert.errors import CalibrationError, ConversionError, GateFailed, ParityError
 from feredge.convert.formats import BuildInput, Format, variants
 from feredge.convert.gate import GateResult, compare, report_markdown, write_report
@@ -24,6 +25,7 @@ from feredge.convert.onnx_export import DEFAULT_OPSET
 from feredge.convert.qat import quantization_aware
 from feredge.edge.artifacts import QAT_VARIANT
 from feredge.edge.atomic import atomic_write_bytes
+from feredge.edge.calibration import cross_fitted_calibration
 from feredge.edge.dataset import Split, score_batches
 from feredge.edge.errors import FeredgeError
 from feredge.edge.metadata import ModelMetadata
@@ -45,6 +47,7 @@ class ConvertOptions:
     edgetpu: bool = False
     opset: int = DEFAULT_OPSET
     threads: int | None = None
+    calibrate: bool = True  # fit a temperature on the check set, as the runtime scores the artefact
 
 
 @dataclass
@@ -94,7 +97,7 @@ class Converter:
     def _build(self, fmt: Format, variant: str) -> tuple[bytes, ModelMetadata, float]:
         start = time.perf_counter()
         metadata = self.source.metadata.replace(
-            format=fmt.artifact.metadata_format, source_model=str(self.source.path), calibration_size=0
+            format=fmt.artifact.metadata_format, source_model=str(self.source.path), calibration_size=0, temperature=1.0
         )
         model, representative = self.source.model, None
         if fmt.needs_calibration:
@@ -136,6 +139,11 @@ class Converter:
             runtime = load_model(probe, threads=self.options.threads)
             # EmotionModel.predict flip-averages by itself when the embedded metadata asks for it
             scores = score_batches(runtime.predict, self.data.check, self.spec)
+        calibration = None
+        if self.options.calibrate:
+            calibration = cross_fitted_calibration(scores, self.data.check.targets)
+            metadata = metadata.replace(temperature=round(calibration["temperature"], 4))
+            data = embed_metadata(data, fmt.artifact.runtime, metadata)
         result = compare(self.data.check.targets, self.float_scores, scores, metadata.labels, self.options.max_f1_drop)
         check_seconds = time.perf_counter() - start
         if fmt.parity_tolerance is not None and result.max_abs_prob_diff > fmt.parity_tolerance:
@@ -150,6 +158,7 @@ class Converter:
             stale.unlink()
             log.info("%s: removed %s from an earlier conversion", name, stale)
         report = self._report(fmt, variant, status, path, data, metadata, convert_seconds, check_seconds, result)
+        report["calibration"] = calibration
         write_report(report, self.out / fmt.artifact.report_stem(self.source.stem, variant))
         log.info(
             "%s: %s %s, %.1f KiB (%.3fx the float32 weights), converted in %.1f s",

@@ -22,6 +22,17 @@ def embed_tflite_metadata(model: bytes, metadata: ModelMetadata) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
 
 
+def embed_metadata(model: bytes, runtime: str, metadata: ModelMetadata) -> bytes:
+    """``model`` (a ``tflite`` or ``onnx`` artefact's bytes) with ``metadata`` in place of its own."""
+    if runtime == "tflite":
+        return embed_tflite_metadata(model, metadata)
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    embed_onnx_metadata(proto, metadata)
+    return proto.SerializeToString()
+
+
 def _name(entry) -> str:
     name = entry.name
     return name.decode() if isinstance(name, bytes) else str(name)

@@ -82,6 +82,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- top-1 agreement with the float model: {report['top1_agreement']:.4f}; "
         f"max |probability difference|: {report['max_abs_prob_diff']:.5f}",
         f"- macro-F1 drop: {report['macro_f1_drop']:+.4f} (limit {report['max_f1_drop']:+.4f})",
+        _calibration_line(report.get("calibration")),
         "",
         f"| metric | float | {name} | change |",
         "|---|---:|---:|---:|",
@@ -92,6 +93,16 @@ def report_markdown(report: dict[str, Any]) -> str:
         f_float, f_conv = row["f1"], cv["per_class"][label]["f1"]
         lines.append(f"| F1 {label} | {f_float:.4f} | {f_conv:.4f} | {f_conv - f_float:+.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def _calibration_line(calibration: dict[str, float] | None) -> str:
+    if not calibration:
+        return "- calibration: none (temperature 1)"
+    return (
+        f"- calibration: temperature {calibration['temperature']:.3f}; ECE (15 bins) "
+        f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}, NLL {calibration['nll_before']:.4f} -> "
+        f"{calibration['nll_after']:.4f} (after: 2-fold cross-fitted on the check set)"
+    )
 
 
 def write_report(report: dict[str, Any], stem: Path) -> tuple[Path, Path]:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from feredge.edge.calibration import apply_temperature
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
 from feredge.edge.metadata import METADATA_KEY, ModelMetadata, resolve_metadata, tflite_metadata_entries
 from feredge.edge.preprocess import preprocess_face
@@ -88,9 +89,9 @@ class EmotionModel:
             )
         if len(batch) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        if self.metadata.test_time_flip:
-            return flip_average(self._probabilities, batch)
-        return self._probabilities(batch)
+        flip = self.metadata.test_time_flip
+        probs = flip_average(self._probabilities, batch) if flip else self._probabilities(batch)
+        return apply_temperature(probs, self.metadata.temperature)
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         return _as_probabilities(self.runner.run(batch))

@@ -21,6 +21,8 @@ from feredge.edge.cli_options import run_main
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("feredge.train.cli", "train or fine-tune an emotion model; writes a run folder"),
     "evaluate": ("feredge.train.evaluate_cli", "classification report of a Keras or TFLite model on a data set"),
+    "tune": ("feredge.train.tune_cli", "search train options with Optuna; resumable, shareable by many workers"),
+    "ensemble": ("feredge.train.ensemble_cli", "one model that averages several trained models in one graph"),
     "convert": ("feredge.convert.cli", "int8/fp16/dynamic/fp32 TFLite or ONNX with metadata inside, accuracy-gated"),
     "predict": ("feredge.edge.predict_cli", "emotions of the faces in images or folders (table or JSON lines)"),
     "video": ("feredge.edge.video_cli", "emotions in a video file, camera or stream, smoothed per tracked face"),

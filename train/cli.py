@@ -69,6 +69,27 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
         help="augmentation preset; 'domain' adds blur, downscaling, noise and gamma for real photos",
     )
     parser.add_argument(
+        "--teacher",
+        dest="teachers",
+        action="append",
+        default=[],
+        metavar="RUN_OR_MODEL",
+        help="distil from this trained model (run folder or .keras); repeat for several, whose flip-averaged "
+        "scores are averaged",
+    )
+    parser.add_argument(
+        "--distill-alpha",
+        type=float,
+        default=d.distill_alpha,
+        help="weight of the KL term to the teachers; 1 - alpha goes to the hard labels (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=d.distill_temperature,
+        help="softmax temperature of the KL term (default: %(default)s)",
+    )
+    parser.add_argument(
         "--photometric",
         default=d.photometric,
         choices=PHOTOMETRICS,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ class TrainConfig:
     patience: int = 8
     augment: str = "default"
     photometric: str = "none"  # the contract's normalization of the gray crop: none | clahe
+    teachers: list[str] = field(default_factory=list)  # run folders / Keras models to distil from
+    distill_alpha: float = 0.7  # weight of the KL term against the teachers
+    distill_temperature: float = 3.0
     balance: str = "sqrt"  # none | sqrt | balanced | oversample
     val_fraction: float = 0.1
     crop_margin: float = 0.1

@@ -7,6 +7,7 @@ augmentation. ``tests/test_train_data.py`` proves the two paths give the same te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -59,8 +60,13 @@ def make_dataset(
     weights: np.ndarray | None = None,
     oversample: bool = False,
     seed: int = 0,
+    teacher: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (inputs, one-hot targets[, sample weights]) for ``model.fit`` / ``predict``."""
+    """Batches of (inputs, one-hot targets[, sample weights]) for ``model.fit`` / ``predict``.
+
+    With a ``teacher`` the targets are ``[one-hot | teacher probabilities]``, the teacher scoring the
+    same augmented batch the student gets (see ``feredge.train.distill``).
+    """
     import tensorflow as tf
 
     images, targets = split.images, split.targets
@@ -80,7 +86,9 @@ def make_dataset(
         x = tf.cast(faces, tf.float32)
         if do_augment:
             x = augment_batch(x, augment)
-        out = (normalize(x, spec), tf.one_hot(labels, num_classes))
-        return out + tuple(sample_weight)
+        inputs, targets = normalize(x, spec), tf.one_hot(labels, num_classes)
+        if teacher is not None:
+            targets = tf.concat([targets, tf.cast(teacher(inputs), tf.float32)], axis=-1)
+        return (inputs, targets, *sample_weight)
 
     return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

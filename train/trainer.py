@@ -36,6 +36,7 @@ from feredge.train.backbones import (
     resolve_weights,
 )
 from feredge.train.config import TrainConfig
+from feredge.train.distill import DistillConfig, distillation_loss, hard_label_accuracy, load_teachers, teacher_scores
 from feredge.train.keras_io import MODEL_FILE
 from feredge.train.pipeline import class_weights, make_dataset
 
@@ -113,7 +114,9 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         training_data=dataset.describe(),
         format="keras",
         test_time_flip=config.test_time_flip,
+        extra=_distillation_record(config),
     )
+    teachers = load_teachers(config.teachers, metadata) if config.teachers else None
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
     metadata.save(run_dir / "metadata.json")
@@ -134,6 +137,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         weights,
         config.balance == "oversample",
         config.seed,
+        teacher=(lambda x: teacher_scores(teachers, x)) if teachers else None,
     )
     val_split = dataset.splits["val"]
 
@@ -161,11 +165,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         _set_trainable(model, name, config.unfreeze, pretrained)
         with strategy.scope():
             optimizer = _optimizer(keras, lr, config.weight_decay)
-            model.compile(
-                optimizer=optimizer,
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                weighted_metrics=["accuracy"],
-            )
+            model.compile(optimizer=optimizer, **_loss_and_metrics(config, len(labels)))
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
         manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints" / name), max_to_keep=1)
         if initial_epoch > 0 and manager.latest_checkpoint:
@@ -211,6 +211,35 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         fit_svm_head(model, dataset.splits["train"], spec, config.svm_c, config.balance != "none", config.seed)
     finish_run(model, run_dir, dataset, spec, metadata, state)
     return run_dir
+
+
+def _distillation_record(config: TrainConfig) -> dict[str, Any]:
+    if not config.teachers:
+        return {}
+    return {
+        "distillation": {
+            "teachers": list(config.teachers),
+            "alpha": config.distill_alpha,
+            "temperature": config.distill_temperature,
+            "teacher_flip_average": True,
+        }
+    }
+
+
+def _loss_and_metrics(config: TrainConfig, num_classes: int) -> dict[str, Any]:
+    """Label-smoothed cross-entropy, or with teachers the distillation loss on [one-hot | soft targets]."""
+    import tf_keras as keras
+
+    if not config.teachers:
+        return {
+            "loss": keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            "weighted_metrics": ["accuracy"],
+        }
+    distill = DistillConfig(config.distill_alpha, config.distill_temperature, config.label_smoothing)
+    return {
+        "loss": distillation_loss(distill, num_classes),
+        "weighted_metrics": [hard_label_accuracy(num_classes)],
+    }
 
 
 def _strategy(name: str):

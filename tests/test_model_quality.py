@@ -1,0 +1,160 @@
+"""Model quality tools on tiny models: distillation, one-graph ensembles, temperature calibration."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_convert import write_stripes
+
+from feredge.cli import main
+from feredge.edge.calibration import (
+    apply_temperature,
+    cross_fitted_calibration,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+)
+from feredge.edge.dataset import load_dataset, score_batches
+from feredge.edge.errors import FeredgeError
+from feredge.edge.metadata import ModelMetadata
+from feredge.edge.model import load_model
+
+TINY = dict(backbone="tiny", batch_size=16, augment="none", weight_decay=0.0, val_fraction=0.25, workers=1)
+
+
+def _overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores whose logits are 3x too sharp for how often they are right."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, 7)) * 2.0
+    truth = np.array([rng.choice(7, p=np.exp(z) / np.exp(z).sum()) for z in logits])
+    sharp = np.exp(3 * logits)
+    return (sharp / sharp.sum(1, keepdims=True)).astype(np.float32), truth
+
+
+@pytest.mark.edge
+def test_temperature_fitted_on_one_half_lowers_nll_and_ece_on_the_other():
+    probs, truth = _overconfident(3000, seed=0)
+    fit, held = slice(0, 1500), slice(1500, None)
+    temperature = fit_temperature(probs[fit], truth[fit])
+    assert temperature == pytest.approx(3.0, rel=0.15)
+    calibrated = apply_temperature(probs[held], temperature)
+    assert nll(calibrated, truth[held]) < nll(probs[held], truth[held]) - 0.1
+    assert expected_calibration_error(calibrated, truth[held]) < 0.5 * expected_calibration_error(
+        probs[held], truth[held]
+    )
+    assert np.array_equal(calibrated.argmax(1), probs[held].argmax(1))  # a temperature never changes the label
+    report = cross_fitted_calibration(probs, truth)
+    assert report["ece_after"] < report["ece_before"] and report["nll_after"] < report["nll_before"]
+
+
+@pytest.mark.edge
+def test_ece_is_zero_for_perfect_calibration_and_counts_bins():
+    probs = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    assert expected_calibration_error(probs, np.array([0, 1])) == 0.0
+    assert expected_calibration_error(probs, np.array([1, 1])) == pytest.approx(0.5)
+
+
+@pytest.fixture(scope="module")
+def stripes(tmp_path_factory) -> Path:
+    return write_stripes(tmp_path_factory.mktemp("quality") / "data", per_class=24)
+
+
+def _train(data: Path, out: Path, **changes):
+    from feredge.train.config import TrainConfig
+    from feredge.train.trainer import train
+
+    options = {**TINY, "epochs": 4, "lr": 1e-2, "dropout": 0.0, "label_smoothing": 0.0, "patience": 10, **changes}
+    return train(TrainConfig(data=str(data), out=str(out), **options))
+
+
+@pytest.fixture(scope="module")
+def teacher(stripes, tmp_path_factory) -> Path:
+    return _train(stripes, tmp_path_factory.mktemp("teacher") / "run", alpha=4, epochs=10, seed=1)
+
+
+def _val_scores(run: Path, data: Path) -> tuple[np.ndarray, np.ndarray]:
+    from feredge.train.evaluate import load_predictor
+
+    predict, meta = load_predictor(run)
+    split = load_dataset(data, meta.labels, meta.input_size, val_fraction=0.25, seed=42, workers=1).splits["val"]
+    return score_batches(predict, split, meta.preprocess_spec(), meta.test_time_flip), split.targets
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    p, q = np.clip(p, 1e-7, 1), np.clip(q, 1e-7, 1)
+    return float((p * (np.log(p) - np.log(q))).sum(1).mean())
+
+
+@pytest.mark.slow
+def test_distillation_lowers_the_kl_to_the_teacher(stripes, teacher, tmp_path):
+    teacher_scores, _ = _val_scores(teacher, stripes)
+    plain = _train(stripes, tmp_path / "plain", seed=7)
+    student = _train(
+        stripes, tmp_path / "student", seed=7, teachers=[str(teacher)], distill_alpha=1.0, distill_temperature=2.0
+    )
+    kl_plain = _kl(teacher_scores, _val_scores(plain, stripes)[0])
+    kl_student = _kl(teacher_scores, _val_scores(student, stripes)[0])
+    assert kl_student < kl_plain
+    record = ModelMetadata.load(student / "metadata.json").extra["distillation"]
+    assert record["teachers"] == [str(teacher)] and record["alpha"] == 1.0
+
+
+@pytest.mark.slow
+def test_a_teacher_with_another_contract_is_refused(stripes, teacher, tmp_path):
+    with pytest.raises(FeredgeError, match="teacher"):
+        _train(stripes, tmp_path / "s", epochs=1, teachers=[str(teacher)], photometric="clahe")
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, err.getvalue()
+
+
+@pytest.mark.slow
+def test_ensemble_artefact_equals_the_mean_of_its_members(stripes, teacher, tmp_path):
+    other = _train(stripes, tmp_path / "other", alpha=2, epochs=3, seed=3)
+    ensemble = tmp_path / "ensemble"
+    code, err = _cli("ensemble", str(teacher), str(other), "--out", str(ensemble))
+    assert code == 0, err
+    code, err = _cli("convert", str(ensemble), "--format", "fp32", "--no-calibrate", "--check-data", str(stripes))
+    assert code == 0, err
+    artefact = load_model(ensemble / "model_fp32.tflite")
+    assert "ensemble" in artefact.metadata.backbone and len(artefact.metadata.extra["members"]) == 2
+    split = load_dataset(stripes, artefact.labels, 48, make_val=False, workers=1).splits["train"]
+    spec = artefact.metadata.preprocess_spec()
+    member_scores = [_val_scores_on(run, split) for run in (teacher, other)]
+    np.testing.assert_allclose(score_batches(artefact.predict, split, spec), np.mean(member_scores, axis=0), atol=1e-5)
+
+
+def _val_scores_on(run: Path, split) -> np.ndarray:
+    from feredge.train.evaluate import load_predictor
+
+    predict, meta = load_predictor(run)
+    return score_batches(predict, split, meta.preprocess_spec())
+
+
+@pytest.mark.slow
+def test_ensemble_refuses_members_with_different_labels(stripes, teacher, tmp_path):
+    other = _train(stripes, tmp_path / "few", epochs=1, labels="happy,sad")
+    code, err = _cli("ensemble", str(teacher), str(other), "--out", str(tmp_path / "bad"))
+    assert code == 2 and "labels" in err and not (tmp_path / "bad" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_conversion_stores_a_fitted_temperature_and_reports_ece(stripes, teacher, tmp_path):
+    code, err = _cli("convert", str(teacher), "--format", "fp32", "--out", str(tmp_path))
+    assert code == 0, err
+    artefact = load_model(tmp_path / "model_fp32.tflite")
+    report = json.loads((tmp_path / "model_fp32.report.json").read_text())
+    calibration = report["calibration"]
+    assert artefact.metadata.temperature == pytest.approx(calibration["temperature"], abs=1e-3)
+    assert set(calibration) == {"temperature", "ece_before", "ece_after", "nll_before", "nll_after"}
+    assert 0.05 <= calibration["temperature"] <= 20 and 0 <= calibration["ece_after"] <= 1
+    assert "ECE" in (tmp_path / "model_fp32.report.md").read_text()
