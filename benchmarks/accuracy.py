@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from feredge.edge.calibration import apply_temperature, expected_calibration_error
 from feredge.edge.dataset import UNREADABLE, Dataset, Split, load_dataset, score_batches, select_split
 from feredge.edge.errors import DataError
 from feredge.edge.metrics import classification_metrics
@@ -58,7 +59,9 @@ def model_accuracy(model: EmotionModel, data: AccuracyData) -> dict[str, Any]:
     """Classification metrics of ``model`` on the faces of the classes it knows.
 
     Scores come from ``model.predict``, so test-time flip averaging is applied whenever the model's
-    metadata asks for it, exactly as at serving time.
+    metadata asks for it, exactly as at serving time, and so is the model's calibration temperature:
+    ``ece`` is the expected calibration error (15 bins) of the scores users get, ``ece_uncalibrated``
+    that of the same scores with the temperature taken out.
     """
     classes, split = data.prepared(model.spec.input_size, model.spec.photometric)
     column = {label: i for i, label in enumerate(model.labels)}
@@ -72,4 +75,8 @@ def model_accuracy(model: EmotionModel, data: AccuracyData) -> dict[str, Any]:
     scores = score_batches(model.predict, faces, model.spec)
     metrics = classification_metrics(faces.targets, scores.argmax(1), model.labels)
     metrics["skipped_classes"] = [name for name in classes if name not in column]
+    raw = apply_temperature(scores, 1.0 / model.metadata.temperature)  # as the model scored before calibration
+    metrics["temperature"] = model.metadata.temperature
+    metrics["ece"] = expected_calibration_error(scores, faces.targets)
+    metrics["ece_uncalibrated"] = expected_calibration_error(raw, faces.targets)
     return metrics

@@ -90,7 +90,8 @@ def accuracy_table(results: dict[str, Any]) -> Table:
     """Accuracy, macro-F1 and per-class F1 (over every label any model has, in first-seen order)."""
     scored = [m for m in results["models"] if m["accuracy"]]
     labels = list(dict.fromkeys(label for m in scored for label in m["accuracy"]["labels"]))
-    headers = ["model", "format", "samples", "accuracy", "macro-F1", *(f"F1 {label}" for label in labels)]
+    headers = ["model", "format", "samples", "accuracy", "macro-F1", "ECE", "ECE T=1", "T"]
+    headers += [f"F1 {label}" for label in labels]
     rows = []
     for model in scored:
         acc = model["accuracy"]
@@ -102,6 +103,9 @@ def accuracy_table(results: dict[str, Any]) -> Table:
                 str(acc["samples"]),
                 _num(acc["accuracy"], 3),
                 _num(acc["macro_f1"], 3),
+                _num(acc.get("ece"), 3),
+                _num(acc.get("ece_uncalibrated"), 3),
+                _num(acc.get("temperature"), 2),
                 *per_class,
             ]
         )
