@@ -129,6 +129,13 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--min-face", type=non_negative_int, metavar="PX", help="smallest face side to report, in pixels"
     )
+    group.add_argument(
+        "--min-confidence",
+        type=_checked(float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
+        default=0.0,
+        metavar="P",
+        help="label a face 'uncertain' when its best score is below P; its scores are kept (default: 0, off)",
+    )
 
 
 def add_normalization_option(parser: argparse.ArgumentParser | Any, help: str | None = None) -> None:
@@ -154,6 +161,7 @@ def build_recognizer(args: argparse.Namespace):
         labels=args.labels,
         normalization=args.normalization,
         detector_model=args.detector_model,
+        min_confidence=args.min_confidence,
         **sizes,
     )
 

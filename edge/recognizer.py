@@ -16,21 +16,34 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.detectors import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, Box, Detector, make_detector
-from feredge.edge.model import EmotionModel, load_model
+from feredge.edge.errors import FeredgeError, OptionError
+from feredge.edge.model import EmotionModel, default_threads, load_model
 from feredge.edge.preprocess import crop_face
 
 ImageInput = str | Path | bytes | bytearray | np.ndarray | ScaledImage
 
+# The label of a face whose best score is below the recognizer's ``min_confidence``.
+UNCERTAIN = "uncertain"
+
+
+class RecognizerClosedError(FeredgeError, RuntimeError):
+    """``predict`` was called on an ``EmotionRecognizer`` after ``close()`` (or its ``with`` block)."""
+
 
 @dataclass(frozen=True)
 class Face:
-    """One detected face: its box (x, y, w, h) in the original image's pixels and the model's scores."""
+    """One detected face: its box (x, y, w, h) in the original image's pixels and the model's scores.
+
+    ``label`` is the best-scoring class, or ``"uncertain"`` when ``confidence`` (the best score) is
+    below the recognizer's ``min_confidence``; ``scores`` always holds every class.
+    """
 
     box: Box
     label: str
@@ -42,6 +55,10 @@ class Face:
         """The record ``fer.FER.detect_emotions`` returns for a face."""
         return {"box": list(self.box), "emotions": dict(self.scores)}
 
+    def top(self, k: int = 1) -> list[tuple[str, float]]:
+        """The ``k`` best (label, score) pairs, best first."""
+        return sorted(self.scores.items(), key=lambda item: item[1], reverse=True)[:k]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record (``track_id`` only when the face is tracked in a video)."""
         data = {"box": list(self.box), "label": self.label, "confidence": self.confidence}
@@ -51,11 +68,16 @@ class Face:
         return data
 
 
-def face_from_scores(box: Box, labels: Sequence[str], probs: np.ndarray, track_id: int | None = None) -> Face:
-    """A ``Face`` labelled with the highest of ``probs`` (one row, ordered like ``labels``)."""
+def face_from_scores(
+    box: Box, labels: Sequence[str], probs: np.ndarray, track_id: int | None = None, min_confidence: float = 0.0
+) -> Face:
+    """A ``Face`` labelled with the highest of ``probs`` (one row, ordered like ``labels``), or
+    ``UNCERTAIN`` when that score is below ``min_confidence``."""
     best = int(np.argmax(probs))
     scores = {label: round(float(p), 6) for label, p in zip(labels, probs, strict=True)}
-    return Face(tuple(int(v) for v in box), labels[best], scores[labels[best]], scores, track_id)
+    confidence = scores[labels[best]]
+    label = labels[best] if confidence >= min_confidence else UNCERTAIN
+    return Face(tuple(int(v) for v in box), label, confidence, scores, track_id)
 
 
 @dataclass
@@ -99,6 +121,13 @@ class EmotionRecognizer:
     Encoded images above ``REDUCED_DECODE_SIDE`` (4096 px) are decoded at 1/2, 1/4 or 1/8 scale
     (``decode_image_scaled``); detection and cropping run on that image (``min_face`` counts its
     pixels) and boxes are reported in the original image's pixels.
+
+    ``min_confidence`` (0 to 1, default 0: off) labels a face ``"uncertain"`` when its best score is
+    below it: a low top score on a 7-class model often means a face between two expressions, and
+    callers that act on the label should not take it at face value. Its scores are kept.
+
+    ``with EmotionRecognizer() as recognizer:`` frees the interpreter and detector when the block
+    ends (``close()``), rather than whenever the garbage collector gets to them.
     """
 
     def __init__(
@@ -112,20 +141,51 @@ class EmotionRecognizer:
         detector_model: str | Path | None = None,
         min_face: int = DEFAULT_MIN_FACE,
         max_side: int = DEFAULT_MAX_SIDE,
+        min_confidence: float = 0.0,
     ) -> None:
+        if not 0.0 <= min_confidence <= 1.0:
+            raise OptionError(f"min_confidence must be between 0 and 1, got {min_confidence}")
         if isinstance(model, EmotionModel):
             self.model = model
         else:
             self.model = load_model(model, labels=labels, threads=threads, normalization=normalization)
+        self.threads = threads if threads is not None else default_threads()
         self.detector_name = detector if isinstance(detector, str) else type(detector).__name__
         if isinstance(detector, str):
             detector = make_detector(detector, detector_model, min_face, max_side)
         self.detector = detector
+        self.min_confidence = float(min_confidence)
         self.timings = StageTimings()
+        self.model_name = Path(self.model.name).name
+        self._labels = self.model.labels
+        self._closed = False
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.model.labels
+        return self._labels
+
+    def __repr__(self) -> str:
+        uncertain = f", min_confidence={self.min_confidence:g}" if self.min_confidence else ""
+        state = ", closed" if self._closed else ""
+        return (
+            f"EmotionRecognizer(model={self.model_name!r}, detector={self.detector_name!r}, "
+            f"threads={self.threads}{uncertain}{state})"
+        )
+
+    def __enter__(self) -> EmotionRecognizer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the model and the detector (freed now unless held elsewhere); later calls raise
+        ``RecognizerClosedError``."""
+        if not self._closed:
+            self._closed = True
+            del self.model, self.detector
 
     def predict(self, image: ImageInput, boxes: Sequence[Box] | None = None) -> list[Face]:
         """Faces found in ``image`` (path, bytes, array or ``ScaledImage``); ``boxes`` (in original
@@ -133,6 +193,7 @@ class EmotionRecognizer:
 
         No face gives an empty list; an unreadable image raises ``ImageError``.
         """
+        self._check_open()
         clock = _Clock()
         decoded = decode_image_scaled(image)
         clock.lap("decode")
@@ -140,6 +201,7 @@ class EmotionRecognizer:
 
     def predict_batch(self, images: Iterable[ImageInput]) -> list[list[Face]]:
         """Faces of each image; all faces of all images go through one model call."""
+        self._check_open()
         clock = _Clock()
         decoded = []
         for image in images:
@@ -150,6 +212,10 @@ class EmotionRecognizer:
     def detect_emotions(self, image: ImageInput) -> list[dict[str, Any]]:
         """fer-compatible view: ``[{"box": [x, y, w, h], "emotions": {label: score}}]``."""
         return [face.to_fer() for face in self.predict(image)]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RecognizerClosedError(f"{self!r} was closed; create a new one")
 
     def _classify(
         self, images: list[ScaledImage], given: list[Sequence[Box] | None], clock: _Clock
@@ -169,7 +235,10 @@ class EmotionRecognizer:
         probs = self.model.predict(batch)
         clock.lap("infer")
         rows = iter(probs)
-        results = [[face_from_scores(box, self.labels, next(rows)) for box, _ in boxes] for boxes in found]
+        results = [
+            [face_from_scores(box, self.labels, next(rows), min_confidence=self.min_confidence) for box, _ in boxes]
+            for boxes in found
+        ]
         clock.timings.faces = len(probs)
         self.timings = clock.timings
         return results

@@ -1,14 +1,17 @@
-"""Face tracking across video frames: IoU matching and exponential smoothing of each face's scores.
+"""Face tracking across video frames: IoU matching on predicted boxes and score smoothing per face.
 
 Each tracked face keeps an exponential moving average of its scores, so a label changes only when
-the evidence holds for a few frames instead of flickering with every frame's noise.
+the evidence holds for a few frames instead of flickering with every frame's noise. Each track also
+keeps its box's velocity: a face the detector misses for a few frames (turned away, or hidden while
+another face passes in front of it) is matched where it should be by then, not where it was last
+seen, so it keeps its id and its smoothed scores; and two faces that cross keep theirs.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,24 +29,46 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _centre(box: Box) -> np.ndarray:
+    return np.array([box[0] + box[2] / 2.0, box[1] + box[3] / 2.0])
+
+
 @dataclass
 class _Track:
     id: int
-    box: Box
+    box: Box  # where the face was last seen
     scores: np.ndarray
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre, pixels per update
     missed: int = 0
+    hits: int = 1
+
+    def predicted(self, ahead: int) -> Box:
+        """The box moved on by ``ahead`` updates at the track's velocity."""
+        dx, dy = np.rint(self.velocity * ahead).astype(int)
+        return (self.box[0] + int(dx), self.box[1] + int(dy), self.box[2], self.box[3])
+
+    def observe(self, box: Box) -> None:
+        step = (_centre(box) - _centre(self.box)) / (self.missed + 1)
+        self.velocity = step if self.hits == 1 else 0.5 * self.velocity + 0.5 * step
+        self.box, self.missed, self.hits = box, 0, self.hits + 1
 
 
 class FaceTracker:
-    """Matches each frame's faces to tracks by IoU and smooths their scores with an EMA.
+    """Matches each frame's faces to tracks by IoU with their predicted boxes and smooths their scores.
 
     ``alpha`` is the weight of the newest frame (1 = no smoothing). A track that finds no face keeps
-    its state for ``max_missed`` updates, so a face the detector drops for a moment resumes its
-    smoothed scores and its id.
+    its state, moving on at its velocity, for ``max_missed`` updates, so a face the detector drops
+    for a moment resumes its smoothed scores and its id. ``min_confidence`` labels a face whose best
+    smoothed score is below it ``"uncertain"``.
     """
 
     def __init__(
-        self, labels: Sequence[str], alpha: float = 0.4, iou_threshold: float = 0.3, max_missed: int = 2
+        self,
+        labels: Sequence[str],
+        alpha: float = 0.4,
+        iou_threshold: float = 0.3,
+        max_missed: int = 8,
+        min_confidence: float = 0.0,
     ) -> None:
         if not 0.0 < alpha <= 1.0:
             raise OptionError(f"smoothing alpha must be in (0, 1], got {alpha}")
@@ -51,18 +76,29 @@ class FaceTracker:
         self.alpha = alpha
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
+        self.min_confidence = min_confidence
         self._tracks: list[_Track] = []
         self._ids = itertools.count(1)
 
     @property
     def boxes(self) -> list[Box]:
-        """Boxes of the faces seen in the last update, to carry to frames without detection."""
+        """Boxes of the faces seen in the last update."""
         return [t.box for t in self._tracks if t.missed == 0]
+
+    @property
+    def next_boxes(self) -> list[Box]:
+        """Where the faces seen in the last update should be in the next frame: the boxes to carry
+        to a frame without detection."""
+        return [t.predicted(1) for t in self._tracks if t.missed == 0]
 
     def update(self, faces: Sequence[Face]) -> list[Face]:
         """The faces, in the same order, with smoothed scores, labels and ``track_id`` set."""
         pairs = sorted(
-            ((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self._tracks) for fi, f in enumerate(faces)),
+            (
+                (iou(t.predicted(t.missed + 1), f.box), ti, fi)
+                for ti, t in enumerate(self._tracks)
+                for fi, f in enumerate(faces)
+            ),
             reverse=True,
         )
         track_of: dict[int, _Track] = {}
@@ -86,6 +122,6 @@ class FaceTracker:
                 self._tracks.append(track)
             else:
                 track.scores = self.alpha * scores + (1.0 - self.alpha) * track.scores
-                track.box, track.missed = face.box, 0
-            smoothed.append(face_from_scores(track.box, self.labels, track.scores, track.id))
+                track.observe(face.box)
+            smoothed.append(face_from_scores(track.box, self.labels, track.scores, track.id, self.min_confidence))
         return smoothed

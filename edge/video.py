@@ -1,7 +1,10 @@
 """Video and camera streams: capture, detection every N frames, annotated output.
 
 Detection is the expensive stage, so it runs every ``detect_every`` frames and the tracked boxes
-(``edge/track.py``) are carried in between; the emotion model still runs on every frame.
+(``edge/track.py``) are carried in between, moved on at each face's velocity; the emotion model
+still runs on every processed frame. ``sample_fps`` processes fewer frames: the others are skipped
+without being converted to pixels. A file is read on its own thread, a few frames ahead, so
+decoding overlaps detection and inference.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import itertools
 import logging
 import math
 import os
+import queue
+import signal
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ import cv2
 import numpy as np
 
 from feredge.edge.atomic import atomic_path
+from feredge.edge.detectors import Box
 from feredge.edge.draw import annotate
 from feredge.edge.errors import OptionError, VideoError
 from feredge.edge.outputs import check_writable_dir
@@ -32,23 +38,37 @@ from feredge.edge.track import FaceTracker
 
 log = logging.getLogger(__name__)
 
-WRITER_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+# .webm (VP8) is the one type OpenCV's pip wheels write that browsers also play (the demo uses it).
+WRITER_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".webm": "VP80"}
 FALLBACK_FPS = 25.0
+# A track whose face is missed for up to this long (detector miss, a face passing in front) keeps its id.
+TRACK_MEMORY_S = 1.0
 
 
 @dataclass
 class FrameRecord:
-    """What happened on one frame: for ``--json`` and for callers of ``process_video``."""
+    """What happened on one processed frame: for ``--json``, timelines and callers of ``process_video``.
+
+    ``faces`` are the tracked faces (smoothed scores, ``track_id``) and ``raw`` the same faces with
+    this frame's own scores, in the same order. ``index`` counts the source's frames (a file's frame
+    number, also when ``sample_fps`` skips some), ``time`` is seconds into the video (a file's
+    timestamp, or since the start for a live source), and ``total`` is the file's frame count
+    (``None`` for a live source or when the file does not say).
+    """
 
     index: int
+    time: float
     fps: float
     detected: bool
     faces: list[Face]
+    raw: list[Face]
     timings: StageTimings
+    total: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "frame": self.index,
+            "time": round(self.time, 3),
             "fps": round(self.fps, 2),
             "detected": self.detected,
             "faces": [face.to_dict() for face in self.faces],
@@ -58,7 +78,7 @@ class FrameRecord:
 
 @dataclass
 class VideoSummary:
-    frames: int = 0
+    frames: int = 0  # processed frames
     seconds: float = 0.0
     interrupted: bool = False
     output: Path | None = None
@@ -89,16 +109,26 @@ def open_capture(source: str) -> cv2.VideoCapture:
     return capture
 
 
-def check_output(path: Path) -> None:
-    """Refuse an output type without a codec, or a folder that cannot be written, before any work."""
+def check_output(path: Path, source: str | None = None) -> None:
+    """Refuse an output type without a codec, a folder that cannot be written, or the input video
+    itself (also through a symlink or hard link), before any work."""
     if path.suffix.lower() not in WRITER_CODECS:
         raise VideoError(f"{path}: unsupported output type; use one of {', '.join(WRITER_CODECS)}")
+    if source is not None:
+        refuse_input_as_output(source, path)
     check_writable_dir(path.parent, "the video")
 
 
+def refuse_input_as_output(source: str, path: str | Path) -> None:
+    """``VideoError`` when ``path`` is the file ``source`` names: writing it would destroy the input."""
+    if is_live(source) or source.isdigit() or not os.path.exists(path) or not os.path.exists(source):
+        return
+    if os.path.samefile(source, path):
+        raise VideoError(f"{path}: is the input video {source}; write the output to another file")
+
+
 def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-    """An OpenCV writer for ``.mp4`` (mp4v) or ``.avi`` (MJPG) at ``path`` itself (``process_video``
-    gives it a temporary name)."""
+    """An OpenCV writer for ``path`` itself (``process_video`` gives it a temporary name)."""
     check_output(path)
     codec = WRITER_CODECS[path.suffix.lower()]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
@@ -121,6 +151,29 @@ def display_available() -> bool:
 def is_live(source: str) -> bool:
     """A camera index or a stream URL (not ``file://``): frames arrive in real time and can go stale."""
     return source.isdigit() or ("://" in source and not source.lower().startswith("file://"))
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, ``systemctl stop``, ``docker stop``) raises
+    ``KeyboardInterrupt`` like Ctrl-C, so a video run stops the same clean way: outputs are finished
+    and moved into place instead of leaving temporary files. A second SIGTERM is not caught.
+
+    Only the main thread can install signal handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, previous)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class LatestFrameReader:
@@ -174,12 +227,75 @@ class LatestFrameReader:
         self._thread.join(timeout)
 
 
+class PrefetchReader:
+    """Reads a file on its own thread, up to ``depth`` frames ahead, in order and without dropping.
+
+    OpenCV releases the GIL while it decodes, so decoding the next frames overlaps the detector and
+    the model on the current one. Frames ``keep(index)`` rejects are only grabbed (decoded by the
+    codec, which needs them for the next ones, but never converted to pixels). The thread owns the
+    capture and releases it when it stops.
+    """
+
+    def __init__(self, capture: cv2.VideoCapture, keep: Callable[[int], bool], depth: int = 4) -> None:
+        self._capture = capture
+        self._keep = keep
+        self._queue: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(depth)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feredge-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            index = 0
+            while not self._stopping.is_set():
+                if self._keep(index):
+                    ok, frame = self._capture.read()
+                    if not ok:
+                        break
+                    self._put((index, frame))
+                elif not self._capture.grab():
+                    break
+                index += 1
+        except Exception:  # a backend failing mid-file ends the file like a failed read
+            log.exception("reading the video file failed")
+        finally:
+            self._capture.release()
+            self._put(None)
+
+    def _put(self, item: tuple[int, np.ndarray] | None) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=0.5)
+                return
+
+    def read(self) -> tuple[int, np.ndarray] | None:
+        """The next kept frame and its index in the file; ``None`` once the file ended."""
+        while True:
+            with contextlib.suppress(queue.Empty):
+                return self._queue.get(timeout=0.5)  # short waits keep Ctrl-C responsive
+            if not self._thread.is_alive() and self._queue.empty():
+                return None
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._thread.join(timeout)
+
+
+def sampler(source_fps: float, sample_fps: float | None) -> Callable[[int], bool]:
+    """Which frame indices of a file to process: every one, or the first of each ``1/sample_fps`` slot."""
+    if sample_fps is None or sample_fps >= source_fps:
+        return lambda index: True
+    ratio = sample_fps / source_fps
+    return lambda index: index == 0 or math.floor(index * ratio) > math.floor((index - 1) * ratio)
+
+
 def process_video(
     recognizer: EmotionRecognizer,
     source: str,
     *,
     detect_every: int = 3,
     smoothing: float = 0.4,
+    sample_fps: float | None = None,
     out: str | Path | None = None,
     show: bool = False,
     max_frames: int | None = None,
@@ -192,20 +308,30 @@ def process_video(
     Ctrl-C included, so it is either absent or complete and playable; an error leaves no file.
     ``drop_stale`` (default: on for cameras and stream URLs, off for files) processes only the newest
     frame of a live source when processing falls behind (``LatestFrameReader``); files are read in
-    full. ``on_frame`` receives each frame's record.
+    full, ahead on a thread (``PrefetchReader``). ``sample_fps`` processes at most that many frames
+    per second of video. ``on_frame`` receives each processed frame's record.
     """
     if detect_every < 1:
         raise OptionError(f"detect_every must be >= 1, got {detect_every}")
     if max_frames is not None and max_frames < 1:
         raise OptionError(f"max_frames must be >= 1, got {max_frames}")
-    tracker = FaceTracker(recognizer.labels, alpha=smoothing)
+    if sample_fps is not None and not (math.isfinite(sample_fps) and sample_fps > 0):
+        raise OptionError(f"sample_fps must be > 0, got {sample_fps}")
     summary = VideoSummary(output=Path(out) if out is not None else None)
     if summary.output is not None:
-        check_output(summary.output)
+        check_output(summary.output, source)
     capture = open_capture(source)
+    live = is_live(source)
     source_fps = _source_fps(capture)
-    reader = LatestFrameReader(capture) if (is_live(source) if drop_stale is None else drop_stale) else None
-    read = reader.read if reader is not None else capture.read
+    rate = min(sample_fps, source_fps) if sample_fps is not None else source_fps  # processed frames per second
+    tracker = FaceTracker(
+        recognizer.labels,
+        alpha=smoothing,
+        max_missed=max(2, round(TRACK_MEMORY_S * rate)),
+        min_confidence=recognizer.min_confidence,
+    )
+    frames = _read_frames(capture, live, live if drop_stale is None else drop_stale, source_fps, sample_fps, summary)
+    total = None if live else _frame_count(capture)
     if show and not display_available():
         log.warning("no display available (or OpenCV is the headless build): --show ignored")
         show = False
@@ -214,25 +340,28 @@ def process_video(
     with contextlib.ExitStack() as outputs:  # on leaving: release the writer, then move the file into place
         writer = None
         try:
-            ok, frame = read()
-            if not ok:
+            first = next(frames, None)
+            if first is None:
                 raise VideoError(f"{source}: opened, but no frame could be read")
-            for index in itertools.count():
-                detected = index % detect_every == 0
-                faces = tracker.update(recognizer.predict(frame, boxes=None if detected else tracker.boxes))
+            for index, stamp, frame in itertools.chain([first], frames):
+                detected = summary.frames % detect_every == 0
+                carried = None if detected else [b for b in tracker.next_boxes if _inside(b, frame.shape)]
+                raw = recognizer.predict(frame, boxes=carried)
+                faces = tracker.update(raw)
                 summary.label_counts.update(face.label for face in faces)
                 now = time.perf_counter()
-                rate = 1.0 / max(now - last, 1e-6)  # whole loop: read, infer, draw, write
-                fps, last = (rate if fps == 0.0 else 0.9 * fps + 0.1 * rate), now
+                instant = 1.0 / max(now - last, 1e-6)  # whole loop: read, infer, draw, write
+                fps, last = (instant if fps == 0.0 else 0.9 * fps + 0.1 * instant), now
                 summary.frames += 1
+                seconds = now - start if live else stamp
                 if on_frame is not None:
-                    on_frame(FrameRecord(index, fps, detected, faces, recognizer.timings))
+                    on_frame(FrameRecord(index, seconds, fps, detected, faces, raw, recognizer.timings, total))
                 if summary.output is not None or show:
                     annotate(frame, faces, fps)
                 if summary.output is not None:
                     if writer is None:
                         partial = outputs.enter_context(atomic_path(summary.output))
-                        writer = open_writer(partial, source_fps, (frame.shape[1], frame.shape[0]))
+                        writer = open_writer(partial, rate, (frame.shape[1], frame.shape[0]))
                         outputs.callback(writer.release)
                     writer.write(frame)
                 if show:
@@ -241,24 +370,68 @@ def process_video(
                         break
                 if max_frames is not None and summary.frames >= max_frames:
                     break
-                ok, frame = read()
-                if not ok:
-                    break
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
             summary.seconds = time.perf_counter() - start
-            if reader is not None:
-                reader.close()
-                summary.dropped = reader.dropped
-            else:
-                capture.release()
+            frames.close()
             if show:
                 cv2.destroyAllWindows()
     return summary
 
 
+def _read_frames(
+    capture: cv2.VideoCapture,
+    live: bool,
+    drop_stale: bool,
+    source_fps: float,
+    sample_fps: float | None,
+    summary: VideoSummary,
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(index in the source, seconds into a file, BGR frame) from the reader that suits the source;
+    the reader stops, and the capture is released, when this generator is closed or ends."""
+    if not live and not drop_stale:
+        prefetch = PrefetchReader(capture, sampler(source_fps, sample_fps))
+        try:
+            while (item := prefetch.read()) is not None:
+                yield item[0], item[0] / source_fps, item[1]
+        finally:
+            prefetch.close()
+        return
+    latest = LatestFrameReader(capture) if drop_stale else None
+    read = latest.read if latest is not None else capture.read
+    interval = 1.0 / sample_fps if sample_fps is not None else 0.0
+    index, kept = 0, -math.inf
+    try:
+        while True:
+            ok, frame = read()
+            if not ok or frame is None:
+                return
+            if time.monotonic() - kept >= interval:
+                kept = time.monotonic()
+                yield index, 0.0, frame
+            index += 1
+    finally:
+        if latest is not None:
+            latest.close()
+            summary.dropped = latest.dropped
+        else:
+            capture.release()
+
+
+def _inside(box: Box, shape: tuple[int, ...]) -> bool:
+    """A carried box whose centre is still in the frame (a face moving out is dropped, not cropped empty)."""
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    return 0 <= cx < shape[1] and 0 <= cy < shape[0]
+
+
 def _source_fps(capture: cv2.VideoCapture) -> float:
-    """The stream's frame rate for the output file; cameras and some streams report 0 or nonsense."""
+    """The stream's frame rate for timestamps and the output file; cameras and some streams report 0
+    or nonsense."""
     rate = capture.get(cv2.CAP_PROP_FPS)
     return rate if math.isfinite(rate) and 0 < rate < 1000 else FALLBACK_FPS
+
+
+def _frame_count(capture: cv2.VideoCapture) -> int | None:
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(count) if math.isfinite(count) and count > 0 else None

@@ -1,9 +1,13 @@
 """``feredge video SOURCE``: emotions in a video file, a camera (``0``) or an RTSP/HTTP stream.
 
 Headless by default; ``--out`` writes an annotated video (moved into place when the run ends),
-``--show`` opens a window where a display exists, ``--json`` prints one record per frame. Ctrl-C (or
-``q`` in the window) stops cleanly. A camera or stream that delivers frames faster than they are
-processed is read on a thread that keeps only the newest frame (``--all-frames`` turns this off).
+``--show`` opens a window where a display exists, ``--json`` prints one record per frame.
+``--timeline`` writes one row per frame and tracked face (CSV, or Parquet with pyarrow), ``--plot``
+draws it, ``--summary`` prints each track's share of time per emotion. A file shows a progress bar
+with ETA on a terminal. Ctrl-C, SIGTERM (or ``q`` in the window) stop cleanly: the outputs hold the
+frames processed until then, and the exit code is 130. An output that is the input is refused.
+A camera or stream that delivers frames faster than they are processed is read on a thread that
+keeps only the newest frame (``--all-frames`` turns this off).
 """
 
 from __future__ import annotations
@@ -13,14 +17,28 @@ import json
 import sys
 import time
 
-from feredge.edge.cli_options import add_recognizer_options, build_recognizer, fraction, positive_int
+from feredge.edge.cli_options import (
+    EXIT_INTERRUPTED,
+    add_recognizer_options,
+    build_recognizer,
+    fraction,
+    positive_float,
+    positive_int,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="video file, camera index (0) or rtsp:// / http:// URL")
     add_recognizer_options(parser)
-    parser.add_argument(
+    speed = parser.add_argument_group("speed (fewer detector runs or frames: faster, less accurate)")
+    speed.add_argument(
         "--detect-every", type=positive_int, default=3, metavar="N", help="run the detector every N frames (default: 3)"
+    )
+    speed.add_argument(
+        "--sample-fps",
+        type=positive_float,
+        metavar="F",
+        help="process at most F frames per second of video; the others are skipped (default: all)",
     )
     parser.add_argument(
         "--smoothing",
@@ -29,10 +47,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="ALPHA",
         help="weight of the newest frame in each face's score average, in (0, 1]; 1 disables smoothing (default: 0.4)",
     )
-    parser.add_argument("--out", metavar="OUT.mp4", help="write the annotated video (.mp4 or .avi)")
-    parser.add_argument("--show", action="store_true", help="show the annotated video in a window")
-    parser.add_argument("--json", action="store_true", help="one JSON record per frame on stdout")
-    parser.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
+    outputs = parser.add_argument_group("outputs")
+    outputs.add_argument("--out", metavar="OUT.mp4", help="write the annotated video (.mp4, .avi or .webm)")
+    outputs.add_argument(
+        "--timeline",
+        metavar="OUT.csv",
+        help="one row per frame and tracked face: time, track id, box, label, every score, smoothed scores "
+        "(.csv, or .parquet with pyarrow)",
+    )
+    outputs.add_argument("--plot", metavar="OUT.png", help="draw each track's emotions over time (needs matplotlib)")
+    outputs.add_argument(
+        "--summary", action="store_true", help="print each track's share of time per emotion and its duration"
+    )
+    outputs.add_argument("--json", action="store_true", help="one JSON record per frame on stdout")
+    outputs.add_argument("--show", action="store_true", help="show the annotated video in a window")
+    parser.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N processed frames")
     parser.add_argument(
         "--all-frames",
         action="store_true",
@@ -43,43 +72,73 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from feredge.edge.video import FrameRecord, check_output, process_video
+    from feredge.edge.progress import ProgressBar
+    from feredge.edge.timeline import TimelineRecorder, check_plot_path, check_timeline_path
+    from feredge.edge.video import FrameRecord, check_output, process_video, sigterm_as_interrupt
 
     if args.out is not None:
-        check_output(Path(args.out))
+        check_output(Path(args.out), args.source)
+    if args.timeline is not None:
+        check_timeline_path(args.timeline, args.source)
+    if args.plot is not None:
+        check_plot_path(args.plot, args.source)
     recognizer = build_recognizer(args)
-    live = sys.stderr.isatty() and not args.json
+    terminal = sys.stderr.isatty() and not args.json
+    bar: ProgressBar | None = None
     last_status = 0.0
+    recorder = TimelineRecorder(recognizer.labels, args.timeline, keep_rows=args.plot is not None)
 
     def on_frame(record: FrameRecord) -> None:
-        nonlocal last_status
+        nonlocal bar, last_status
+        recorder(record)
         if args.json:
             print(json.dumps(record.to_dict()), flush=True)
-        elif live and time.monotonic() - last_status > 0.5:
+        elif terminal and record.total is not None:  # a file: how far, how fast, how long still
+            bar = bar or ProgressBar(record.total)
+            bar.update(record.index + 1, record.fps, ", ".join(face.label for face in record.faces))
+        elif terminal and time.monotonic() - last_status > 0.5:
             last_status = time.monotonic()
             labels = ", ".join(face.label for face in record.faces) or "no face"
             print(f"\rframe {record.index}  {record.fps:5.1f} FPS  {labels}".ljust(70), end="", file=sys.stderr)
 
-    summary = process_video(
-        recognizer,
-        args.source,
-        detect_every=args.detect_every,
-        smoothing=args.smoothing,
-        out=args.out,
-        show=args.show,
-        max_frames=args.max_frames,
-        on_frame=on_frame,
-        drop_stale=False if args.all_frames else None,
-    )
-    if live:
-        print(file=sys.stderr)
+    with sigterm_as_interrupt():  # SIGTERM stops like Ctrl-C: the outputs are finished, no temporary file stays
+        with recorder:
+            summary = process_video(
+                recognizer,
+                args.source,
+                detect_every=args.detect_every,
+                smoothing=args.smoothing,
+                sample_fps=args.sample_fps,
+                out=args.out,
+                show=args.show,
+                max_frames=args.max_frames,
+                on_frame=on_frame,
+                drop_stale=False if args.all_frames else None,
+            )
+        if terminal:
+            print(file=sys.stderr)
+        written = [path for path in (args.out, args.timeline) if path is not None]
+        if args.plot is not None:
+            from feredge.plots import plot_timeline
+
+            written.append(str(plot_timeline(recorder.rows, args.plot)))
+    if args.summary:
+        tracks = recorder.summary()
+        if args.json:
+            print(json.dumps({"summary": [track.to_dict() for track in tracks]}), flush=True)
+        else:
+            print("\n".join(track.describe() for track in tracks) if tracks else "no face was found in the video")
     counts = ", ".join(f"{label} {n}" for label, n in summary.label_counts.most_common())
-    ending = "stopped by Ctrl-C" if summary.interrupted else "done"
+    ending = "interrupted" if summary.interrupted else "done"
     print(
         f"{ending}: {summary.frames} frames in {summary.seconds:.1f} s ({summary.mean_fps:.1f} FPS)"
         + (f"; face-frames: {counts}" if counts else "")
         + (f"; skipped {summary.dropped} stale frames" if summary.dropped else "")
-        + (f"; wrote {summary.output}" if summary.output else ""),
+        + (f"; wrote {', '.join(written)}" if written else ""),
         file=sys.stderr,
     )
+    if summary.interrupted:
+        if written:
+            print(f"note: kept the frames processed before the interruption in {', '.join(written)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0

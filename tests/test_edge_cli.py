@@ -192,8 +192,10 @@ def test_edge_and_predict_never_import_tensorflow(tiny_int8_model, photos):
     assert proc.returncode == 0 and out.splitlines()[-1] == "clean"
 
 
-def test_ctrl_c_on_video_stops_cleanly_with_a_playable_file(tiny_int8_model, face_drawer, tmp_path):
-    """A real SIGINT to a real process, on a clip long enough that it is still running."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_on_video_stops_cleanly_with_a_playable_file(tiny_int8_model, face_drawer, tmp_path, signum):
+    """A real SIGINT or SIGTERM to a real process, on a clip long enough that it is still running: the
+    partial output is finished and moved into place, no temporary file stays, and the exit code is 130."""
     frame = np.full((120, 160, 3), 90, np.uint8)
     frame[10:110, 30:130] = face_drawer(100)
     clip = tmp_path / "long.avi"
@@ -208,12 +210,13 @@ def test_ctrl_c_on_video_stops_cleanly_with_a_playable_file(tiny_int8_model, fac
     try:
         for _ in range(5):
             assert proc.stdout.readline(), "video ended before it could be interrupted"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err
-    assert "stopped by Ctrl-C" in err
+    assert proc.returncode == 130, err
+    assert "interrupted:" in err and f"kept the frames processed before the interruption in {out}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.avi", "stopped.mp4"]
     capture = cv2.VideoCapture(str(out))
     assert capture.read()[0]
     # a frame's JSON line comes before it is written: the first 4 of the 5 seen are in the file

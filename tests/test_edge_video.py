@@ -124,7 +124,7 @@ def test_detection_every_n_frames_with_boxes_carried(recognizer, clip, tmp_path)
     assert len(ids) == 2
     assert frame_count(out) == 12
     record = records[1].to_dict()
-    assert set(record) == {"frame", "fps", "detected", "faces", "timings"}
+    assert set(record) == {"frame", "time", "fps", "detected", "faces", "timings"}
     assert {"box", "label", "confidence", "scores", "track_id"} == set(record["faces"][0])
 
 
