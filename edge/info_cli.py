@@ -1,8 +1,9 @@
 """``feredge info``: what feredge finds on this device, the first command to run on a new one.
 
 Versions, the interpreter that loads (and why the others in the chain do not), onnxruntime and its
-providers, the CPU and its SIMD features, the shipped models, the detectors, the cache folder, and a
-short latency check of the default model. ``--json`` prints the same record as JSON.
+providers, the CPU and its SIMD features, the shipped models, the detectors, the cache folder and the
+model files on disk, and a short latency check of the default model. ``--json`` prints the same record
+as JSON.
 
 It never imports TensorFlow: an install whose only interpreter is TensorFlow's is reported as such,
 and the latency check is then skipped rather than loading TensorFlow.
@@ -107,6 +108,7 @@ def collect(runs: int, threads: int | None = None) -> dict[str, Any]:
         "models": shipped_model_info(),
         "detectors": detector_info(),
         "cache": cache_info(),
+        "model_files": model_files(),
         "latency": latency_check(runs, threads, interpreter["backend"]),
     }
 
@@ -238,22 +240,47 @@ def shipped_model_info() -> list[dict[str, Any]]:
 
 
 def detector_info() -> list[dict[str, Any]]:
-    """The registered detectors; ``ready`` means it runs here without a download."""
-    from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS
+    """The registered detectors, read from the registry; ``ready`` means its model file (if any) is here."""
+    from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, available_detectors
 
+    ready = set(available_detectors())
     return [
-        {"name": name, "default": name == DEFAULT_DETECTOR, "ready": entry.ready(None), "about": entry.description}
+        {"name": name, "default": name == DEFAULT_DETECTOR, "ready": name in ready, "about": entry.description}
         for name, entry in DETECTORS.items()
     ]
 
 
 def cache_info() -> dict[str, Any]:
-    """The folder downloaded detector models go to, and what is in it."""
-    from feredge.edge.detectors import cache_dir
+    """The folder feredge downloads into, and what is in it; ``path`` is None when nothing downloads.
 
+    Releases that fetched detector models on first use kept them in ``$FEREDGE_CACHE``; when every
+    model ships in the package there is no such folder, and the report says so instead of inventing one.
+    """
+    from feredge.edge import detectors
+
+    cache_dir = getattr(detectors, "cache_dir", None)
+    if cache_dir is None:
+        return {"path": None, "exists": False, "files": {}, "status": "none: every model ships in the package"}
     folder = cache_dir()
     files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-    return {"path": str(folder), "exists": folder.is_dir(), "files": {p.name: p.stat().st_size for p in files}}
+    status = "detector models downloaded on first use" if folder.is_dir() else "not created yet"
+    return {
+        "path": str(folder),
+        "exists": folder.is_dir(),
+        "files": {p.name: p.stat().st_size for p in files},
+        "status": status,
+    }
+
+
+def model_files() -> dict[str, Any]:
+    """The model files installed with feredge (emotion and detector models), relative to their folder.
+
+    Every model feredge runs by default ships in the package, so this is all a device needs offline.
+    """
+    from feredge.edge.model import MODELS_DIR
+
+    files = sorted(p for p in MODELS_DIR.rglob("*") if p.suffix in (".tflite", ".onnx"))
+    return {"folder": str(MODELS_DIR), "files": {p.relative_to(MODELS_DIR).as_posix(): p.stat().st_size for p in files}}
 
 
 def latency_check(runs: int, threads: int | None, backend: dict[str, Any] | None) -> dict[str, Any]:
@@ -322,14 +349,17 @@ def format_text(report: dict[str, Any]) -> str:
         mark = "*" if model["default"] else " "
         size = model["size_bytes"] / 2**20
         lines.append(f"  {mark} {model['name']:<30} {model.get('format', '?'):<12} {shape:<8} {size:.2f} MiB  {labels}")
-    lines += ["", "detectors (* the default; not cached: downloads its model on first use)"]
+    lines += ["", "detectors (* the default; no model: its model file is missing, pass --detector-model)"]
     for detector in report["detectors"]:
         mark = "*" if detector["default"] else " "
-        state = "ready" if detector["ready"] else "not cached"
-        lines.append(f"  {mark} {detector['name']:<8} {state:<10} {detector['about']}")
+        state = "ready" if detector["ready"] else "no model"
+        lines.append(f"  {mark} {detector['name']:<10} {state:<9} {detector['about']}")
     cache = report["cache"]
-    held = ", ".join(cache["files"]) or "empty"
-    lines += ["", "cache", f"  {cache['path']}  " + (held if cache["exists"] else "(not created yet)")]
+    held = ", ".join(cache["files"]) or cache["status"]
+    lines += ["", "cache folder", f"  {cache['path']}  {held}" if cache["path"] else f"  {cache['status']}"]
+    files = report["model_files"]
+    lines += ["", f"model files ({files['folder']})"]
+    lines += [f"  {name:<44} {size / 2**20:.2f} MiB" for name, size in files["files"].items()]
     latency = report["latency"]
     lines += ["", "latency check"]
     if "skipped" in latency:

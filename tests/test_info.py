@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
 from feredge.cli import main as feredge_main
-from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS
+from feredge.edge import detectors
+from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, available_detectors
 from feredge.edge.info_cli import main, parse_cpuinfo
-from feredge.edge.model import DEFAULT_MODEL
+from feredge.edge.model import DEFAULT_MODEL, MODELS_DIR
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`
 
-SECTIONS = ("interpreter", "onnxruntime", "cpu", "models", "detectors", "cache", "latency check")
+SECTIONS = ("interpreter", "onnxruntime", "cpu", "models", "detectors", "cache folder", "model files", "latency check")
 KEYS = {
     "feredge", "python", "executable", "platform", "numpy", "opencv", "interpreter", "onnxruntime", "cpu",
-    "models", "detectors", "cache", "latency",
+    "models", "detectors", "cache", "model_files", "latency",
 }  # fmt: skip
+# Older releases download detector models into $FEREDGE_CACHE; with every model shipped there is no cache.
+DOWNLOADS = hasattr(detectors, "cache_dir")
 
 # The end of a Raspberry Pi 4's /proc/cpuinfo under 64-bit Raspberry Pi OS (one core of four shown).
 PI4_CPUINFO = """\
@@ -40,7 +44,7 @@ Model		: Raspberry Pi 4 Model B Rev 1.4
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
-    (tmp_path / "face_detection_yunet_2023mar.onnx").write_bytes(b"x" * 10)
+    (tmp_path / "downloaded.onnx").write_bytes(b"x" * 10)
     return tmp_path
 
 
@@ -53,7 +57,11 @@ def test_text_names_every_section(capsys, cache):
         assert any(line.startswith(section) for line in lines), section
     assert f"* {DEFAULT_MODEL.name}" in out and f"* {DEFAULT_DETECTOR}" in out
     assert "feredge uses ai-edge-litert" in out and "3 runs: p50" in out
-    assert str(cache) in out and "face_detection_yunet_2023mar.onnx" in out
+    for name in DETECTORS:  # every registered detector, marked ready exactly when the registry says so
+        state = "ready" if name in available_detectors() else "no model"
+        assert re.search(rf"^  [* ] {name} +{state} +{re.escape(DETECTORS[name].description)}$", out, re.M), name
+    assert (f"{cache}  downloaded.onnx" if DOWNLOADS else "none: every model ships in the package") in out
+    assert f"model files ({MODELS_DIR})" in out and DEFAULT_MODEL.name in out
 
 
 def test_json_has_every_section(capsys, cache):
@@ -71,7 +79,14 @@ def test_json_has_every_section(capsys, cache):
     assert len(default["labels"]) == 7 and default["size_bytes"] == DEFAULT_MODEL.stat().st_size
     assert [d["name"] for d in report["detectors"]] == list(DETECTORS)
     assert [d["name"] for d in report["detectors"] if d["default"]] == [DEFAULT_DETECTOR]
-    assert report["cache"] == {"path": str(cache), "exists": True, "files": {"face_detection_yunet_2023mar.onnx": 10}}
+    assert [d["name"] for d in report["detectors"] if d["ready"]] == list(available_detectors())
+    assert [d["about"] for d in report["detectors"]] == [entry.description for entry in DETECTORS.values()]
+    if DOWNLOADS:
+        assert report["cache"]["path"] == str(cache) and report["cache"]["files"] == {"downloaded.onnx": 10}
+    else:
+        assert report["cache"]["path"] is None and report["cache"]["files"] == {}
+    files = report["model_files"]
+    assert files["folder"] == str(MODELS_DIR) and files["files"][DEFAULT_MODEL.name] == DEFAULT_MODEL.stat().st_size
     latency = report["latency"]
     assert latency["runs"] == 4 and latency["threads"] == 1 and 0 < latency["min_ms"] <= latency["p50_ms"]
 

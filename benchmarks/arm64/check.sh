@@ -9,7 +9,8 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: benchmarks/arm64/check.sh [--cache DIR] [--image PHOTO] [--ref GIT_REF] [--cpu NAME]... [--mirror URL]
+usage: benchmarks/arm64/check.sh [--cache DIR] [--image PHOTO] [--ref GIT_REF] [--cpu NAME]... [--with SPEC]...
+                                 [--mirror URL]
 
 Installs feredge's wheel into an emulated Debian bookworm arm64 root and runs it there.
 Needs root, debootstrap and qemu-user-static (apt-get install debootstrap qemu-user-static),
@@ -17,10 +18,12 @@ git, python3 with pip, and access to a Debian mirror and the Python package inde
 
   --cache DIR    the arm64 root, the aarch64 wheels and the x86-64 reference venv, reused by the
                  next run (default: ~/.cache/feredge-arm64, or $XDG_CACHE_HOME/feredge-arm64)
-  --image PHOTO  a photo with a face (default: demo/examples/astronaut.png)
+  --image PHOTO  a photo with a face (default: demo/examples/face.png, a drawn face; pass a real photo)
   --ref GIT_REF  the commit the wheel is built from (default: HEAD; uncommitted changes are left out)
   --cpu NAME     the CPU to emulate, with a matching /proc/cpuinfo: cortex-a72 (Raspberry Pi 4) or
                  cortex-a76 (Raspberry Pi 5); repeat it for both (default: both)
+  --with SPEC    one more requirement for both installs, repeatable: "numpy<2" is what a venv that
+                 shares Debian's python3-picamera2 needs
   --mirror URL   Debian mirror (default: http://deb.debian.org/debian)
 
 Prints one PASS or FAIL line per check, then the versions used. Exits 1 when a check fails and
@@ -31,9 +34,10 @@ EOF
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 here=$repo/benchmarks/arm64
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/feredge-arm64
-image=$repo/demo/examples/astronaut.png
+image=$repo/demo/examples/face.png
 ref=HEAD
 cpus=()
+extra=()
 mirror=http://deb.debian.org/debian
 
 usage_error() {
@@ -44,13 +48,14 @@ usage_error() {
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
-    --cache | --image | --ref | --cpu | --mirror)
+    --cache | --image | --ref | --cpu | --with | --mirror)
       (($# >= 2)) || usage_error "$1 needs a value"
       case $1 in
         --cache) cache=$2 ;;
         --image) image=$2 ;;
         --ref) ref=$2 ;;
         --cpu) cpus+=("$2") ;;
+        --with) extra+=("$2") ;;
         --mirror) mirror=$2 ;;
       esac
       shift 2 ;;
@@ -93,14 +98,17 @@ versions() {
   echo
   echo "date:        $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "feredge:     ${wheel_name:-(no wheel)} from $ref = $(git -C "$repo" rev-parse --short "$ref")"
+  if ((${#extra[@]})); then
+    echo "also asked:  ${extra[*]}"
+  fi
   echo "host:        $(uname -m), $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(python3 --version)," \
     "$(qemu-aarch64-static --version | head -n 1), debootstrap $(dpkg-query -W -f '${Version}' debootstrap)"
   echo "arm64 root:  Debian $(cat "$root/etc/debian_version" 2>/dev/null || echo '(not built)'), ${arm_python:-}"
   if [[ -s $work/arm64.txt ]]; then
-    echo "arm64 venv:  $(tr '\n' ' ' <"$work/arm64.txt")($(du -sm "$venv" | cut -f1) MB)"
+    echo "arm64 venv:  $(paste -sd ' ' "$work/arm64.txt") ($(du -sm "$venv" | cut -f1) MB)"
   fi
   if [[ -s $work/x86.txt ]]; then
-    echo "x86-64 venv: $(tr '\n' ' ' <"$work/x86.txt")($(du -sm "$x86" | cut -f1) MB with pip)"
+    echo "x86-64 venv: $(paste -sd ' ' "$work/x86.txt") ($(du -sm "$x86" | cut -f1) MB, pip included)"
   fi
   echo "photo:       $(basename "$image"), sha256 $(sha256sum "$image" | cut -c1-16)…"
   echo "wall time:   $(((SECONDS - started) / 60)) min for the whole run (emulated: not a speed)"
@@ -182,7 +190,7 @@ download_wheels() {
     platforms+=(--platform "manylinux_2_${glibc}_aarch64")
   done
   python3 -m pip download --dest "$wheels" --only-binary=:all: --python-version 3.11 --implementation cp \
-    --abi cp311 "${platforms[@]}" "$wheel" pip
+    --abi cp311 "${platforms[@]}" "$wheel" "${extra[@]}" pip
   rm -f "$wheels"/feredge-*.whl # the wheel under test is passed by path, never taken from here
 }
 
@@ -193,7 +201,7 @@ install_arm64() {
   pip_wheel=$(find "$wheels" -name 'pip-*.whl' | sort -V | tail -n 1)
   # pip runs from its own wheel on the arm64 Python, so it chooses the wheels by that Python's tags.
   arm "${cpus[0]}" "$venv/bin/python" "$pip_wheel/pip" install --isolated --no-cache-dir --no-index \
-    --find-links "$wheels" "$wheel"
+    --find-links "$wheels" "$wheel" "${extra[@]}"
   arm "${cpus[0]}" "$venv/bin/python" "$here/summary.py" freeze >"$work/arm64.txt"
 }
 
@@ -245,7 +253,7 @@ fi
 
 # 3. pip install on the arm64 Python, and the same versions on x86-64 for the reference
 if logged install-arm64 install_arm64; then
-  result PASS "pip install (arm64)" "$(grep -E '^(feredge|ai-edge-litert|numpy|opencv-python-headless)==' "$work/arm64.txt" | tr '\n' ' ')"
+  result PASS "pip install (arm64)" "$(grep -E '^(feredge|ai-edge-litert|numpy|opencv-python-headless)==' "$work/arm64.txt" | paste -sd ' ')"
 else
   result FAIL "pip install (arm64)" "see $logs/install-arm64.log"
   finish
