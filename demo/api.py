@@ -7,19 +7,26 @@ JSON ``{"error": message}``: 400 for a missing field, non-image, corrupt image o
 model/detector/threads, 413 for an upload over the size cap, whether the request says its length
 or is sent in chunks (the body is counted as it arrives and reading stops at the cap). The form is
 parsed by hand rather than with FastAPI parameters so that a missing field is a 400 with one
-message, like every other bad input.
+message, like every other bad input. A client that hangs up mid-upload is not an error of the
+server: it is dropped quietly (a debug log line), not with a traceback.
+
+At most ``service.workers`` requests are analyzed at once; the others wait in the event loop with
+only their upload in memory, instead of each holding a thread and a decoded image.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from feredge.demo.service import DemoRequestError, DemoService, UploadTooLargeError
 from feredge.edge.errors import FeredgeError, ImageError
@@ -27,6 +34,8 @@ from feredge.edge.errors import FeredgeError, ImageError
 # Multipart boundaries and headers around the file; a body beyond cap + this is refused unread.
 _FORM_OVERHEAD = 64 * 1024
 _OPTIONS = ("model", "detector", "threads")
+
+log = logging.getLogger(__name__)
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -43,11 +52,17 @@ def error_status(exc: FeredgeError) -> int:
 def router(service: DemoService) -> APIRouter:
     """Routes bound to ``service``; include them before mounting Gradio at ``/``."""
     routes = APIRouter()
+    limiter = anyio.CapacityLimiter(service.workers)
 
     @routes.get("/health")
     def health() -> dict:
-        """Liveness plus the choices ``/predict`` accepts."""
-        return {"status": "ok", "models": list(service.models), "detectors": list(service.detectors)}
+        """Liveness, the choices ``/predict`` accepts, and how many requests it runs at once."""
+        return {
+            "status": "ok",
+            "models": list(service.models),
+            "detectors": list(service.detectors),
+            "workers": service.workers,
+        }
 
     @routes.post("/predict")
     async def predict(request: Request) -> JSONResponse:
@@ -55,11 +70,15 @@ def router(service: DemoService) -> APIRouter:
         try:
             data, name, fields = await _read_upload(request, service.max_upload_bytes)
             threads = _threads(fields.get("threads"))
-            analysis = await run_in_threadpool(
+            analyze = functools.partial(
                 service.analyze, data, fields.get("model"), fields.get("detector"), threads, name=name
             )
+            analysis = await anyio.to_thread.run_sync(analyze, limiter=limiter)
         except FeredgeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
+        except ClientDisconnect:  # nobody is left to answer
+            log.debug("POST /predict: the client disconnected during the upload")
+            return Response(status_code=400)
         return JSONResponse(analysis.to_dict())
 
     return routes

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from feredge.edge.cli_options import add_labels_option, port_number
+from feredge.edge.cli_options import add_labels_option, port_number, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +25,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detector-model", metavar="PATH", help="YuNet .onnx file; enables the yunet detector (checked at start-up)"
     )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="requests analyzed at once, each on its own recognizer (default: one per core, with "
+        "cores / N interpreter threads each)",
+    )
     add_labels_option(parser)
 
 
@@ -32,12 +39,18 @@ def run(args: argparse.Namespace) -> int:
     from feredge.demo.server import BackgroundServer, create_app
     from feredge.demo.service import DemoService, model_choices
 
-    service = DemoService(model_choices(args.model), detector_model=args.detector_model, labels=args.labels)
+    service = DemoService(
+        model_choices(args.model), detector_model=args.detector_model, labels=args.labels, workers=args.workers
+    )
     with BackgroundServer(create_app(service), args.host, args.port) as server:
         print(f"feredge demo: open {server.url}  (REST: POST {server.url}/predict)", flush=True)
         if args.share:
             print(_share(server), flush=True)
-        print("press Ctrl-C to stop", file=sys.stderr)
+        print(
+            f"{service.workers} request(s) at once, {service.default_threads} interpreter thread(s) each "
+            "(--workers); press Ctrl-C to stop",
+            file=sys.stderr,
+        )
         server.wait()
     return 0
 

@@ -1,17 +1,21 @@
 """Image bytes (or a webcam frame) in, a JSON-ready result out: the one code path behind the UI and REST.
 
 TFLite interpreters and OpenCV cascades are not thread-safe, and loading one costs far more than a
-request, so each (model, detector, threads) gets one cached recognizer guarded by its own lock.
-Decoding happens outside the lock, so concurrent requests overlap everywhere but in the model call.
-The cache is bounded because every key part is checked against a fixed set of choices.
+request, so recognizers are cached and lent to one request at a time. Each (model, detector,
+threads) has a pool of up to ``workers`` recognizers (default: one per core, each with
+``cores // workers`` interpreter threads), so concurrent requests run in parallel up to the
+hardware instead of queueing on one lock. The cache is bounded because every key part is checked
+against a fixed set of choices and every pool has at most ``workers`` recognizers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ import numpy as np
 from feredge.edge.artifacts import display_names
 from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.detectors import DEFAULT_DETECTOR, YuNetDetector, available_detectors
-from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError
+from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError, OptionError
 from feredge.edge.model import DEFAULT_MODEL, default_threads, shipped_models
 from feredge.edge.recognizer import EmotionRecognizer, Face
 
@@ -76,10 +80,51 @@ class Analysis:
         }
 
 
-@dataclass
-class _Slot:
-    recognizer: EmotionRecognizer
-    lock: threading.Lock
+def default_workers() -> int:
+    """One recognizer per core: a request is CPU-bound, so more would only take turns."""
+    return max(1, os.cpu_count() or 1)
+
+
+class RecognizerPool:
+    """Up to ``size`` recognizers made by ``make``, each lent to one caller at a time.
+
+    A recognizer is made only when every existing one is busy, so an idle pool costs one; a caller
+    that finds ``size`` of them busy waits for the first one returned.
+    """
+
+    def __init__(self, make: Callable[[], EmotionRecognizer], size: int) -> None:
+        self._make, self.size = make, size
+        self._idle: queue.LifoQueue[EmotionRecognizer] = queue.LifoQueue()  # the warmest one first
+        self._made = 0
+        self._lock = threading.Lock()
+
+    @property
+    def made(self) -> int:
+        return self._made
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[EmotionRecognizer]:
+        recognizer = self._take()
+        try:
+            yield recognizer
+        finally:
+            self._idle.put(recognizer)
+
+    def _take(self) -> EmotionRecognizer:
+        with contextlib.suppress(queue.Empty):
+            return self._idle.get_nowait()
+        with self._lock:
+            grow = self._made < self.size
+            if grow:
+                self._made += 1
+        if not grow:
+            return self._idle.get()
+        try:
+            return self._make()
+        except BaseException:
+            with self._lock:
+                self._made -= 1
+            raise
 
 
 class DemoService:
@@ -88,6 +133,7 @@ class DemoService:
     Every model is loaded once at construction (default detector and threads), and a YuNet
     ``detector_model`` is loaded once too, so a bad model file fails at start-up rather than on the
     first request. ``labels`` (a preset or a comma list) labels models without feredge metadata.
+    ``workers`` (default: the number of cores) is how many requests run at once per model.
     """
 
     def __init__(
@@ -96,9 +142,12 @@ class DemoService:
         detector_model: str | Path | None = None,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         labels: str | Iterable[str] | None = None,
+        workers: int | None = None,
     ) -> None:
         if not models:
             raise ModelLoadError(f"no default model is installed (expected {DEFAULT_MODEL}); pass --model PATH")
+        if workers is not None and workers < 1:
+            raise OptionError(f"workers must be >= 1, got {workers}")
         if detector_model is not None:
             YuNetDetector(detector_model)  # raises ModelLoadError for a missing or unusable file
         self.labels = labels
@@ -106,14 +155,17 @@ class DemoService:
         self.detectors = available_detectors(detector_model)
         self.detector_model = detector_model
         self.max_upload_bytes = max_upload_bytes
+        self.workers = workers or default_workers()
         self.default_model = next(iter(self.models))
         self.default_detector = DEFAULT_DETECTOR
-        self.default_threads = default_threads()
-        self.max_threads = max(self.default_threads, os.cpu_count() or 1)
-        self._slots: dict[tuple[str, str, int], _Slot] = {}
-        self._slots_lock = threading.Lock()
+        # workers x threads ~ cores: parallel requests, not parallel layers, use a small CNN's cores best
+        self.default_threads = max(1, min(default_threads(), (os.cpu_count() or 1) // self.workers))
+        self.max_threads = max(default_threads(), os.cpu_count() or 1)
+        self._pools: dict[tuple[str, str, int], RecognizerPool] = {}
+        self._pools_lock = threading.Lock()
         for name in self.models:
-            self._slot(name, self.default_detector, self.default_threads)
+            with self.recognizer(name):
+                pass
 
     def analyze(
         self,
@@ -127,36 +179,55 @@ class DemoService:
 
         Raises ``UploadTooLargeError``, ``ImageError`` (named after ``name``) or ``DemoRequestError``.
         """
-        model = model or self.default_model
-        detector = detector or self.default_detector
-        threads = threads or self.default_threads
-        slot = self._slot(model, detector, threads)
+        model, detector, threads = self._choices(model, detector, threads)
         if isinstance(image, bytes) and len(image) > self.max_upload_bytes:
             raise UploadTooLargeError(f"{name}: larger than the {self.max_upload_bytes / 2**20:g} MB upload limit")
         start = time.perf_counter()
         decoded = decode_image_scaled(image, name)
         decode_ms = (time.perf_counter() - start) * 1000.0
-        with slot.lock:
-            faces = slot.recognizer.predict(decoded)
-            timings = replace(slot.recognizer.timings, decode_ms=decode_ms).as_dict()
+        with self.recognizer(model, detector, threads) as recognizer:
+            faces = recognizer.predict(decoded)
+            timings = replace(recognizer.timings, decode_ms=decode_ms).as_dict()
         return Analysis(model, detector, threads, faces, timings, decoded)
 
-    def _slot(self, model: str, detector: str, threads: int) -> _Slot:
+    @contextlib.contextmanager
+    def recognizer(
+        self, model: str | None = None, detector: str | None = None, threads: int | None = None
+    ) -> Iterator[EmotionRecognizer]:
+        """``with service.recognizer(model, detector) as recognizer:`` a cached recognizer that is this
+        caller's alone until the block ends (``None`` picks the default). Hold it only as long as it
+        is used: a pool lends ``workers`` of them, and further callers wait for one to come back.
+        Raises ``DemoRequestError`` for an unknown model, detector or thread count."""
+        key = self._choices(model, detector, threads)
+        with self._pools_lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = RecognizerPool(lambda: self._make(*key), self.workers)
+        with pool.borrow() as recognizer:
+            yield recognizer
+
+    def pool_sizes(self) -> dict[tuple[str, str, int], int]:
+        """Recognizers made so far per (model, detector, threads): what the cache holds."""
+        with self._pools_lock:
+            return {key: pool.made for key, pool in self._pools.items()}
+
+    def _choices(self, model: str | None, detector: str | None, threads: int | None) -> tuple[str, str, int]:
+        model = model or self.default_model
+        detector = detector or self.default_detector
+        threads = self.default_threads if threads is None else threads
         if model not in self.models:
             raise DemoRequestError(f"unknown model {model!r}; choose from {', '.join(self.models)}")
         if detector not in self.detectors:
             raise DemoRequestError(f"unknown detector {detector!r}; choose from {', '.join(self.detectors)}")
         if not 1 <= threads <= self.max_threads:
             raise DemoRequestError(f"threads must be between 1 and {self.max_threads}, got {threads}")
-        key = (model, detector, threads)
-        with self._slots_lock:
-            if key not in self._slots:
-                recognizer = EmotionRecognizer(
-                    self.models[model],
-                    detector=detector,
-                    threads=threads,
-                    labels=self.labels,
-                    detector_model=self.detector_model,
-                )
-                self._slots[key] = _Slot(recognizer, threading.Lock())
-            return self._slots[key]
+        return model, detector, threads
+
+    def _make(self, model: str, detector: str, threads: int) -> EmotionRecognizer:
+        return EmotionRecognizer(
+            self.models[model],
+            detector=detector,
+            threads=threads,
+            labels=self.labels,
+            detector_model=self.detector_model,
+        )
