@@ -1,6 +1,20 @@
-"""feredge: facial emotion recognition that runs on the edge."""
+"""feredge: facial emotion recognition that runs on the edge.
 
+    from feredge import EmotionRecognizer, analyze_video
+
+    with EmotionRecognizer() as recognizer:          # the shipped int8 model, Haar detector
+        faces = recognizer.predict("photo.jpg")
+    timeline = analyze_video("clip.mp4")              # one row per frame and tracked face
+
+The public names are imported on first use, so ``import feredge`` costs nothing beyond this file
+(no numpy, OpenCV or interpreter until a name is used) and never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -10,3 +24,30 @@ __version__ = "0.1.0"
 _checkout = Path(__file__).resolve().parent.parent
 if (_checkout / "pyproject.toml").is_file() and (_checkout / "edge" / "__init__.py").is_file():
     __path__.append(str(_checkout))
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "EmotionRecognizer": "feredge.edge.recognizer",
+    "Face": "feredge.edge.recognizer",
+    "load_model": "feredge.edge.model",
+    "analyze_video": "feredge.edge.timeline",
+}
+__all__ = ["EmotionRecognizer", "Face", "__version__", "analyze_video", "load_model"]
+
+if TYPE_CHECKING:
+    from feredge.edge.model import load_model
+    from feredge.edge.recognizer import EmotionRecognizer, Face
+    from feredge.edge.timeline import analyze_video
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'feredge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

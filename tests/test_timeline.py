@@ -1,0 +1,265 @@
+"""Video timelines: the documented columns (CSV, Parquet), tracks that stay with their faces through
+a crossing and a few missed frames, ``--summary``, ``--plot``, ``--sample-fps`` and ``analyze_video``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from feredge.cli import main
+from feredge.edge.labels import FER2013
+from feredge.edge.timeline import analyze_video, timeline_columns
+
+pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
+
+FPS = 10.0
+FRAMES = 24
+SIDE = 72
+SIZE = (320, 240)
+LEFT_Y, RIGHT_Y = 30, 70  # the two faces cross at different heights, so a box tells which face it is
+HIDDEN = range(5, 7)  # frames without the left-to-right face: the detector misses it there
+COLUMNS = [
+    *("frame", "time_s", "track_id", "x", "y", "w", "h", "detected", "label", "confidence"),
+    *FER2013,
+    *(f"smoothed_{label}" for label in FER2013),
+]
+
+
+def crossing_frames(face: np.ndarray, frames: int = FRAMES) -> list[np.ndarray]:
+    """Two drawn faces crossing: one left to right, one right to left drawn over it, so the first is
+    hidden while they overlap; the first is also absent on the ``HIDDEN`` frames."""
+    width, height = SIZE
+    travel = width - SIDE - 20
+    out = []
+    for i in range(frames):
+        frame = np.full((height, width, 3), 90, np.uint8)
+        step = round(i * travel / (frames - 1))
+        if i not in HIDDEN:
+            frame[LEFT_Y : LEFT_Y + SIDE, 10 + step : 10 + step + SIDE] = face
+        frame[RIGHT_Y : RIGHT_Y + SIDE, 10 + travel - step : 10 + travel - step + SIDE] = face
+        out.append(frame)
+    return out
+
+
+def write_avi(path: Path, frames: list[np.ndarray], fps: float = FPS) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, SIZE)
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def crossing(face_drawer, tmp_path_factory) -> Path:
+    return write_avi(tmp_path_factory.mktemp("timeline") / "crossing.avi", crossing_frames(face_drawer(SIDE)))
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_int8_model, crossing, tmp_path_factory):
+    """``feredge video --timeline --summary`` on the crossing clip, detecting on every frame."""
+    out = tmp_path_factory.mktemp("cli") / "timeline.csv"
+    argv = ["video", str(crossing), "--model", str(tiny_int8_model), "--detect-every", "1", "--threads", "1"]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        code = main([*argv, "--timeline", str(out), "--summary"])
+    with open(out, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header, rows = reader.fieldnames, list(reader)
+    return code, header, rows, stdout.getvalue(), stderr.getvalue()
+
+
+def test_timeline_columns_are_the_documented_ones():
+    assert timeline_columns(FER2013) == COLUMNS
+
+
+def test_csv_has_the_documented_columns_and_one_row_per_frame_and_face(cli_run):
+    code, header, rows, _, err = cli_run
+    assert code == 0 and f"done: {FRAMES} frames" in err
+    assert header == COLUMNS
+    assert sorted({int(row["frame"]) for row in rows}) == list(range(FRAMES))
+    for row in rows:
+        assert float(row["time_s"]) == pytest.approx(int(row["frame"]) / FPS, abs=1e-3)
+        assert row["detected"] == "True"
+        assert all(int(row[key]) > 0 for key in ("w", "h"))
+        raw = [float(row[label]) for label in FER2013]
+        smoothed = {label: float(row[f"smoothed_{label}"]) for label in FER2013}
+        assert sum(raw) == pytest.approx(1.0, abs=0.02) and sum(smoothed.values()) == pytest.approx(1.0, abs=0.02)
+        # label and confidence are the smoothed ones the annotated video shows
+        assert row["label"] == max(smoothed, key=smoothed.get)
+        assert float(row["confidence"]) == pytest.approx(max(smoothed.values()))
+
+
+def tracks_of(rows) -> dict[int, list[tuple[int, int, int]]]:
+    """track id -> [(frame, x, y)] in frame order."""
+    tracks: dict[int, list[tuple[int, int, int]]] = {}
+    for row in rows:
+        tracks.setdefault(int(row["track_id"]), []).append((int(row["frame"]), int(row["x"]), int(row["y"])))
+    return {track: sorted(points) for track, points in tracks.items()}
+
+
+def test_track_ids_stay_with_their_faces_across_the_crossing_and_through_misses(cli_run):
+    _, _, rows, _, _ = cli_run
+    tracks = tracks_of(rows)
+    assert len(tracks) == 2, tracks
+    by_height = sorted(tracks.values(), key=lambda points: points[0][2])
+    rightward, leftward = by_height
+    # each id keeps one face: the same height and a steady direction from the first frame to the last
+    for points, sign in ((rightward, 1), (leftward, -1)):
+        xs, ys = [x for _, x, _ in points], [y for _, _, y in points]
+        assert max(ys) - min(ys) < 10, points
+        assert all(sign * (b - a) > 0 for a, b in itertools.pairwise(xs)), points
+        assert points[0][0] == 0 and points[-1][0] == FRAMES - 1
+    assert abs(rightward[0][2] - LEFT_Y) < abs(rightward[0][2] - RIGHT_Y)
+    # the left-to-right face was missed (absent, then hidden by the other) and came back under its id
+    seen = {frame for frame, _, _ in rightward}
+    assert not seen & set(HIDDEN)
+    missed_while_crossing = set(range(HIDDEN.stop, FRAMES)) - seen
+    assert missed_while_crossing, "the crossing should hide the face drawn underneath for a few frames"
+    assert len(leftward) == FRAMES
+
+
+def test_summary_prints_each_tracks_share_dominant_emotion_and_duration(cli_run):
+    _, _, rows, out, _ = cli_run
+    lines = out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("track ") for line in lines)
+    counts = {track: len(points) for track, points in tracks_of(rows).items()}
+    for line in lines:
+        track = int(line.split()[1].rstrip(":"))
+        labels = [row["label"] for row in rows if int(row["track_id"]) == track]
+        dominant = max(set(labels), key=labels.count)
+        assert line.startswith(f"track {track}: {dominant} (")
+        assert f"{counts[track]} frames" in line and " s, " in line
+        share = labels.count(dominant) / len(labels)
+        assert f"{dominant} {share:.0%}" in line
+    # the longest track comes first
+    assert int(lines[0].split()[1].rstrip(":")) == max(counts, key=counts.get)
+
+
+def test_summary_as_json(tiny_int8_model, crossing, capsys):
+    argv = ["video", str(crossing), "--model", str(tiny_int8_model), "--max-frames", "4", "--summary", "--json"]
+    assert main(argv) == 0
+    *frames, last = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(frames) == 4
+    (first, *_) = last["summary"]
+    assert set(first) == {"track_id", "frames", "start_s", "end_s", "duration_s", "dominant", "shares"}
+    assert first["frames"] == 4 and first["duration_s"] == pytest.approx(0.4)
+    assert sum(first["shares"].values()) == pytest.approx(1.0)
+
+
+def test_sample_fps_skips_frames_and_keeps_their_timestamps(tiny_int8_model, crossing, tmp_path, capsys):
+    out = tmp_path / "sampled.csv"
+    argv = ["video", str(crossing), "--model", str(tiny_int8_model), "--sample-fps", "2.5", "--timeline", str(out)]
+    assert main(argv) == 0
+    assert f"done: {FRAMES // 4} frames" in capsys.readouterr().err
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    frames = sorted({int(row["frame"]) for row in rows})
+    assert frames == list(range(0, FRAMES, 4))
+    assert {float(row["time_s"]) for row in rows} == {frame / FPS for frame in frames}
+
+
+def test_carried_frames_are_marked_not_detected(tiny_int8_model, crossing):
+    rows = as_records(analyze_video(crossing, model=tiny_int8_model, detect_every=3, max_frames=6, threads=1))
+    assert {row["frame"]: row["detected"] for row in rows} == {i: i % 3 == 0 for i in range(6)}
+
+
+def as_records(table) -> list[dict]:
+    return table.to_dict("records") if hasattr(table, "to_dict") else table
+
+
+def test_analyze_video_returns_a_dataframe_with_pandas(tiny_int8_model, crossing):
+    pandas = pytest.importorskip("pandas")
+    frame = analyze_video(crossing, model=tiny_int8_model, max_frames=3, threads=1)
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame.columns) == COLUMNS
+    assert sorted(frame["frame"].unique()) == [0, 1, 2] and frame["track_id"].nunique() == 2
+
+
+def test_analyze_video_returns_a_list_of_dicts_without_pandas(tiny_int8_model, crossing, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` fails as if it were not installed
+    rows = analyze_video(str(crossing), model=tiny_int8_model, max_frames=3, threads=1)
+    assert isinstance(rows, list) and len(rows) == 6
+    assert all(list(row) == COLUMNS for row in rows)
+    assert isinstance(rows[0]["frame"], int) and isinstance(rows[0]["happy"], float)
+
+
+def test_analyze_video_with_min_confidence_labels_uncertain(tiny_int8_model, crossing):
+    rows = as_records(analyze_video(crossing, model=tiny_int8_model, max_frames=2, min_confidence=0.99))
+    assert rows and {row["label"] for row in rows} == {"uncertain"}
+    assert all(0 < row["confidence"] < 0.99 for row in rows)
+
+
+def test_analyze_video_writes_the_same_rows_as_csv(tiny_int8_model, crossing, tmp_path):
+    out = tmp_path / "rows.csv"
+    rows = as_records(analyze_video(crossing, model=tiny_int8_model, max_frames=3, timeline=out))
+    with open(out, newline="", encoding="utf-8") as handle:
+        written = list(csv.DictReader(handle))
+    assert [(int(r["frame"]), int(r["track_id"])) for r in written] == [(r["frame"], r["track_id"]) for r in rows]
+
+
+def test_parquet_timeline(tiny_int8_model, crossing, tmp_path, capsys):
+    parquet = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "timeline.parquet"
+    argv = ["video", str(crossing), "--model", str(tiny_int8_model), "--max-frames", "3", "--timeline", str(out)]
+    assert main(argv) == 0
+    table = parquet.read_table(out)
+    assert table.column_names == COLUMNS and table.num_rows == 6
+    assert str(table.schema.field("track_id").type) == "int64"
+    assert str(table.schema.field("detected").type) == "bool"
+
+
+def test_parquet_without_pyarrow_is_refused_before_any_work(tiny_int8_model, crossing, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    out = tmp_path / "timeline.parquet"
+    assert main(["video", str(crossing), "--model", str(tiny_int8_model), "--timeline", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs pyarrow" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "message"),
+    [("--timeline", "t.json", "unsupported timeline type"), ("--plot", "p.svg", "name it *.png")],
+)
+def test_unsupported_output_types_are_one_line_errors(
+    tiny_int8_model, crossing, tmp_path, capsys, option, name, message
+):
+    assert main(["video", str(crossing), "--model", str(tiny_int8_model), option, str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_timeline_refuses_to_overwrite_the_input(tiny_int8_model, tmp_path, face_drawer, capsys):
+    clip = write_avi(tmp_path / "clip.avi", crossing_frames(face_drawer(SIDE), frames=3))
+    before = clip.read_bytes()
+    alias = tmp_path / "alias.csv"
+    alias.symlink_to(clip)
+    assert main(["video", str(clip), "--model", str(tiny_int8_model), "--timeline", str(alias)]) == 2
+    assert "is the input video" in capsys.readouterr().err
+    assert clip.read_bytes() == before
+
+
+def test_plot_writes_a_png_with_a_panel_per_track(tiny_int8_model, crossing, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "timeline.png"
+    argv = ["video", str(crossing), "--model", str(tiny_int8_model), "--max-frames", "8", "--plot", str(out)]
+    assert main(argv) == 0
+    assert str(out) in capsys.readouterr().err
+    image = cv2.imread(str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image is not None
+    one = tmp_path / "one.png"
+    rows = analyze_video(crossing, model=tiny_int8_model, max_frames=8)
+    from feredge.plots import plot_timeline
+
+    single = [row for row in as_records(rows) if row["track_id"] == 1]
+    plot_timeline(single, one)
+    assert image.shape[0] > cv2.imread(str(one)).shape[0]  # two panels are taller than one
