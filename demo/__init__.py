@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Drawn faces (the tests' ``draw_face``) and a face-free image, shipped so the demo works offline.
+# A real photo (astronaut.png, first by name), drawn faces (the tests' ``draw_face``) and a face-free
+# image, shipped so the demo works offline; examples/SOURCES.md says where each comes from.
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 

@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m feredge.demo.screenshot", description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="PNG to write")
     parser.add_argument("--model", action="append", default=[], metavar="PATH", help="model(s) to serve")
-    parser.add_argument("--image", type=Path, default=EXAMPLES_DIR / "two_faces.jpg", help="image to upload")
+    parser.add_argument("--image", type=Path, default=EXAMPLES_DIR / "astronaut.png", help="image to upload")
     parser.add_argument("--chromium", help="chromium executable (default: found on PATH)")
     return parser.parse_args(argv)
 
