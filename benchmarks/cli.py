@@ -20,6 +20,7 @@ from feredge.edge.cli_options import (
     add_labels_option,
     add_threads_option,
     non_negative_int,
+    outcome_code,
     positive_int,
     run_main,
 )
@@ -74,7 +75,7 @@ def default_data_dir() -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Benchmark, print the tables, write the outputs; 1 when no model could be measured."""
+    """Benchmark, print the tables, write the outputs; exit code by ``outcome_code`` over the models."""
     from feredge.benchmarks.accuracy import load_accuracy_data
     from feredge.benchmarks.bench import Settings, run_benchmark
     from feredge.benchmarks.errors import BenchError
@@ -103,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
     written = write_outputs(results, args.out)
     print(format_text(results))
     print(f"\nwrote {', '.join(str(p) for p in written)}")
-    return 0 if any(m["status"] == "ok" for m in results["models"]) else 1
+    failed = sum(m["status"] != "ok" for m in results["models"])
+    if failed:
+        print(f"feredge bench: {failed} of {len(results['models'])} model(s) failed", file=sys.stderr)
+    return outcome_code(len(results["models"]) - failed, failed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 
 An artefact is first written to a scratch folder and loaded by the real edge runtime
 (``feredge.edge.model.load_model``) for the gate; only then is it written atomically under its final
-name, or, when rejected, under a ``.REJECTED`` name. A failing format is reported and the next one runs.
+name, or, when rejected, under a ``.REJECTED`` name. A rejection never deletes a passing artefact of an
+earlier run in the same folder: it is kept, and the report and summary say it is not from this run.
+A failing format is reported and the next one runs.
 """
 
 from __future__ import annotations
@@ -152,13 +154,18 @@ class Converter:
                 f"{result.max_abs_prob_diff:.2e} > {fmt.parity_tolerance:.0e}; not written"
             )
         status = OK if result.passed else REJECTED
-        path, stale = (final, rejected) if result.passed else (rejected, final)
+        path = final if result.passed else rejected
         atomic_write_bytes(path, data)
-        if stale.exists():
-            stale.unlink()
-            log.info("%s: removed %s from an earlier conversion", name, stale)
+        earlier = None
+        if result.passed and rejected.exists():  # our own rejected build, superseded
+            rejected.unlink()
+            log.info("%s: removed %s from an earlier conversion", name, rejected)
+        elif not result.passed and final.exists():  # a model the user may rely on: never ours to delete
+            earlier = f"{final.name} is from an earlier conversion that passed the gate, not from this run; kept"
+            log.warning("%s: %s", name, earlier)
         report = self._report(fmt, variant, status, path, data, metadata, convert_seconds, check_seconds, result)
         report["calibration"] = calibration
+        report["earlier_artefact"] = str(final) if earlier else None
         write_report(report, self.out / fmt.artifact.report_stem(self.source.stem, variant))
         log.info(
             "%s: %s %s, %.1f KiB (%.3fx the float32 weights), converted in %.1f s",
@@ -169,11 +176,10 @@ class Converter:
             report["size_ratio"],
             convert_seconds,
         )
-        reason = (
-            ""
-            if result.passed
-            else (f"macro-F1 drop {result.f1_drop:.4f} > {result.max_f1_drop:.4f}; kept as {path.name}")
-        )
+        reason = ""
+        if not result.passed:
+            reason = f"macro-F1 drop {result.f1_drop:.4f} > {result.max_f1_drop:.4f}; kept as {path.name}"
+            reason += f"; {earlier}" if earlier else ""
         return Outcome(name, status, path, reason, report)
 
     def _report(

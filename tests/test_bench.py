@@ -77,7 +77,8 @@ def test_bench_runs_writes_results_and_isolates_a_broken_model(tiny_int8_model, 
         "sys.exit(rc)\n"
     )
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # one model of two failed: a partial failure, like predict
+    assert "feredge bench: 1 of 2 model(s) failed" in done.stderr
 
     results = json.loads((out / "results.json").read_text())
     assert {"feredge", "created", "machine", "settings", "data", "models"} <= results.keys()
@@ -114,10 +115,10 @@ def test_bench_runs_writes_results_and_isolates_a_broken_model(tiny_int8_model, 
     assert "p50 ms" in done.stdout and "broken_int8: failed: ModelLoadError" in done.stdout
 
 
-def test_every_model_failing_returns_1(tmp_path, capsys):
+def test_every_model_failing_returns_2(tmp_path, capsys):
     missing = tmp_path / "missing.tflite"
     args = ["--models", str(missing), "--data", "none", "--threads", "1", "--out", str(tmp_path / "out")]
-    assert run(parse_args(args)) == 1
+    assert run(parse_args(args)) == 2
     assert "missing: failed: ModelLoadError" in capsys.readouterr().out
     assert json.loads((tmp_path / "out" / "results.json").read_text())["models"][0]["status"] == "failed"
 
