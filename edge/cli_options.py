@@ -113,8 +113,7 @@ def add_detector_options(parser: argparse.ArgumentParser | Any, finds_faces: boo
     parser.add_argument(
         "--detector-model",
         metavar="PATH",
-        help="the detector's model file (yunet: default $FEREDGE_CACHE or ~/.cache/feredge/, downloaded and "
-        "sha256-checked on first use)",
+        help="another model file for the detector (yunet; default: the shipped one)",
     )
 
 

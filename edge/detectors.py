@@ -1,26 +1,28 @@
-"""The face detectors, one registry: a decoded image in, (x, y, w, h) boxes in its own pixels out.
+"""The face detectors, one registry: a decoded image in, faces (box, score, landmarks) in its own pixels out.
 
 Each detector is registered once with ``@register_detector`` (the way ``train/backbones.py``
 registers backbones, after timm's ``register_model``): its name, its builder, what it needs and a
 description. CLI choices, the demo's offer and the benchmark's pipeline all read ``DETECTORS``, and
 ``make_detector`` builds any row, so a new detector is one decorated function in this module.
 
-- ``haar``: OpenCV's bundled frontal-face cascade; no download, works on any CPU (needs OpenCV < 5).
-- ``yunet``: ``cv2.FaceDetectorYN``; more accurate and finds turned faces. Its ONNX file comes from
-  ``--detector-model PATH`` or the cache ``~/.cache/feredge/`` (``$FEREDGE_CACHE``), which is filled
-  on first use from the OpenCV model zoo and checked against a pinned sha256.
+- ``haar``: OpenCV's bundled frontal-face cascade; works on any CPU (needs OpenCV < 5).
+- ``yunet``: YuNet 2023mar through ``cv2.FaceDetectorYN``; finds turned and partly covered faces and
+  gives five landmarks. Its ONNX file ships in ``models/detectors/`` (MIT, ``LICENSE.yunet``);
+  ``--detector-model PATH`` runs another YuNet file.
+- ``blazeface``: MediaPipe's BlazeFace short range on the LiteRT interpreter (``edge/blazeface.py``);
+  six landmarks, about a millisecond per frame, for faces that fill a good part of the frame. Its
+  ``.tflite`` ships beside YuNet's (Apache-2.0, ``LICENSE.mediapipe``).
 - ``none``: the input already is a face crop; the whole image is the one box.
 
-Large frames are downscaled once for detection and the boxes mapped back, so a 10000 x 10000 photo
+Every detector offers ``detect(image) -> boxes``; the learned ones also ``detect_faces(image) ->
+[Detection]`` with scores and landmarks (``detect_faces(detector, image)`` serves any detector).
+Large frames are downscaled once for detection and the results mapped back, so a 10000 x 10000 photo
 costs one small resized copy, not a gray or float copy at full size.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
-import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +32,6 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from feredge.edge.atomic import atomic_write_bytes
 from feredge.edge.errors import ModelLoadError, OptionError
 from feredge.edge.preprocess import to_gray
 
@@ -38,20 +39,46 @@ Box = tuple[int, int, int, int]
 ModelPath = str | Path | None
 
 DEFAULT_DETECTOR = "haar"
-DEFAULT_MIN_FACE = 32
+# None: each detector's own smallest face. Haar's is its search window (smaller windows mostly find
+# texture); the learned detectors' is 0, since their score threshold decides and a fixed 32 px would
+# silently drop the small faces of a group photo that they do find.
+DEFAULT_MIN_FACE: int | None = None
+HAAR_MIN_FACE = 32
 DEFAULT_MAX_SIDE = 640
+YUNET_SCORE = 0.7
+BLAZEFACE_SCORE = 0.5
 
-YUNET_URL = (
-    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"
-)
-YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
-YUNET_FILENAME = "face_detection_yunet_2023mar.onnx"
+DETECTOR_MODELS = Path(__file__).resolve().parent / "models" / "detectors"
+YUNET_MODEL = DETECTOR_MODELS / "face_detection_yunet_2023mar.onnx"
+BLAZEFACE_MODEL = DETECTOR_MODELS / "face_detection_short_range.tflite"
+
+
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """One face: its (x, y, w, h) box, the detector's score and its landmarks ((K, 2) pixels) if any.
+
+    YuNet's five landmarks are the eyes, the nose tip and the mouth corners; BlazeFace's six are the
+    eyes, the nose tip, the mouth centre and the ear tragions. "Right" is the subject's right, which
+    is the left of the image, and comes first.
+    """
+
+    box: Box
+    score: float = 1.0
+    landmarks: np.ndarray | None = None
 
 
 class Detector(Protocol):
     """Anything with ``detect(image) -> boxes``; boxes are ints in the image's pixels."""
 
     def detect(self, image: np.ndarray) -> list[Box]: ...
+
+
+def detect_faces(detector: Detector, image: np.ndarray) -> list[Detection]:
+    """``detector``'s faces in ``image`` with scores and landmarks where it gives them, largest first."""
+    finder = getattr(detector, "detect_faces", None)
+    if finder is not None:
+        return finder(image)
+    return [Detection(tuple(int(v) for v in box)) for box in detector.detect(image)]
 
 
 DetectorBuilder = Callable[[ModelPath, int, int], Detector]  # (model_path, min_face, max_side) -> detector
@@ -61,10 +88,10 @@ DetectorBuilder = Callable[[ModelPath, int, int], Detector]  # (model_path, min_
 class DetectorEntry:
     """One registered detector.
 
-    ``model_file``: it runs a model file (``--detector-model``); ``landmarks``: it finds facial
-    landmarks besides boxes; ``whole_image``: it finds no faces but passes the image on as one
-    (no use for a pipeline benchmark); ``ready(model_path)``: it can be built here without a
-    download, which decides whether an offline demo offers it.
+    ``model_file``: it runs a model file that ``--detector-model`` may replace; ``landmarks``: it
+    finds facial landmarks besides boxes; ``whole_image``: it finds no faces but passes the image on
+    as one (no use for a pipeline benchmark); ``ready(model_path)``: it can be built here, which
+    decides whether the demo offers it; ``min_face``: its smallest face side when none is asked for.
     """
 
     name: str
@@ -74,6 +101,7 @@ class DetectorEntry:
     landmarks: bool = False
     whole_image: bool = False
     ready: Callable[[ModelPath], bool] = lambda model_path: True
+    min_face: int = 0
 
 
 DETECTORS: dict[str, DetectorEntry] = {}
@@ -87,6 +115,7 @@ def register_detector(
     landmarks: bool = False,
     whole_image: bool = False,
     ready: Callable[[ModelPath], bool] | None = None,
+    min_face: int = 0,
 ) -> Callable[[DetectorBuilder], DetectorBuilder]:
     """Decorator: add ``build(model_path, min_face, max_side) -> Detector`` to ``DETECTORS`` as ``name``."""
 
@@ -94,7 +123,9 @@ def register_detector(
         if name in DETECTORS:
             raise ValueError(f"detector {name!r} is registered twice")
         extra = {} if ready is None else {"ready": ready}
-        DETECTORS[name] = DetectorEntry(name, build, description, model_file, landmarks, whole_image, **extra)
+        DETECTORS[name] = DetectorEntry(
+            name, build, description, model_file, landmarks, whole_image, **extra, min_face=min_face
+        )
         return build
 
     return wrap
@@ -106,7 +137,7 @@ def detector_names(*, finds_faces: bool = False) -> tuple[str, ...]:
 
 
 def available_detectors(model_path: ModelPath = None) -> tuple[str, ...]:
-    """The detectors that can run here without a download (a device may be offline)."""
+    """The detectors whose model files are at hand here."""
     return tuple(name for name, entry in DETECTORS.items() if entry.ready(model_path))
 
 
@@ -118,18 +149,30 @@ def describe_detectors() -> str:
 def make_detector(
     name: str = DEFAULT_DETECTOR,
     model_path: ModelPath = None,
-    min_face: int = DEFAULT_MIN_FACE,
+    min_face: int | None = DEFAULT_MIN_FACE,
     max_side: int = DEFAULT_MAX_SIDE,
 ) -> Detector:
-    """A detector by name, one of ``DETECTORS``; an unknown name or a bad size is an ``OptionError``."""
+    """A detector by name, one of ``DETECTORS``; an unknown name or a bad size is an ``OptionError``.
+
+    ``min_face`` None is the detector's own default (``DetectorEntry.min_face``)."""
     entry = DETECTORS.get(name)
     if entry is None:
         raise OptionError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
-    return entry.build(model_path, min_face, max_side)
+    return entry.build(model_path, entry.min_face if min_face is None else min_face, max_side)
+
+
+@dataclass
+class Found:
+    """What a detector's network returns on its (downscaled) input: (n, 4) x, y, w, h floats, (n,)
+    scores and (n, K, 2) landmarks or None, all in that input's pixels."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray | None = None
 
 
 class _ScaledDetector(ABC):
-    """Runs ``_detect`` on a copy no larger than ``max_side`` and maps the boxes back, largest first."""
+    """Runs ``_detect`` on a copy no larger than ``max_side`` and maps the faces back, largest first."""
 
     def __init__(self, min_face: int, max_side: int) -> None:
         if min_face < 0:
@@ -140,22 +183,27 @@ class _ScaledDetector(ABC):
         self.max_side = max_side
 
     def detect(self, image: np.ndarray) -> list[Box]:
+        return [face.box for face in self.detect_faces(image)]
+
+    def detect_faces(self, image: np.ndarray) -> list[Detection]:
         height, width = image.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
         small = image
         if scale < 1.0:
             small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        boxes = []
-        for x, y, w, h in self._detect(small, max(1, int(self.min_face * scale))):
+        found = self._detect(small, max(1, int(self.min_face * scale)))
+        faces = []
+        for i, (x, y, w, h) in enumerate(np.asarray(found.boxes, np.float64).reshape(-1, 4)):
             x0, y0 = max(0, round(x / scale)), max(0, round(y / scale))
             x1, y1 = min(width, round((x + w) / scale)), min(height, round((y + h) / scale))
-            if min(x1 - x0, y1 - y0) >= self.min_face:
-                boxes.append((x0, y0, x1 - x0, y1 - y0))
-        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+            if min(x1 - x0, y1 - y0) >= max(1, self.min_face):
+                points = None if found.landmarks is None else (found.landmarks[i] / scale).astype(np.float32)
+                faces.append(Detection((x0, y0, x1 - x0, y1 - y0), float(found.scores[i]), points))
+        return sorted(faces, key=lambda face: face.box[2] * face.box[3], reverse=True)
 
     @abstractmethod
-    def _detect(self, image: np.ndarray, min_size: int) -> np.ndarray:
-        """(n, 4) float or int boxes in ``image``'s pixels, at least ``min_size`` wide."""
+    def _detect(self, image: np.ndarray, min_size: int) -> Found:
+        """The faces in ``image``'s pixels; ``min_size`` is the smallest side worth searching for."""
 
 
 class HaarDetector(_ScaledDetector):
@@ -163,7 +211,7 @@ class HaarDetector(_ScaledDetector):
 
     def __init__(
         self,
-        min_face: int = DEFAULT_MIN_FACE,
+        min_face: int = HAAR_MIN_FACE,
         max_side: int = DEFAULT_MAX_SIDE,
         scale_factor: float = 1.1,
         min_neighbors: int = 5,
@@ -181,45 +229,70 @@ class HaarDetector(_ScaledDetector):
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
 
-    def _detect(self, image: np.ndarray, min_size: int) -> np.ndarray:
+    def _detect(self, image: np.ndarray, min_size: int) -> Found:
         faces = self._cascade.detectMultiScale(
             cv2.equalizeHist(to_gray(image)),
             scaleFactor=self.scale_factor,
             minNeighbors=self.min_neighbors,
             minSize=(min_size, min_size),
         )
-        return np.asarray(faces).reshape(-1, 4)
+        boxes = np.asarray(faces, np.float64).reshape(-1, 4)
+        return Found(boxes, np.ones(len(boxes)))
 
 
 class YuNetDetector(_ScaledDetector):
-    """``cv2.FaceDetectorYN`` with the YuNet ONNX model.
+    """``cv2.FaceDetectorYN`` with a YuNet ONNX model (the shipped 2023mar file by default).
 
     The network keeps the input size as state, so calls are serialized (the demo serves threads).
     """
 
     def __init__(
         self,
-        model_path: str | Path | None = None,
-        min_face: int = DEFAULT_MIN_FACE,
+        model_path: ModelPath = None,
+        min_face: int = 0,
         max_side: int = DEFAULT_MAX_SIDE,
-        score_threshold: float = 0.7,
+        score_threshold: float = YUNET_SCORE,
     ) -> None:
         super().__init__(min_face, max_side)
-        path = yunet_model_path(model_path)
+        path = _model_file(model_path, YUNET_MODEL)
         try:
             self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, 5000)
         except cv2.error as exc:
             raise ModelLoadError(f"{path}: not a usable YuNet face detector model ({exc.err})") from exc
         self._lock = threading.Lock()
 
-    def _detect(self, image: np.ndarray, min_size: int) -> np.ndarray:
+    def _detect(self, image: np.ndarray, min_size: int) -> Found:
         bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
         with self._lock:
             self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
             _, faces = self._net.detect(bgr)
         if faces is None:
-            return np.zeros((0, 4))
-        return faces[:, :4]
+            return Found(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
+        return Found(faces[:, :4], faces[:, 14], faces[:, 4:14].reshape(-1, 5, 2))
+
+
+class BlazeFaceDetector(_ScaledDetector):
+    """MediaPipe's BlazeFace short range on the LiteRT interpreter (``feredge.edge.blazeface``)."""
+
+    def __init__(
+        self,
+        model_path: ModelPath = None,
+        min_face: int = 0,
+        max_side: int = DEFAULT_MAX_SIDE,
+        score_threshold: float = BLAZEFACE_SCORE,
+    ) -> None:
+        from feredge.edge.blazeface import BlazeFaceModel
+
+        super().__init__(min_face, max_side)
+        self._model = BlazeFaceModel(_model_file(model_path, BLAZEFACE_MODEL), score_threshold)
+
+    def _detect(self, image: np.ndarray, min_size: int) -> Found:
+        found = self._model(image)
+        if not found:
+            return Found(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2)))
+        corners = np.array([box for box, _, _ in found], np.float64)
+        boxes = np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], axis=1)
+        return Found(boxes, np.array([score for _, score, _ in found]), np.stack([p for _, _, p in found]))
 
 
 class WholeImage:
@@ -229,61 +302,44 @@ class WholeImage:
         return [(0, 0, image.shape[1], image.shape[0])]
 
 
-@register_detector("haar", "OpenCV's frontal-face Haar cascade, no download")
+def _model_file(explicit: ModelPath, shipped: Path) -> Path:
+    path = shipped if explicit is None else Path(explicit)
+    if not path.is_file():
+        where = "" if explicit is not None else " (the package was installed without its detector models)"
+        raise ModelLoadError(f"{path}: detector model file not found{where}")
+    return path
+
+
+def _file_ready(shipped: Path) -> Callable[[ModelPath], bool]:
+    return lambda model_path: model_path is not None or shipped.is_file()
+
+
+@register_detector("haar", "OpenCV's frontal-face Haar cascade", min_face=HAAR_MIN_FACE)
 def _haar(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
     return HaarDetector(min_face, max_side)
 
 
-def _yunet_ready(model_path: ModelPath) -> bool:
-    return model_path is not None or (cache_dir() / YUNET_FILENAME).is_file()
-
-
 @register_detector(
     "yunet",
-    "YuNet (cv2.FaceDetectorYN), more accurate and finds turned faces; needs its ONNX model",
+    "YuNet (cv2.FaceDetectorYN), finds turned and partly covered faces, 5 landmarks",
     model_file=True,
-    ready=_yunet_ready,
+    landmarks=True,
+    ready=_file_ready(YUNET_MODEL),
 )
 def _yunet(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
     return YuNetDetector(model_path, min_face, max_side)
 
 
+@register_detector(
+    "blazeface",
+    "MediaPipe BlazeFace short range on LiteRT, about 1 ms, faces near the camera, 6 landmarks",
+    landmarks=True,
+    ready=_file_ready(BLAZEFACE_MODEL),
+)
+def _blazeface(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
+    return BlazeFaceDetector(None, min_face, max_side)
+
+
 @register_detector("none", "no detection, each input already is a face crop", whole_image=True)
 def _whole_image(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
     return WholeImage()
-
-
-def cache_dir() -> Path:
-    """Where downloaded detector models live: ``$FEREDGE_CACHE`` or ``~/.cache/feredge``."""
-    return Path(os.environ.get("FEREDGE_CACHE") or Path.home() / ".cache" / "feredge")
-
-
-def yunet_model_path(explicit: str | Path | None = None) -> Path:
-    """The YuNet model: the explicit path, else the verified cache copy, downloading it if missing."""
-    if explicit is not None:
-        path = Path(explicit)
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: detector model file not found")
-        return path
-    cached = cache_dir() / YUNET_FILENAME
-    if cached.is_file() and _sha256(cached.read_bytes()) == YUNET_SHA256:
-        return cached
-    _download_yunet(cached)
-    return cached
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _download_yunet(target: Path) -> None:
-    hint = f"download {YUNET_URL} yourself and pass --detector-model PATH (or save it as {target})"
-    try:
-        with urllib.request.urlopen(YUNET_URL, timeout=30) as response:
-            data = response.read()
-    except OSError as exc:
-        raise ModelLoadError(f"cannot download the YuNet face detector ({exc}); {hint}") from exc
-    digest = _sha256(data)
-    if digest != YUNET_SHA256:
-        raise ModelLoadError(f"downloaded YuNet model has sha256 {digest}, expected {YUNET_SHA256}; not saved. {hint}")
-    atomic_write_bytes(target, data)

@@ -139,7 +139,7 @@ class EmotionRecognizer:
         labels: str | Iterable[str] | None = None,
         normalization: str | None = None,
         detector_model: str | Path | None = None,
-        min_face: int = DEFAULT_MIN_FACE,
+        min_face: int | None = DEFAULT_MIN_FACE,
         max_side: int = DEFAULT_MAX_SIDE,
         min_confidence: float = 0.0,
     ) -> None:

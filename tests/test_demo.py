@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,7 @@ from feredge.demo.service import (
     UploadTooLargeError,
     model_choices,
 )
+from feredge.edge import detectors
 from feredge.edge.cli_options import EXIT_USER_ERROR
 from feredge.edge.detectors import available_detectors
 from feredge.edge.errors import ImageError
@@ -70,9 +72,11 @@ def test_model_choices_name_models_by_stem_and_add_the_shipped_model(
 
 
 def test_yunet_is_offered_only_when_its_model_is_at_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
-    assert available_detectors() == ("haar", "none")
-    assert available_detectors(tmp_path / "yunet.onnx") == ("haar", "yunet", "none")
+    assert available_detectors() == ("haar", "yunet", "blazeface", "none")  # shipped as package data
+    without_file = replace(detectors.DETECTORS["yunet"], ready=lambda model_path: model_path is not None)
+    monkeypatch.setitem(detectors.DETECTORS, "yunet", without_file)  # as if installed without package data
+    assert "yunet" not in available_detectors()
+    assert "yunet" in available_detectors(tmp_path / "yunet.onnx")
 
 
 def test_service_finds_faces_labels_and_stage_timings(service: DemoService, face_scene) -> None:

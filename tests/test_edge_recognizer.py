@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import urllib.error
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -20,8 +15,7 @@ from feredge.edge.recognizer import EmotionRecognizer, Face
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
 
-YUNET = Path("/work/shared/models/face_detection_yunet.onnx")
-needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason="shared YuNet model not present")
+YUNET = detectors.YUNET_MODEL
 
 
 def overlaps(found, expected, tolerance: float = 0.35) -> bool:
@@ -59,7 +53,6 @@ def test_haar_finds_both_faces_of_a_scene(face_scene):
     assert boxes[0][2] >= boxes[1][2], "largest face first"
 
 
-@needs_yunet
 def test_yunet_finds_both_faces_of_a_scene(face_scene):
     scene, placed = face_scene
     assert matches(YuNetDetector(YUNET).detect(scene), placed)
@@ -215,7 +208,7 @@ def test_bad_images_raise_image_error_naming_the_file(recognizer, tmp_path, make
     assert str(path) in str(info.value)
 
 
-# --- YuNet model: explicit path, cache, download ---
+# --- YuNet model: shipped or an explicit path ---
 
 
 def test_yunet_missing_explicit_path(tmp_path):
@@ -230,44 +223,9 @@ def test_yunet_bad_model_file(tmp_path):
         YuNetDetector(bad)
 
 
-def test_yunet_download_failure_says_pass_detector_model(monkeypatch, tmp_path):
-    monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(detectors.urllib.request, "urlopen", offline)
-    with pytest.raises(ModelLoadError, match="--detector-model PATH"):
-        YuNetDetector()
-    assert not (tmp_path / detectors.YUNET_FILENAME).exists()
-
-
-def test_yunet_download_with_wrong_checksum_is_not_saved(monkeypatch, tmp_path):
-    monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
-
-    class Response:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def read(self):
-            return b"<html>captive portal</html>"
-
-    monkeypatch.setattr(detectors.urllib.request, "urlopen", lambda *a, **k: Response())
-    with pytest.raises(ModelLoadError, match="sha256"):
-        YuNetDetector()
-    assert list(tmp_path.iterdir()) == []
-
-
-@needs_yunet
-def test_yunet_from_cache_without_download(monkeypatch, tmp_path, face_scene):
-    assert hashlib.sha256(YUNET.read_bytes()).hexdigest() == detectors.YUNET_SHA256
-    monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
-    shutil.copy(YUNET, tmp_path / detectors.YUNET_FILENAME)
-    monkeypatch.setattr(detectors.urllib.request, "urlopen", pytest.fail)
+def test_yunet_ships_with_the_package(face_scene):
     scene, placed = face_scene
+    assert YUNET == detectors.YUNET_MODEL and (YUNET.parent / "LICENSE.yunet").is_file()
     assert matches(make_detector("yunet").detect(scene), placed)
 
 
@@ -279,7 +237,7 @@ def test_bad_values_raise_option_errors(tiny_int8_model, tmp_path):
     from feredge.edge.video import process_video
 
     assert issubclass(OptionError, FeredgeError) and issubclass(OptionError, ValueError)
-    with pytest.raises(OptionError, match="unknown detector 'mtcnn'; choose from haar, yunet, none"):
+    with pytest.raises(OptionError, match="unknown detector 'mtcnn'; choose from haar, yunet, blazeface, none"):
         make_detector("mtcnn")
     with pytest.raises(OptionError, match="min_face must be >= 0"):
         EmotionRecognizer(tiny_int8_model, min_face=-1)

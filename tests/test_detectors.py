@@ -1,0 +1,117 @@
+"""The shipped face detectors: a real face is found with sane landmarks, no face is nothing, bad files are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from feredge.edge import blazeface, detectors
+from feredge.edge.detectors import BlazeFaceDetector, YuNetDetector, detect_faces, make_detector
+from feredge.edge.errors import ModelLoadError
+
+pytestmark = pytest.mark.edge  # needs only `pip install .`: the detector models are package data
+
+ASTRONAUT = Path("/work/shared/data/examples/astronaut.png")  # public domain; one face near (223, 120)
+ASTRONAUT_FACE = (178, 63, 90, 113)  # YuNet's box, checked by eye
+FINDERS = ("haar", "yunet", "blazeface")
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    if not ASTRONAUT.is_file():
+        pytest.skip(f"{ASTRONAUT} not present")
+    return cv2.imread(str(ASTRONAUT))
+
+
+def centre(box) -> np.ndarray:
+    x, y, w, h = box
+    return np.array([x + w / 2.0, y + h / 2.0])
+
+
+@pytest.mark.parametrize("name", FINDERS)
+def test_each_detector_finds_the_face_in_a_real_photo(name, astronaut) -> None:
+    faces = detect_faces(make_detector(name), astronaut)
+    assert len(faces) == 1
+    width = faces[0].box[2]
+    assert np.abs(centre(faces[0].box) - centre(ASTRONAUT_FACE)).max() < 0.25 * ASTRONAUT_FACE[2]
+    assert 0.7 < width / ASTRONAUT_FACE[2] < 1.4
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    assert len(make_detector(name).detect(gray)) == 1
+
+
+@pytest.mark.parametrize("name", ["yunet", "blazeface"])
+def test_learned_detectors_give_eyes_above_nose_above_mouth(name, astronaut) -> None:
+    face = detect_faces(make_detector(name), astronaut)[0]
+    right_eye, left_eye, nose = face.landmarks[:3]
+    mouth_y = face.landmarks[3:5, 1].mean() if name == "yunet" else face.landmarks[3, 1]
+    assert right_eye[0] < nose[0] < left_eye[0]  # the subject's right eye is on the image's left
+    assert max(right_eye[1], left_eye[1]) < nose[1] < mouth_y
+    x, y, w, h = face.box
+    assert all(x - 0.1 * w <= px <= x + 1.1 * w and y - 0.1 * h <= py <= y + 1.1 * h for px, py in face.landmarks[:4])
+    assert 0.5 <= face.score <= 1.0
+
+
+@pytest.mark.parametrize("name", FINDERS)
+def test_no_face_is_no_detection(name) -> None:
+    detector = make_detector(name)
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
+    assert detector.detect(noise) == []
+
+
+def test_learned_detectors_keep_small_faces_unless_a_min_face_is_asked(astronaut) -> None:
+    small = cv2.resize(astronaut, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)  # a face of about 18 px
+    frame = np.full((480, 640, 3), 120, np.uint8)
+    frame[100 : 100 + small.shape[0], 100 : 100 + small.shape[1]] = small
+    assert detectors.DETECTORS["haar"].min_face == detectors.HAAR_MIN_FACE
+    assert len(make_detector("yunet").detect(frame)) == 1
+    assert make_detector("yunet", min_face=32).detect(frame) == []
+
+
+def test_downscaled_detection_maps_faces_back(astronaut) -> None:
+    big = cv2.resize(astronaut, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)
+    face = detect_faces(make_detector("yunet", max_side=640), big)[0]
+    assert np.abs(centre(face.box) / 3 - centre(ASTRONAUT_FACE)).max() < 0.2 * ASTRONAUT_FACE[2]
+    assert np.abs(face.landmarks[0] / 3 - (200, 102)).max() < 8
+
+
+@pytest.mark.parametrize(
+    ("build", "shipped"),
+    [(YuNetDetector, detectors.YUNET_MODEL), (BlazeFaceDetector, detectors.BLAZEFACE_MODEL)],
+)
+def test_a_corrupt_or_truncated_detector_file_is_a_model_load_error(build, shipped, tmp_path) -> None:
+    truncated = tmp_path / f"truncated{shipped.suffix}"
+    truncated.write_bytes(shipped.read_bytes()[: shipped.stat().st_size // 3])
+    garbage = tmp_path / f"garbage{shipped.suffix}"
+    garbage.write_bytes(b"\x00not a model" * 50)
+    for path in (truncated, garbage, tmp_path / "missing"):
+        with pytest.raises(ModelLoadError, match=str(path.name)):
+            build(path)
+
+
+def test_a_tflite_that_is_not_blazeface_is_refused(tiny_int8_model) -> None:
+    with pytest.raises(ModelLoadError, match="not a BlazeFace short-range model"):
+        BlazeFaceDetector(tiny_int8_model)
+
+
+def test_blazeface_anchors_and_decoding() -> None:
+    anchors = blazeface.ssd_anchors()
+    assert anchors.shape == (blazeface.NUM_ANCHORS, 2) and anchors.min() > 0 and anchors.max() < 1
+    assert np.allclose(anchors[0], (0.5 / 16, 0.5 / 16)) and np.allclose(anchors[-1], (7.5 / 8, 7.5 / 8))
+    regressors = np.zeros((1, 16), np.float32)
+    regressors[0, 2:4] = 32.0  # a 32 px box at the anchor, keypoints 8 px right of it
+    regressors[0, 4::2] = 8.0
+    row = blazeface.decode(regressors, np.array([[0.5, 0.5]], np.float32))[0]
+    assert np.allclose(row[:4], (0.375, 0.375, 0.625, 0.625))
+    assert np.allclose(row[4::2], 0.5625) and np.allclose(row[5::2], 0.5)
+
+
+def test_weighted_nms_merges_one_face_and_keeps_two() -> None:
+    rows = np.zeros((3, 16))
+    rows[:, :4] = [(0.1, 0.1, 0.3, 0.3), (0.12, 0.1, 0.32, 0.3), (0.6, 0.6, 0.8, 0.8)]
+    kept = blazeface.weighted_nms(rows, np.array([0.9, 0.9, 0.7]), 0.3)
+    assert [score for _, score in kept] == [0.9, 0.7]
+    assert np.allclose(kept[0][0][:4], (0.11, 0.1, 0.31, 0.3))
