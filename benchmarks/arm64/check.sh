@@ -18,7 +18,7 @@ git, python3 with pip, and access to a Debian mirror and the Python package inde
 
   --cache DIR    the arm64 root, the aarch64 wheels and the x86-64 reference venv, reused by the
                  next run (default: ~/.cache/feredge-arm64, or $XDG_CACHE_HOME/feredge-arm64)
-  --image PHOTO  a photo with a face (default: demo/examples/face.png, a drawn face; pass a real photo)
+  --image PHOTO  a photo with a face (default: demo/examples/astronaut.png, NASA, public domain)
   --ref GIT_REF  the commit the wheel is built from (default: HEAD; uncommitted changes are left out)
   --cpu NAME     the CPU to emulate, with a matching /proc/cpuinfo: cortex-a72 (Raspberry Pi 4) or
                  cortex-a76 (Raspberry Pi 5); repeat it for both (default: both)
@@ -34,7 +34,7 @@ EOF
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 here=$repo/benchmarks/arm64
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/feredge-arm64
-image=$repo/demo/examples/face.png
+image=$repo/demo/examples/astronaut.png
 ref=HEAD
 cpus=()
 extra=()
@@ -71,7 +71,7 @@ done
 for tool in debootstrap qemu-aarch64-static dpkg-deb git python3; do
   command -v "$tool" >/dev/null || usage_error "$tool is not installed (apt-get install debootstrap qemu-user-static git python3-pip)"
 done
-git -C "$repo" rev-parse --verify --quiet "$ref^{commit}" >/dev/null || usage_error "--ref: no commit '$ref' in $repo"
+commit=$(git -C "$repo" rev-parse --verify --quiet "$ref^{commit}") || usage_error "--ref: no commit '$ref' in $repo"
 
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
@@ -97,7 +97,7 @@ result() { # PASS|FAIL, what was checked, detail
 versions() {
   echo
   echo "date:        $(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "feredge:     ${wheel_name:-(no wheel)} from $ref = $(git -C "$repo" rev-parse --short "$ref")"
+  echo "feredge:     ${wheel_name:-(no wheel)} from $ref = ${commit:0:12}"
   if ((${#extra[@]})); then
     echo "also asked:  ${extra[*]}"
   fi
@@ -180,7 +180,7 @@ build_root() {
 
 build_wheel() {
   mkdir "$work/src" "$work/dist"
-  git -C "$repo" archive --format=tar "$ref" | tar -C "$work/src" -xf -
+  git -C "$repo" archive --format=tar "$commit" | tar -C "$work/src" -xf -
   python3 -m pip wheel --no-deps --wheel-dir "$work/dist" "$work/src"
 }
 
