@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("feredge.convert.cli", "int8/fp16/dynamic/fp32 TFLite or ONNX with metadata inside, accuracy-gated"),
     "predict": ("feredge.edge.predict_cli", "emotions of the faces in images or folders (table or JSON lines)"),
     "video": ("feredge.edge.video_cli", "emotions in a video file, camera or stream, smoothed per tracked face"),
+    "evaluate-photos": (
+        "feredge.benchmarks.photos_cli",
+        "detectors x framings x models on whole photos in class folders: found-rate, accuracy, F1; group recall",
+    ),
     "bench": ("feredge.benchmarks.cli", "latency, size, memory and macro-F1 of models (and peers) side by side"),
     "demo": ("feredge.demo.cli", "web demo (Gradio) and REST POST /predict on this device, on the edge runtime"),
     "info": ("feredge.edge.info_cli", "what feredge finds on this device: versions, interpreter, CPU, models, latency"),

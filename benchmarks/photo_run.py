@@ -1,0 +1,217 @@
+"""One ``feredge evaluate-photos`` run: photos, detectors, framings, models and peers in one record.
+
+Every detector runs once per photo and every row reuses those faces, so rows differ only in what they
+vary. Timings run with ``threads`` interpreter and OpenCV threads; the load average is recorded at
+the start and the end, since a busy machine makes every millisecond an upper bound.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from feredge import __version__
+from feredge.benchmarks import groups
+from feredge.benchmarks.latency import opencv_threads, summarize
+from feredge.benchmarks.machine import load_average
+from feredge.benchmarks.photos import (
+    Framing,
+    Photo,
+    best_rows,
+    evaluate_grid,
+    load_photos,
+    run_detector,
+    score_row,
+)
+from feredge.edge.decode import decode_image
+from feredge.edge.detectors import DETECTORS, detect_faces, make_detector
+from feredge.edge.model import EmotionModel, load_model
+
+log = logging.getLogger(__name__)
+
+FRAME_FACE_SIDE = 120.0  # the face of the timed 640x480 frame, in pixels
+FRAME_WARMUP = 3
+
+
+@dataclass(frozen=True)
+class PhotoSettings:
+    data: str
+    models: tuple[str, ...] = ()
+    detectors: tuple[str, ...] = ("haar", "yunet", "blazeface")
+    margins: tuple[float, ...] = (0.0,)
+    offsets: tuple[float, ...] = (0.0,)
+    align: bool = False
+    peers: tuple[str, ...] = ()
+    min_face: int | None = None  # None: each detector's own
+    groups: int = 0
+    frames: int = 50
+    extra: tuple[str, ...] = ()
+    threads: int = 1
+    seed: int = 0
+
+
+def run_photos(settings: PhotoSettings) -> dict[str, Any]:
+    """The JSON-ready record that ``photo_report`` renders."""
+    started = load_average()
+    photos = load_photos(settings.data)
+    models = _load_models(settings)
+    with opencv_threads(settings.threads):
+        detectors = {name: make_detector(name, min_face=settings.min_face) for name in settings.detectors}
+        detections = [run_detector(name, detector, photos) for name, detector in detectors.items()]
+        margins = _with_metadata_framings(settings, models)
+        rows = evaluate_grid(photos, models, detections, *margins, settings.align)
+        _mark_defaults(rows, models)
+        peer = _fer_peer(photos, settings.threads) if "fer" in settings.peers else None
+        if peer is not None:
+            rows.append(peer[0])
+        finders = {**detectors, **({"fer": peer[1]} if peer else {})}
+        group = _groups(settings, photos, finders) if settings.groups else None
+        frames = _frame_rates(settings, photos, detectors, models, rows, peer)
+    return {
+        "feredge": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": {"start": started, "end": load_average()},
+        "settings": asdict(settings),
+        "photos": {"path": str(settings.data), "count": len(photos), "classes": _class_counts(photos)},
+        "rows": rows,
+        "best": best_rows(rows),
+        "groups": group,
+        "frames": frames,
+    }
+
+
+def _load_models(settings: PhotoSettings) -> dict[str, EmotionModel]:
+    from feredge.edge.artifacts import display_names
+
+    if not settings.models:
+        model = load_model(threads=settings.threads)
+        return {Path(model.name).stem: model}
+    names = display_names(list(settings.models))
+    return {name: load_model(path, threads=settings.threads) for name, path in zip(names, settings.models, strict=True)}
+
+
+def _with_metadata_framings(settings: PhotoSettings, models: dict[str, EmotionModel]) -> tuple[list, list]:
+    """The grid's margins and offsets, plus each model's own (metadata) framing of every detector."""
+    margins, offsets = list(settings.margins), list(settings.offsets)
+    for model in models.values():
+        for detector in settings.detectors:
+            margin, offset = model.metadata.framing_for(detector)
+            margins += [] if margin in margins else [margin]
+            offsets += [] if offset in offsets else [offset]
+    return margins, offsets
+
+
+def _mark_defaults(rows: list[dict[str, Any]], models: dict[str, EmotionModel]) -> None:
+    """``default``: the row the runtime would serve (the model's metadata framing, no alignment)."""
+    for row in rows:
+        margin, offset = models[row["model"]].metadata.framing_for(row["detector"])
+        row["default"] = not row["align"] and (row["margin"], row["offset"]) == (margin, offset)
+
+
+def _fer_peer(photos: list[Photo], threads: int) -> tuple[dict[str, Any], Any, EmotionModel]:
+    """fer's whole pipeline as one row, and its detector and model (for the proxy and the frame rates)."""
+    from feredge.benchmarks.fer_pipeline import NAME, fer_crop, fer_pipeline
+
+    detector, model = fer_pipeline(threads)
+    detections = run_detector(NAME, detector, photos)
+    row = score_row(
+        model,
+        photos,
+        detections,
+        lambda image, face: fer_crop(image, face.box),
+        model="fer (tflite)",
+        framing="fer: square +10 px",
+        margin=None,
+        offset=None,
+        align=False,
+    )
+    row["default"] = True
+    return row, detector, model
+
+
+def _class_counts(photos: list[Photo]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for photo in photos:
+        counts[photo.label] = counts.get(photo.label, 0) + 1
+    return counts
+
+
+def _consensus_detectors() -> dict[str, Any]:
+    """Every registered face finder, unrestricted by size: the consensus must not depend on the selection."""
+    return {
+        name: make_detector(name, min_face=0, max_side=4096)
+        for name, entry in DETECTORS.items()
+        if not entry.whole_image
+    }
+
+
+def _groups(settings: PhotoSettings, photos: list[Photo], detectors: dict[str, Any]) -> dict[str, Any]:
+    images = [photo.image for photo in photos] + [decode_image(path) for path in settings.extra]
+    sources, self_iou = groups.consensus_sources(images, _consensus_detectors())
+    if not sources:
+        return {"error": "no photo has a face that two detectors agree on"}
+    rng = np.random.default_rng(settings.seed)
+    canvases = [groups.compose(sources, rng) for _ in range(settings.groups)]
+    return {
+        "sources": len(sources),
+        "of_images": len(images),
+        "canvases": len(canvases),
+        "faces": sum(len(truth) for _, truth in canvases),
+        "self_iou": self_iou,
+        "rows": groups.detection_scores(detectors, canvases),
+    }
+
+
+def _frame_rates(
+    settings: PhotoSettings,
+    photos: list[Photo],
+    detectors: dict[str, Any],
+    models: dict[str, EmotionModel],
+    rows: list[dict[str, Any]],
+    peer: tuple[dict[str, Any], Any, EmotionModel] | None,
+) -> list[dict[str, Any]]:
+    """Detect + crop (or align) + classify on a 640x480 frame with one face: ms and frames/s per pipeline.
+
+    Each detector runs with the first model and that model's best framing for it on the photos.
+    """
+    sources, _ = groups.consensus_sources([photos[0].image], _consensus_detectors())
+    if not sources:
+        return []
+    frame = groups.one_face_frame(sources[0], FRAME_FACE_SIDE)
+    model_name, model = next(iter(models.items()))
+    best = {row["detector"]: row for row in best_rows([r for r in rows if r["model"] == model_name])}
+    pipelines = {}
+    for name in settings.detectors:
+        framing = Framing(best[name]["margin"], best[name]["offset"], best[name]["align"])
+
+        def crop(image, face, framing=framing, name=name):
+            return framing.crop(image, face, name, model.spec.input_size)
+
+        pipelines[name] = (detectors[name], crop, model, framing.name)
+    if peer is not None:
+        from feredge.benchmarks.fer_pipeline import fer_crop
+
+        pipelines["fer"] = (peer[1], lambda image, face: fer_crop(image, face.box), peer[2], "fer")
+    out = []
+    for name, (detector, crop, pipeline_model, framing_name) in pipelines.items():
+        times, found = [], 0
+        for i in range(FRAME_WARMUP + settings.frames):
+            start = time.perf_counter()
+            faces = detect_faces(detector, frame)
+            if faces:
+                pipeline_model.predict_crops([crop(frame, face) for face in faces])
+            if i >= FRAME_WARMUP:
+                times.append((time.perf_counter() - start) * 1000.0)
+                found = len(faces)
+        total = summarize(times)
+        out.append({"pipeline": name, "framing": framing_name, "faces": found, "ms": total, "fps": 1000 / total["p50"]})
+    fer_fps = next((row["fps"] for row in out if row["pipeline"] == "fer"), None)
+    for row in out:
+        row["x_fer"] = row["fps"] / fer_fps if fer_fps else None
+    return out

@@ -1,0 +1,203 @@
+"""Whole-photo evaluation: detector -> crop -> model on a class-folder set of real photos.
+
+Cropped-face accuracy says nothing about a photo where a detector has to find the face first and the
+crop has to look like a training crop. Here every photo goes through a detector, the largest face is
+cropped with a framing (margin and vertical offset, or landmark alignment) and classified; a photo
+where no face is found is a miss: wrong in the accuracy and counted in ``found_rate``. One run
+compares detectors x framings x models (and ``fer``'s whole pipeline), each detector running once
+per photo, so the rows differ only in what they vary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from feredge.edge.align import TEMPLATES, align_detected
+from feredge.edge.decode import IMAGE_SUFFIXES, decode_image
+from feredge.edge.detectors import Detection, detect_faces
+from feredge.edge.errors import DataError, ImageError
+from feredge.edge.labels import canonical
+from feredge.edge.metrics import classification_metrics
+from feredge.edge.model import EmotionModel
+from feredge.edge.preprocess import crop_face
+
+log = logging.getLogger(__name__)
+
+NO_FACE = "(no face)"
+ALIGN_SCALE = 2  # aligned crops are warped at twice the model's input size, then resized by the contract
+
+
+@dataclass(frozen=True)
+class Photo:
+    path: Path
+    label: str
+    image: np.ndarray
+
+
+def load_photos(root: str | Path) -> list[Photo]:
+    """Every readable image under ``root/<class>/``; unreadable files are skipped with a warning."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: photo folder not found")
+    photos, bad = [], []
+    for folder in sorted(d for d in root.iterdir() if d.is_dir()):
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            try:
+                photos.append(Photo(path, canonical(folder.name), decode_image(path)))
+            except ImageError as exc:
+                bad.append(str(exc))
+    if bad:
+        log.warning("skipped %d unreadable photo(s): %s", len(bad), "; ".join(bad[:3]))
+    if not photos:
+        raise DataError(f"{root}: no images in class folders (expected {root}/<class>/*.jpg)")
+    return photos
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How the largest face becomes a crop: a square box crop (margin, offset) or landmark alignment."""
+
+    margin: float = 0.0
+    offset: float = 0.0
+    align: bool = False
+
+    @property
+    def name(self) -> str:
+        kind = "align" if self.align else "box"
+        return f"{kind} m{self.margin:+.2f} o{self.offset:+.2f}"
+
+    def crop(self, image: np.ndarray, face: Detection, detector: str, input_size: int) -> np.ndarray:
+        if self.align:
+            return align_detected(image, detector, face.landmarks, ALIGN_SCALE * input_size, self.margin, self.offset)
+        return crop_face(image, face.box, self.margin, self.offset)
+
+
+Cropper = Callable[[np.ndarray, Detection], np.ndarray]
+
+
+@dataclass
+class Detections:
+    """The largest face per photo (None: no face) of one detector, and its milliseconds per photo."""
+
+    detector: str
+    faces: list[Detection | None]
+    ms: list[float]
+
+    @property
+    def landmarks(self) -> bool:
+        return any(face is not None and face.landmarks is not None for face in self.faces)
+
+
+def run_detector(name: str, detector: Any, photos: Sequence[Photo]) -> Detections:
+    """Detect once per photo (``detector`` offers ``detect`` or ``detect_faces``), timed one by one."""
+    faces, ms = [], []
+    for photo in photos:
+        start = time.perf_counter()
+        found = detect_faces(detector, photo.image)
+        ms.append((time.perf_counter() - start) * 1000.0)
+        faces.append(found[0] if found else None)
+    return Detections(name, faces, ms)
+
+
+def framings_for(detections: Detections, margins: Sequence[float], offsets: Sequence[float], align: bool):
+    """Box framings for every margin x offset, plus aligned ones when asked and the detector can."""
+    rows = [Framing(m, o) for m in margins for o in offsets]
+    if align and detections.landmarks and detections.detector in TEMPLATES:
+        rows += [Framing(m, o, align=True) for m in margins for o in offsets]
+    return rows
+
+
+def score_row(
+    classifier: EmotionModel, photos: Sequence[Photo], detections: Detections, crop: Cropper, **describe: Any
+) -> dict[str, Any] | None:
+    """One row: ``classifier`` on the crops ``crop`` makes of each photo's largest face; misses count as wrong.
+
+    Photos of classes the model does not know are left out (and counted); None when none is left.
+    """
+    column = {label: i for i, label in enumerate(classifier.labels)}
+    keep = [i for i, photo in enumerate(photos) if photo.label in column]
+    if not keep:
+        return None
+    found = [i for i in keep if detections.faces[i] is not None]
+    predicted = np.full(len(photos), len(classifier.labels))  # the "no face" column
+    if found:
+        start = time.perf_counter()
+        probs = classifier.predict_crops([crop(photos[i].image, detections.faces[i]) for i in found])
+        classify_ms = (time.perf_counter() - start) * 1000.0 / len(found)
+        predicted[found] = probs.argmax(1)
+    else:
+        classify_ms = 0.0
+    truth = np.array([column[photos[i].label] for i in keep])
+    labels = (*classifier.labels, NO_FACE)
+    metrics = classification_metrics(truth, predicted[keep], labels)
+    predicted_counts = np.bincount(predicted[keep], minlength=len(labels))
+    true_counts = np.bincount(truth, minlength=len(labels))
+    return {
+        **describe,
+        "detector": detections.detector,
+        "photos": len(keep),
+        "left_out": len(photos) - len(keep),
+        "found": len(found),
+        "found_rate": len(found) / len(keep),
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "f1": {label: metrics["per_class"][label]["f1"] for label in classifier.labels},
+        "predicted": {label: int(n) for label, n in zip(labels, predicted_counts, strict=True)},
+        "truth": {label: int(n) for label, n in zip(labels, true_counts, strict=True)},
+        "detect_ms": float(np.mean([detections.ms[i] for i in keep])),
+        "classify_ms": classify_ms,
+        "confusion_matrix": metrics["confusion_matrix"],
+        "labels": list(labels),
+    }
+
+
+def evaluate_grid(
+    photos: Sequence[Photo],
+    models: dict[str, EmotionModel],
+    detections: Sequence[Detections],
+    margins: Sequence[float],
+    offsets: Sequence[float],
+    align: bool,
+) -> list[dict[str, Any]]:
+    """Every model x detector x framing, as rows of ``score_row``."""
+    rows = []
+    for model_name, model in models.items():
+        for found in detections:
+            for framing in framings_for(found, margins, offsets, align):
+
+                def crop(image, face, framing=framing, found=found, model=model):
+                    return framing.crop(image, face, found.detector, model.spec.input_size)
+
+                row = score_row(
+                    model,
+                    photos,
+                    found,
+                    crop,
+                    model=model_name,
+                    framing=framing.name,
+                    margin=framing.margin,
+                    offset=framing.offset,
+                    align=framing.align,
+                )
+                if row is not None:
+                    rows.append(row)
+                    log.info("%-12s %-10s %-18s acc %.3f", model_name, found.detector, framing.name, row["accuracy"])
+    return rows
+
+
+def best_rows(rows: Sequence[dict[str, Any]], key: str = "detector") -> list[dict[str, Any]]:
+    """The most accurate row per model and ``key`` (ties: higher macro-F1), in first-seen order."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        group = (row["model"], row[key])
+        current = best.get(group)
+        if current is None or (row["accuracy"], row["macro_f1"]) > (current["accuracy"], current["macro_f1"]):
+            best[group] = row
+    return list(best.values())

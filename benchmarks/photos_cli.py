@@ -1,0 +1,91 @@
+"""``feredge evaluate-photos``: detectors x framings x models on a class-folder set of whole photos.
+
+    feredge evaluate-photos ../shared/data/jaffe --models a.tflite b.tflite --detectors haar yunet \\
+        --margins -0.1 0 0.1 --offsets 0 0.05 --align --peer fer --groups 40 --out photo-results
+
+Each photo goes through a detector; its largest face is cropped and classified; a photo without a
+face is a miss. Reports found-rate, accuracy, macro-F1, per-class F1 and predicted-class counts per
+row; ``--groups N`` adds detector recall, false boxes and ms per frame on N composed group canvases;
+``--peer fer`` adds fer's own pipeline. Only argparse is imported here (``feredge`` builds its parser
+from every command module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from feredge.edge.cli_options import add_threads_option, non_negative_int, positive_int, run_main
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = "photo-results"
+DEFAULT_MARGINS = (-0.2, -0.1, 0.0, 0.1, 0.2, 0.3)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from feredge.edge.detectors import DEFAULT_MIN_FACE, detector_names
+
+    parser.add_argument("data", help="folder of class folders of whole photos (e.g. ../shared/data/jaffe)")
+    parser.add_argument("--models", nargs="+", default=[], metavar="MODEL", help="models (default: the shipped one)")
+    finders = detector_names(finds_faces=True)
+    parser.add_argument(
+        "--detectors", nargs="+", choices=finders, default=list(finders), help="detectors (default: all)"
+    )
+    parser.add_argument("--margins", nargs="+", type=float, default=list(DEFAULT_MARGINS), metavar="M")
+    parser.add_argument("--offsets", nargs="+", type=float, default=[0.0], metavar="O", help="crop moved down")
+    parser.add_argument("--align", action="store_true", help="also align faces by their landmarks")
+    parser.add_argument("--peer", action="append", default=[], choices=["fer"], help="add fer's whole pipeline")
+    parser.add_argument(
+        "--min-face",
+        type=non_negative_int,
+        default=DEFAULT_MIN_FACE,
+        metavar="PX",
+        help="smallest face side (default: each detector's own: haar 32, learned ones 0)",
+    )
+    parser.add_argument("--groups", type=non_negative_int, default=0, metavar="N", help="group-proxy canvases")
+    parser.add_argument("--frames", type=positive_int, default=50, help="timed 640x480 one-face frames")
+    parser.add_argument("--extra", nargs="*", default=[], metavar="IMAGE", help="more one-face photos for --groups")
+    add_threads_option(parser, "interpreter and OpenCV threads (default: 1)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from feredge.benchmarks.photo_report import format_text, write_outputs
+    from feredge.benchmarks.photo_run import PhotoSettings, run_photos
+    from feredge.edge.outputs import check_writable_dir
+
+    check_writable_dir(args.out, "photo evaluation results")
+    settings = PhotoSettings(
+        data=args.data,
+        models=tuple(args.models),
+        detectors=tuple(dict.fromkeys(args.detectors)),
+        margins=tuple(args.margins),
+        offsets=tuple(args.offsets),
+        align=args.align,
+        peers=tuple(args.peer),
+        min_face=args.min_face,
+        groups=args.groups,
+        frames=args.frames,
+        extra=tuple(args.extra),
+        threads=args.threads or 1,
+    )
+    results = run_photos(settings)
+    written = write_outputs(results, args.out)
+    print(format_text(results))
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="feredge evaluate-photos", description=__doc__.splitlines()[0])
+    configure(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return run_main("feredge evaluate-photos", run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""``feredge evaluate-photos``: whole photos through detector -> crop -> model, misses counted, reports written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from feredge import cli
+from feredge.benchmarks import groups
+from feredge.benchmarks.photos import NO_FACE
+from feredge.edge.cli_options import EXIT_USER_ERROR
+from feredge.edge.detectors import make_detector
+
+pytestmark = pytest.mark.edge
+
+ASTRONAUT = Path("/work/shared/data/examples/astronaut.png")  # a real photo of one face
+
+
+@pytest.fixture(scope="module")
+def photo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """happy/ and sad/: the real face, one of them mirrored; neutral/: a blank photo and a noise photo."""
+    if not ASTRONAUT.is_file():
+        pytest.skip(f"{ASTRONAUT} not present")
+    root = tmp_path_factory.mktemp("photos")
+    face = cv2.imread(str(ASTRONAUT))
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    for label, images in {
+        "happy": [face],
+        "sad": [cv2.flip(face, 1)],
+        "neutral": [np.zeros((256, 256, 3), np.uint8), noise],
+    }.items():
+        (root / label).mkdir()
+        for i, image in enumerate(images):
+            cv2.imwrite(str(root / label / f"{i}.png"), image)
+    (root / "happy" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_evaluate_photos_reports_found_rate_accuracy_f1_and_confusion(photo_set, tiny_int8_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["evaluate-photos", str(photo_set), "--models", str(tiny_int8_model), "--detectors", "haar", "yunet"]
+    argv += ["--margins", "0", "0.1", "--offsets", "0", "--align", "--frames", "1", "--out", str(out)]
+    assert cli.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["photos"]["count"] == 4 and results["photos"]["classes"] == {"happy": 1, "neutral": 2, "sad": 1}
+    rows = results["rows"]
+    assert {(r["detector"], r["framing"]) for r in rows} == {
+        ("haar", "box m+0.00 o+0.00"),
+        ("haar", "box m+0.10 o+0.00"),
+        ("yunet", "box m+0.00 o+0.00"),
+        ("yunet", "box m+0.10 o+0.00"),
+        ("yunet", "align m+0.00 o+0.00"),
+        ("yunet", "align m+0.10 o+0.00"),
+    }
+    for row in rows:
+        assert row["photos"] == 4 and row["found"] == 2 and row["found_rate"] == 0.5
+        assert row["predicted"][NO_FACE] == 2  # the blank and the noise photo are misses ...
+        assert row["truth"]["neutral"] == 2 and row["predicted"]["neutral"] == 0  # ... and wrong
+        assert row["accuracy"] <= 0.5 and 0.0 <= row["macro_f1"] <= 1.0
+        assert set(row["f1"]) >= {"happy", "sad", "neutral"}
+        matrix = np.array(row["confusion_matrix"])
+        assert matrix.shape == (len(row["labels"]), len(row["labels"])) and matrix.sum() == 4
+        assert matrix[row["labels"].index("neutral"), row["labels"].index(NO_FACE)] == 2
+    assert [r["default"] for r in rows if r["detector"] == "haar"] == [False, True]  # metadata margin 0.1
+    markdown = (out / "results.md").read_text()
+    assert "Per-class F1" in markdown and "no face" in markdown and "Confusion matrix" in markdown
+    printed = capsys.readouterr().out
+    assert "Best framing per model and detector" in printed and "2/4" in printed
+
+
+def test_evaluate_photos_on_a_missing_folder_is_one_clear_line(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    code = cli.main(["evaluate-photos", str(missing), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_USER_ERROR
+    assert err == f"feredge evaluate-photos: error: {missing}: photo folder not found"
+
+
+def test_evaluate_photos_without_images_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / "happy").mkdir()
+    assert cli.main(["evaluate-photos", str(tmp_path), "--out", str(tmp_path / "out")]) == EXIT_USER_ERROR
+    assert "no images in class folders" in capsys.readouterr().err
+
+
+def test_group_proxy_matching_counts_hits_and_false_boxes() -> None:
+    truth = [np.array([0, 0, 100, 100]), np.array([200, 200, 260, 260])]
+    found = [np.array([10, 5, 105, 100]), np.array([400, 400, 450, 450]), np.array([0, 0, 90, 100])]
+    hit, false = groups.match(truth, found)
+    assert hit == [True, False] and false == 2  # one box per face: the second box on face 1 is false
+
+
+def test_group_canvases_hold_faces_where_their_boxes_say(photo_set) -> None:
+    face = cv2.imread(str(photo_set / "happy" / "0.png"))
+    source = groups.Source(face, np.array([178.0, 63.0, 268.0, 176.0]))
+    canvas, truth = groups.compose([source], np.random.default_rng(0), max_faces=3)
+    assert canvas.shape == (480, 640, 3) and 1 <= len(truth) <= 3
+    hit, _ = groups.match(truth, [groups.corners(box) for box in make_detector("yunet").detect(canvas)])
+    assert sum(hit) >= len(truth) - 1
