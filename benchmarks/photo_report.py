@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +127,32 @@ def _min_face(value: int | None) -> str:
     return "each detector's own" if value is None else f"{value} px"
 
 
+def command_line(settings: dict[str, Any]) -> str:
+    """The ``feredge evaluate-photos`` command that repeats a run with these settings."""
+    parts = ["feredge evaluate-photos", shlex.quote(settings["data"])]
+    if settings["models"]:
+        parts += ["--models", *map(shlex.quote, settings["models"])]
+    parts += ["--detectors", *settings["detectors"]]
+    parts += ["--margins", *(f"{m:g}" for m in settings["margins"])]
+    parts += ["--offsets", *(f"{o:g}" for o in settings["offsets"])]
+    parts += ["--align"] if settings["align"] else []
+    parts += [f"--peer {peer}" for peer in settings["peers"]]
+    parts += [] if settings["min_face"] is None else [f"--min-face {settings['min_face']}"]
+    parts += [f"--max-side {settings['max_side']}", f"--groups {settings['groups']}", f"--frames {settings['frames']}"]
+    parts += ["--extra", *map(shlex.quote, settings["extra"])] if settings["extra"] else []
+    parts += [f"--threads {settings['threads']}"]
+    return " ".join(parts)
+
+
 def _header(results: dict[str, Any]) -> list[str]:
     photos, load, settings = results["photos"], results["load_average"], results["settings"]
     return [
+        f"{results['created']}, feredge {results['feredge']}: `{command_line(settings)}`",
         f"photos: {photos['path']} ({photos['count']}: "
         + ", ".join(f"{k} {v}" for k, v in photos["classes"].items())
         + ")",
-        f"threads {settings['threads']}, min face {_min_face(settings['min_face'])}; load average "
+        f"threads {settings['threads']}, min face {_min_face(settings['min_face'])}, detection on copies of at most "
+        f"{settings['max_side']} px; load average "
         f"{load['start']} -> {load['end']} (timings on a busy machine are upper bounds)",
         "A photo without a face is a miss: wrong in the accuracy. Largest face scored.",
     ]

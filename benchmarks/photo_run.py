@@ -30,7 +30,7 @@ from feredge.benchmarks.photos import (
     score_row,
 )
 from feredge.edge.decode import decode_image
-from feredge.edge.detectors import DETECTORS, detect_faces, make_detector
+from feredge.edge.detectors import DEFAULT_MAX_SIDE, DETECTORS, detect_faces, make_detector
 from feredge.edge.model import EmotionModel, load_model
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class PhotoSettings:
     align: bool = False
     peers: tuple[str, ...] = ()
     min_face: int | None = None  # None: each detector's own
+    max_side: int = DEFAULT_MAX_SIDE
     groups: int = 0
     frames: int = 50
     extra: tuple[str, ...] = ()
@@ -62,7 +63,8 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
     photos = load_photos(settings.data)
     models = _load_models(settings)
     with opencv_threads(settings.threads):
-        detectors = {name: make_detector(name, min_face=settings.min_face) for name in settings.detectors}
+        sizes = {"min_face": settings.min_face, "max_side": settings.max_side}
+        detectors = {name: make_detector(name, **sizes) for name in settings.detectors}
         detections = [run_detector(name, detector, photos) for name, detector in detectors.items()]
         margins = _with_metadata_framings(settings, models)
         rows = evaluate_grid(photos, models, detections, *margins, settings.align)

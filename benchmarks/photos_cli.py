@@ -26,7 +26,7 @@ DEFAULT_MARGINS = (-0.2, -0.1, 0.0, 0.1, 0.2, 0.3)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from feredge.edge.detectors import DEFAULT_MIN_FACE, detector_names
+    from feredge.edge.detectors import DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, detector_names
 
     parser.add_argument("data", help="folder of class folders of whole photos (e.g. ../shared/data/jaffe)")
     parser.add_argument("--models", nargs="+", default=[], metavar="MODEL", help="models (default: the shipped one)")
@@ -44,6 +44,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MIN_FACE,
         metavar="PX",
         help="smallest face side (default: each detector's own: haar 32, learned ones 0)",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=positive_int,
+        default=DEFAULT_MAX_SIDE,
+        metavar="PX",
+        help=f"detectors run on a copy no larger than this (default: {DEFAULT_MAX_SIDE})",
     )
     parser.add_argument("--groups", type=non_negative_int, default=0, metavar="N", help="group-proxy canvases")
     parser.add_argument("--frames", type=positive_int, default=50, help="timed 640x480 one-face frames")
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         align=args.align,
         peers=tuple(args.peer),
         min_face=args.min_face,
+        max_side=args.max_side,
         groups=args.groups,
         frames=args.frames,
         extra=tuple(args.extra),
