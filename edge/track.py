@@ -4,7 +4,10 @@ Each tracked face keeps an exponential moving average of its scores, so a label 
 the evidence holds for a few frames instead of flickering with every frame's noise. Each track also
 keeps its box's velocity: a face the detector misses for a few frames (turned away, or hidden while
 another face passes in front of it) is matched where it should be by then, not where it was last
-seen, so it keeps its id and its smoothed scores; and two faces that cross keep theirs.
+seen, so it keeps its id and its smoothed scores; and two faces that cross keep theirs. A face that
+moved too far for its boxes to overlap (fast motion while the detector ran only every few frames,
+before the track knew its velocity) is matched by the distance of the centres instead, but only to
+a track seen in the last update: a track lost for a while is never chased across the frame.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ def _centre(box: Box) -> np.ndarray:
     return np.array([box[0] + box[2] / 2.0, box[1] + box[3] / 2.0])
 
 
+def centre_shift(a: Box, b: Box) -> float:
+    """Distance between the boxes' centres in sides of ``a`` (0: same centre)."""
+    return float(np.linalg.norm(_centre(a) - _centre(b))) / max(a[2], a[3], 1)
+
+
+def similar_size(a: Box, b: Box, ratio: float = 1.5) -> bool:
+    return max(a[2], b[2]) <= ratio * min(a[2], b[2])
+
+
 @dataclass
 class _Track:
     id: int
@@ -58,7 +70,9 @@ class FaceTracker:
 
     ``alpha`` is the weight of the newest frame (1 = no smoothing). A track that finds no face keeps
     its state, moving on at its velocity, for ``max_missed`` updates, so a face the detector drops
-    for a moment resumes its smoothed scores and its id. ``min_confidence`` labels a face whose best
+    for a moment resumes its smoothed scores and its id. Tracks and faces left without an overlap of
+    ``iou_threshold`` are paired when their centres are less than ``max_shift`` box sides apart and
+    their sizes are alike. ``min_confidence`` labels a face whose best
     smoothed score is below it ``"uncertain"``.
     """
 
@@ -69,6 +83,7 @@ class FaceTracker:
         iou_threshold: float = 0.3,
         max_missed: int = 8,
         min_confidence: float = 0.0,
+        max_shift: float = 1.0,
     ) -> None:
         if not 0.0 < alpha <= 1.0:
             raise OptionError(f"smoothing alpha must be in (0, 1], got {alpha}")
@@ -77,6 +92,7 @@ class FaceTracker:
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
         self.min_confidence = min_confidence
+        self.max_shift = max_shift
         self._tracks: list[_Track] = []
         self._ids = itertools.count(1)
 
@@ -105,6 +121,20 @@ class FaceTracker:
         used: set[int] = set()
         for overlap, ti, fi in pairs:
             if overlap < self.iou_threshold:
+                break
+            if ti not in used and fi not in track_of:
+                used.add(ti)
+                track_of[fi] = self._tracks[ti]
+        near = sorted(
+            (centre_shift(predicted, f.box), ti, fi)
+            for ti, t in enumerate(self._tracks)
+            if ti not in used and t.missed == 0  # a track unseen for a while is not chased across the frame
+            for predicted in [t.predicted(t.missed + 1)]
+            for fi, f in enumerate(faces)
+            if fi not in track_of and similar_size(predicted, f.box)
+        )
+        for shift, ti, fi in near:
+            if shift >= self.max_shift:
                 break
             if ti not in used and fi not in track_of:
                 used.add(ti)

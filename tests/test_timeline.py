@@ -263,3 +263,23 @@ def test_plot_writes_a_png_with_a_panel_per_track(tiny_int8_model, crossing, tmp
     single = [row for row in as_records(rows) if row["track_id"] == 1]
     plot_timeline(single, one)
     assert image.shape[0] > cv2.imread(str(one)).shape[0]  # two panels are taller than one
+
+
+def test_a_fast_face_keeps_its_id_between_sparse_detections_but_a_lost_track_is_not_chased():
+    from feredge.edge.recognizer import face_from_scores
+    from feredge.edge.track import FaceTracker
+
+    def face(x: int, y: int = 0):
+        return face_from_scores((x, y, 60, 60), FER2013, np.full(len(FER2013), 1 / len(FER2013), np.float32))
+
+    tracker = FaceTracker(FER2013)
+    (first,) = tracker.update([face(0)])
+    tracker.update([face(0)])  # a frame without detection: the box is carried where the track was
+    (moved,) = tracker.update([face(50)])  # detected again 0.83 sides further: no overlap left
+    assert moved.track_id == first.track_id
+    tracker = FaceTracker(FER2013)
+    (first,) = tracker.update([face(0)])
+    tracker.update([])
+    tracker.update([])
+    (other,) = tracker.update([face(50, 10)])
+    assert other.track_id != first.track_id
