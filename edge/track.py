@@ -70,10 +70,10 @@ class FaceTracker:
 
     ``alpha`` is the weight of the newest frame (1 = no smoothing). A track that finds no face keeps
     its state, moving on at its velocity, for ``max_missed`` updates, so a face the detector drops
-    for a moment resumes its smoothed scores and its id. Tracks and faces left without an overlap of
-    ``iou_threshold`` are paired when their centres are less than ``max_shift`` box sides apart and
-    their sizes are alike. ``min_confidence`` labels a face whose best
-    smoothed score is below it ``"uncertain"``.
+    for a moment resumes its smoothed scores and its id. A track seen in the last update and a face
+    left without an overlap of ``iou_threshold`` are paired when their centres are less than
+    ``max_shift`` box sides apart and their sizes are alike. ``min_confidence`` labels a face whose
+    best smoothed score is below it ``"uncertain"``.
     """
 
     def __init__(
