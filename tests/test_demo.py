@@ -17,7 +17,7 @@ import pytest
 from test_edge_images import png_header
 
 from feredge import cli
-from feredge.demo import example_images
+from feredge.demo import EXAMPLES_DIR
 from feredge.demo.app import predict_frame
 from feredge.demo.service import (
     MAX_UPLOAD_BYTES,
@@ -93,8 +93,7 @@ def test_service_finds_faces_labels_and_stage_timings(service: DemoService, face
 
 
 def test_detector_none_treats_the_whole_image_as_a_face(service: DemoService) -> None:
-    sky = example_images()[1]
-    assert sky.name == "no_face.png"
+    sky = EXAMPLES_DIR / "no_face.png"
     assert service.analyze(sky.read_bytes()).faces == []
     faces = service.analyze(sky.read_bytes(), detector="none").faces
     assert len(faces) == 1 and faces[0].box == (0, 0, 240, 180)
@@ -208,7 +207,8 @@ def test_gradio_client_calls_the_predict_api(demo_server, face_drawer, tmp_path:
 
     _, status, record, *_ = client.predict(handle_file(str(junk)), "float16", "haar", 1, api_name="/predict")
     assert status.startswith("**Error:** junk.jpg: truncated image file") and "error" in record
-    _, status, *_ = client.predict(handle_file(str(example_images()[1])), "int8", "haar", 2, api_name="/predict")
+    sky = handle_file(str(EXAMPLES_DIR / "no_face.png"))
+    _, status, *_ = client.predict(sky, "int8", "haar", 2, api_name="/predict")
     assert status.startswith("**No face found.**")
 
 
