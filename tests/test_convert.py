@@ -186,22 +186,25 @@ def test_every_other_format_converts_with_metadata_and_shrinks(int8_run, float_r
     assert 0.9 < sizes["onnx"] / sizes["fp32"] < 1.1
 
 
-def test_gate_rejection_exits_nonzero_and_keeps_no_final_artefact(run_dir, tmp_path):
-    stale = tmp_path / "model_fp32.tflite"
-    stale.write_bytes(b"from an earlier conversion")
+def test_gate_rejection_exits_nonzero_and_keeps_an_earlier_passing_artefact(run_dir, tmp_path):
+    earlier = tmp_path / "model_fp32.tflite"
+    earlier.write_bytes(b"from an earlier conversion")
     code, stdout, stderr = convert_cli(str(run_dir), "--format", "fp32", "--max-f1-drop", "-1", "--out", str(tmp_path))
     assert code == 2
     assert "accuracy gate" in stderr and "model_fp32.REJECTED.tflite" in stderr
-    assert not stale.exists()
+    assert "model_fp32.tflite is from an earlier conversion that passed the gate, not from this run" in stderr
+    assert earlier.read_bytes() == b"from an earlier conversion"
     rejected = tmp_path / "model_fp32.REJECTED.tflite"
     assert read_tflite_metadata(rejected.read_bytes()).format == "tflite-fp32"
     data = report(tmp_path / "model_fp32.report.json")
     assert data["status"] == "rejected" and not data["passed"] and data["artefact"] == str(rejected)
     assert "| fp32 | rejected |" in stdout
+    assert data["earlier_artefact"] == str(earlier)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "model_fp32.REJECTED.tflite",
         "model_fp32.report.json",
         "model_fp32.report.md",
+        "model_fp32.tflite",
     ]
 
 
