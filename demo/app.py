@@ -1,4 +1,5 @@
-"""The Gradio Blocks UI: an image, webcam snapshot or live webcam in; boxes, labels and charts out.
+"""The Gradio Blocks UI: an image, webcam snapshot or live webcam in, boxes, labels and charts out; or a
+short clip in, the annotated video, each face's emotions over time and the timeline CSV out.
 
 The upload handler runs with ``preprocess=False``: it gets the uploaded file itself, not a PIL
 decode of it, so a non-image or truncated file reaches ``DemoService`` and comes back as the same
@@ -17,6 +18,8 @@ import numpy as np
 from fastapi import FastAPI
 
 from feredge.demo import example_images
+from feredge.demo.clips import IDLE_MESSAGE as VIDEO_IDLE_MESSAGE
+from feredge.demo.clips import MAX_CLIP_SECONDS, analyze_clip, human_size
 from feredge.demo.service import Analysis, DemoService
 from feredge.edge.draw import annotate
 from feredge.edge.errors import FeredgeError
@@ -28,7 +31,9 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], fon
 
 
 def build_blocks(service: DemoService) -> gr.Blocks:
-    """The demo page; its image handler is exposed to ``gradio_client`` as ``/predict``."""
+    """The demo page: shared model, detector and thread controls, then an Image tab (upload, webcam
+    snapshot or live webcam; exposed to ``gradio_client`` as ``/predict``) and a Video tab (a short
+    clip; ``/analyze_video``)."""
     examples = example_images()
     with gr.Blocks(title="feredge demo", analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
         gr.Markdown(
@@ -36,8 +41,20 @@ def build_blocks(service: DemoService) -> gr.Blocks:
             "Runs on this device with the TFLite runtime. REST: `POST /predict` with an image in field `file`."
         )
         with gr.Row():
+            model = gr.Dropdown(list(service.models), value=service.default_model, label="Model")
+            detector = gr.Radio(
+                list(service.detectors),
+                value=service.default_detector,
+                label="Face detector",
+                info="none: the whole image is one face crop",
+            )
+            threads = gr.Slider(
+                1, service.max_threads, value=service.default_threads, step=1, label="Interpreter threads"
+            )
+        controls = [model, detector, threads]
+        with gr.Tab("Image", elem_id="tab-image"), gr.Row():
             with gr.Column():
-                with gr.Tab("Image"):
+                with gr.Tab("Upload or snapshot"):
                     image = gr.Image(
                         label="Image (upload, webcam snapshot or paste)",
                         type="filepath",
@@ -48,16 +65,6 @@ def build_blocks(service: DemoService) -> gr.Blocks:
                         gr.Examples([[str(p)] for p in examples], inputs=image, cache_examples=False)
                 with gr.Tab("Live webcam"):
                     live = gr.Image(label="Webcam stream", sources=["webcam"], streaming=True, elem_id="live-image")
-                model = gr.Dropdown(list(service.models), value=service.default_model, label="Model")
-                detector = gr.Radio(
-                    list(service.detectors),
-                    value=service.default_detector,
-                    label="Face detector",
-                    info="none: the whole image is one face crop",
-                )
-                threads = gr.Slider(
-                    1, service.max_threads, value=service.default_threads, step=1, label="Interpreter threads"
-                )
                 button = gr.Button("Analyze", variant="primary")
             with gr.Column():
                 annotated = gr.Image(label="Faces", interactive=False, elem_id="annotated")
@@ -65,8 +72,9 @@ def build_blocks(service: DemoService) -> gr.Blocks:
                 charts = [gr.Label(visible=False, elem_id=f"face-{i}") for i in range(1, MAX_CHARTS + 1)]
                 with gr.Accordion("JSON (as POST /predict returns it)", open=False):
                     record = gr.JSON(label="Result")
+        with gr.Tab("Video", elem_id="tab-video"):
+            build_video_tab(service, *controls)
         outputs = [annotated, status, record, *charts]
-        controls = [model, detector, threads]
         gr.on(
             [image.change, button.click, model.change, detector.change, threads.release],
             partial(predict_upload, service),
@@ -156,3 +164,60 @@ def _message(text: str, record: dict | None = None) -> tuple:
 
 def _hidden_charts(count: int) -> list[gr.Label]:
     return [gr.Label(value=None, visible=False) for _ in range(count)]
+
+
+def build_video_tab(service: DemoService, model: gr.Dropdown, detector: gr.Radio, threads: gr.Slider) -> None:
+    """The Video tab's components and its handler (``/analyze_video``), inside the page's ``gr.Blocks``."""
+    with gr.Row():
+        with gr.Column():
+            clip = gr.Video(
+                label=f"Clip (up to {MAX_CLIP_SECONDS:g} s and {human_size(service.max_upload_bytes)})",
+                sources=["upload"],
+                elem_id="input-video",
+            )
+            detect_every = gr.Slider(
+                1, 10, value=3, step=1, label="Run the face detector every N frames", info="higher: faster"
+            )
+            button = gr.Button("Analyze video", variant="primary")
+        with gr.Column():
+            annotated = gr.Video(label="Annotated video", interactive=False, elem_id="annotated-video")
+            status = gr.Markdown(VIDEO_IDLE_MESSAGE, elem_id="video-status")
+            plot = gr.Image(label="Emotions over time", type="filepath", interactive=False, elem_id="timeline-plot")
+            table = gr.File(label="Timeline (CSV: one row per frame and face)", elem_id="timeline-csv")
+    gr.on(
+        [clip.upload, button.click],
+        partial(predict_clip, service),
+        inputs=[clip, model, detector, threads, detect_every],
+        outputs=[annotated, plot, table, status],
+        preprocess=False,
+        api_name="analyze_video",
+    )
+
+
+def predict_clip(
+    service: DemoService,
+    payload: dict[str, Any] | None,
+    model: str,
+    detector: str,
+    threads: float,
+    detect_every: float,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress bar)
+) -> tuple:
+    """Gradio handler for an uploaded clip (the raw upload record, never a converted copy)."""
+    payload = payload.get("video", payload) if payload else None  # older Gradio wraps the file
+    if not payload:
+        return None, None, None, VIDEO_IDLE_MESSAGE
+    path = Path(payload["path"])
+    name = payload.get("orig_name") or path.name
+
+    def on_progress(done: int, total: int | None) -> None:
+        if total:
+            progress((done, total), desc="frames", unit="frames")
+
+    try:
+        result = analyze_clip(service, path, name, model, detector, int(threads), int(detect_every), on_progress)
+    except FeredgeError as exc:
+        gr.Warning(str(exc))
+        return None, None, None, f"**Error:** {exc}"
+    plot = str(result.plot) if result.plot is not None else None
+    return str(result.video), plot, str(result.timeline), result.status
