@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> PageResult:
     from feredge.demo.service import DemoService, model_choices
 
     service = DemoService(model_choices(args.model))
+    service.analyze(args.image.read_bytes(), name=args.image.name)  # warm up: the page shows a steady-state latency
     with BackgroundServer(create_app(service)) as server:
         return capture(server.url, args.image, args.out, args.chromium or find_chromium())
 
