@@ -245,7 +245,13 @@ def detector_info() -> list[dict[str, Any]]:
 
     ready = set(available_detectors())
     return [
-        {"name": name, "default": name == DEFAULT_DETECTOR, "ready": name in ready, "about": entry.description}
+        {
+            "name": name,
+            "default": name == DEFAULT_DETECTOR,
+            "ready": name in ready,
+            "whole_image": entry.whole_image,
+            "about": entry.description,
+        }
         for name, entry in DETECTORS.items()
     ]
 

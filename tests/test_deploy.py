@@ -1,7 +1,7 @@
 """The deployment files: the arm64 check's command line, its JSON summaries, and the systemd unit.
 
 The arm64 check itself needs root, apt and minutes of emulation, so it is run by hand and its output
-is committed (benchmarks/results/arm64-check.txt); here only what is cheap is tested.
+is committed (benchmarks/results/arm64/); here only what is cheap is tested.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from feredge.edge.detectors import DEFAULT_DETECTOR, available_detectors, detector_names
 from feredge.edge.info_cli import collect
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`
@@ -60,6 +61,16 @@ def test_the_check_reads_what_feredge_info_writes():
     result = _run(sys.executable, SUMMARY, "info", stdin=report)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ai-edge-litert ") and "2-run latency check ran" in result.stdout
+
+
+def test_the_check_tries_each_other_ready_detector_that_finds_faces():
+    report = collect(runs=1)
+    result = _run(sys.executable, SUMMARY, "detectors", stdin=json.dumps(report))
+    assert result.returncode == 0, result.stderr
+    others = [name for name in detector_names(finds_faces=True) if name != DEFAULT_DETECTOR]
+    assert result.stdout.split() == [name for name in others if name in available_detectors()]
+    report["detectors"] = [dict(d, ready=False) for d in report["detectors"]]
+    assert _run(sys.executable, SUMMARY, "detectors", stdin=json.dumps(report)).stdout.split() == []
 
 
 def test_the_check_fails_a_predict_without_faces():

@@ -214,6 +214,12 @@ install_x86() {
   diff "$work/arm64.txt" "$work/x86.txt" # the reference must run the very same versions
 }
 
+x86_predict() { # DETECTOR: the x86-64 reference's predict summary with it, run once per check
+  local out=$logs/predict-$1-x86-64
+  [[ -s $out.json ]] || "$x86/bin/feredge" predict "$image" --detector "$1" --json >"$out.json" 2>"$out.log" || true
+  python3 "$here/summary.py" predict <"$out.json" || echo "(nothing: see $out.log)"
+}
+
 echo "feredge arm64 check: the wheel on emulated Raspberry Pi OS (Debian bookworm arm64), $(date -u +%F)"
 echo
 
@@ -293,6 +299,20 @@ for cpu in "${cpus[@]}"; do
     printf '%s\n%s\n' "$reference" "$scores" >"$logs/scores-differ-$cpu.txt"
     result FAIL "bit-identical ($cpu)" "differs from x86-64, both in $logs/scores-differ-$cpu.txt"
   fi
+
+  # The other shipped detectors (YuNet, BlazeFace) must find the face too. Whether their boxes equal
+  # x86-64's is reported, not required: their float convolutions may round differently on NEON.
+  for detector in $(python3 "$here/summary.py" detectors <"$logs/info-$cpu.json" 2>/dev/null); do
+    out=$logs/predict-$detector-$cpu
+    if arm "$cpu" "${feredge[@]}" predict "$image" --detector "$detector" --json >"$out.json" 2>"$out.log" \
+      && detail=$(python3 "$here/summary.py" predict <"$out.json"); then
+      x86_detail=$(x86_predict "$detector")
+      [[ $detail == "$x86_detail" ]] && same="as on x86-64" || same="x86-64 found $x86_detail"
+      result PASS "predict $detector ($cpu)" "$detail; $same"
+    else
+      result FAIL "predict $detector ($cpu)" "no face or an error, see $out.log and .json"
+    fi
+  done
 done
 
 finish

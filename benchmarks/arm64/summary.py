@@ -3,7 +3,9 @@
 - ``freeze``: ``name==version`` of every installed distribution but pip, for either Python;
 - ``predict``: ``feredge predict --json`` lines on stdin; fails when no face was found;
 - ``info``: ``feredge info --json`` on stdin; fails unless ai-edge-litert is the backend that loads;
-- ``scores``: a ``scores.py`` line on stdin; says how many faces were compared.
+- ``scores``: a ``scores.py`` line on stdin; says how many faces were compared;
+- ``detectors``: ``feredge info --json`` on stdin; the ready detectors besides the default that find
+  faces (not the whole-image one), one per line, for ``predict --detector``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("freeze", "predict", "info", "scores"))
+    parser.add_argument("what", choices=("freeze", "predict", "info", "scores", "detectors"))
     return parser.parse_args(argv)
 
 
@@ -48,10 +50,17 @@ def scores(text: str) -> tuple[str, bool]:
     return f"{len(json.loads(text)['faces'])} face(s)", True
 
 
+def detectors(text: str) -> tuple[str, bool]:
+    report = json.loads(text)
+    found = [d["name"] for d in report["detectors"] if d["ready"] and not d["default"] and not d.get("whole_image")]
+    return "\n".join(found), True
+
+
 def run(args: argparse.Namespace) -> tuple[str, bool]:
     if args.what == "freeze":
         return freeze()
-    return {"predict": predict, "info": info, "scores": scores}[args.what](sys.stdin.read())
+    readers = {"predict": predict, "info": info, "scores": scores, "detectors": detectors}
+    return readers[args.what](sys.stdin.read())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
