@@ -6,6 +6,8 @@
 # same wheel with the same dependency versions. Emulated timing means nothing, so none is reported.
 # shellcheck disable=SC2317 # the step functions run through `logged`, which shellcheck cannot follow
 set -euo pipefail
+# The braces make bash read the whole script before running it, so editing it mid-run is harmless.
+{
 
 usage() {
   cat <<'EOF'
@@ -316,3 +318,4 @@ for cpu in "${cpus[@]}"; do
 done
 
 finish
+}
