@@ -20,7 +20,7 @@ from typing import Any
 from feredge.convert.data import ConversionData, calibration_sample, representative_dataset
 from feredge.convert.edgetpu import compile_edgetpu
 from feredge.convert.embed import embed_metadata
-from feredge.convert.errors import CalibrationError, ConversionError, GateFailed, ParityError
+from feredge.convert.errors import CalibrationError, ConversionError, GateFailed, ParityError, PartialConversion
 from feredge.convert.formats import BuildInput, Format, variants
 from feredge.convert.gate import GateResult, compare, report_markdown, write_report
 from feredge.convert.onnx_export import DEFAULT_OPSET
@@ -242,11 +242,14 @@ def format_summary(outcomes: Sequence[Outcome]) -> str:
 
 
 def raise_for_outcomes(outcomes: Sequence[Outcome]) -> None:
-    """GateFailed when the only problems are rejections, ConversionError when anything failed."""
+    """PartialConversion when some formats passed (exit 1); else GateFailed when the only problems are
+    rejections, ConversionError when anything failed (exit 2)."""
     bad = [o for o in outcomes if o.status != OK]
     if not bad:
         return
     message = "; ".join(f"{o.name} {o.status}: {o.reason}" for o in bad)
+    if len(bad) < len(outcomes):
+        raise PartialConversion(f"{len(bad)} of {len(outcomes)} formats not written: {message}")
     if all(o.status == REJECTED for o in bad):
         raise GateFailed(f"accuracy gate: {message}")
     raise ConversionError(message)

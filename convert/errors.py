@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from feredge.edge.cli_options import PartialFailure
 from feredge.edge.errors import DataError, FeredgeError
 
 
@@ -11,6 +12,10 @@ class ConversionError(FeredgeError, RuntimeError):
 
 class GateFailed(ConversionError):
     """A converted model lost more macro-F1 than allowed; it is kept only under a ``.REJECTED`` name."""
+
+
+class PartialConversion(ConversionError, PartialFailure):
+    """Some formats failed or were rejected while others passed: exit code 1, like any partial failure."""
 
 
 class ParityError(ConversionError):

@@ -10,6 +10,7 @@ concurrent burst (caches and thread pools are full by then): its largest growth 
 port and stops it afterwards. Every request has a timeout and the whole run a time limit, so it ends.
 
     python -m feredge.demo.load_test --model model_int8.tflite
+    python -m feredge.demo.load_test --workers 1                           # one recognizer per model
     python -m feredge.demo.load_test --sequential 2000 --bad-every 4       # the soak
     python -m feredge.demo.load_test --url http://127.0.0.1:7860 --server-pid 1234
 """
@@ -50,6 +51,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--url", help="a running demo (default: start one on a free 127.0.0.1 port)")
     parser.add_argument("--model", action="append", default=[], metavar="PATH", help="model(s) of the started demo")
     parser.add_argument("--server-pid", type=positive_int, help="process whose RSS to follow when --url is given")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="--workers of the started demo (default: its own, one per core); 1 is one recognizer per model",
+    )
     parser.add_argument("--image", type=Path, default=EXAMPLES_DIR / "face.png", help="image to send")
     parser.add_argument(
         "--detector",
@@ -223,7 +230,8 @@ def _server(args: argparse.Namespace) -> Iterator[tuple[str, int | None]]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     models = [arg for path in args.model for arg in ("--model", str(path))]
-    command = [sys.executable, "-m", "feredge", "demo", "--host", "127.0.0.1", "--port", str(port), *models]
+    workers = [] if args.workers is None else ["--workers", str(args.workers)]
+    command = [sys.executable, "-m", "feredge", "demo", "--host", "127.0.0.1", "--port", str(port), *models, *workers]
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
         try:

@@ -84,7 +84,7 @@ def _png_info(data: bytes) -> ImageInfo | None:
 def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
     """(marker, payload start, payload end) of each segment from SOI on, entropy-coded scan data
     skipped (progressive JPEGs have many scans). Ends after EOI, where the data ends, or at a byte
-    that should be a marker and is not, which gives marker -1."""
+    that should be a marker and is not or a segment length below 2, which give marker -1."""
     pos = 2
     while pos + 2 <= len(data):
         if data[pos] != 0xFF:
@@ -103,6 +103,9 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
         if pos + 4 > len(data):
             return
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if length < 2:  # the length counts its own two bytes: a smaller one is corrupt, not a segment
+            yield -1, pos, pos
+            return
         end = pos + 2 + length
         yield marker, pos + 4, end
         if end > len(data):

@@ -106,6 +106,8 @@ class ModelMetadata:
             )
         if not data.get("labels"):
             raise MetadataError("metadata has no labels; pass the labels explicitly")
+        if not isinstance(data["labels"], list) or not all(isinstance(label, str) for label in data["labels"]):
+            raise MetadataError(f"metadata labels must be a list of names, got {data['labels']!r:.80}")
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["labels"] = tuple(data["labels"])

@@ -241,3 +241,23 @@ def test_data_folder_scan_counts_skipped_files(face_drawer, tmp_path, caplog):
         dataset = load_dataset(data, make_val=False)
     assert dataset.skipped[NON_IMAGE] == 1
     assert "skipped 1 bad file(s)" in caplog.text and f"1 {NON_IMAGE}" in caplog.text
+
+
+# --- 9: one exit-code rule: 0 all done, 1 some failed, 2 none done, 130 interrupted ---
+
+
+def test_convert_with_one_format_of_two_failing_is_a_partial_failure(capsys):
+    """#12.9: convert exited 2 when one format failed and another was written; predict exits 1 then."""
+    from feredge.convert.converter import FAILED, OK, REJECTED, Outcome, raise_for_outcomes
+    from feredge.edge.cli_options import run_main
+
+    def exit_code(*outcomes: Outcome) -> int:
+        return run_main("feredge convert", lambda _: raise_for_outcomes(outcomes), SimpleNamespace())
+
+    ok = Outcome("fp32", OK)
+    failed = Outcome("int8", FAILED, reason="int8 needs calibration images")
+    rejected = Outcome("fp16", REJECTED, reason="macro-F1 drop 0.1 > 0.01")
+    assert exit_code(ok) == 0
+    assert exit_code(ok, failed) == 1
+    assert "1 of 2 formats not written: int8 failed: int8 needs calibration images" in capsys.readouterr().err
+    assert exit_code(failed) == 2 and exit_code(rejected) == 2 and exit_code(failed, rejected) == 2
