@@ -1,4 +1,4 @@
-"""The deployment files: the arm64 check's command line, its JSON summaries, and the systemd unit.
+"""The deployment files: the arm64 check's command line and JSON summaries, the systemd unit, the guide's example.
 
 The arm64 check itself needs root, apt and minutes of emulation, so it is run by hand and its output
 is committed (benchmarks/results/arm64/); here only what is cheap is tested.
@@ -7,11 +7,15 @@ is committed (benchmarks/results/arm64/); here only what is cheap is tested.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from feredge.edge.detectors import DEFAULT_DETECTOR, available_detectors, detector_names
@@ -23,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHECK = REPO / "benchmarks" / "arm64" / "check.sh"
 SUMMARY = REPO / "benchmarks" / "arm64" / "summary.py"
 UNIT = REPO / "docs" / "feredge-demo.service"
+GUIDE = REPO / "docs" / "deploy.md"
 VENV_FEREDGE = "/home/pi/feredge-venv/bin/feredge"
 
 
@@ -95,3 +100,43 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path):
     unit.write_text(UNIT.read_text().replace(VENV_FEREDGE, str(stand_in)))
     result = _run("systemd-analyze", "verify", unit)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+class _CameraStopped(Exception):
+    """Ends the guide's endless capture loop after the frames given."""
+
+
+def _fake_picamera2(frames: list[np.ndarray]) -> types.ModuleType:
+    """A stand-in for Raspberry Pi's picamera2 module that yields ``frames``, then stops."""
+
+    class Picamera2:
+        def create_video_configuration(self, main: dict) -> dict:
+            assert main["format"] == "RGB888"  # B, G, R in memory: what feredge expects
+            return {"main": main}
+
+        def configure(self, config: dict) -> None:
+            self.config = config
+
+        def start(self) -> None:
+            self.started = True
+
+        def capture_array(self) -> np.ndarray:
+            if not frames:
+                raise _CameraStopped
+            return frames.pop(0)
+
+    module = types.ModuleType("picamera2")
+    module.Picamera2 = Picamera2
+    return module
+
+
+def test_the_guides_picamera2_example_runs_on_frames(monkeypatch, capsys):
+    """The guide's Python block, run as written on one BGR frame from a stand-in camera."""
+    blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
+    example = next(block for block in blocks if "Picamera2()" in block)
+    photo = cv2.imread(str(REPO / "demo" / "examples" / "astronaut.png"))
+    monkeypatch.setitem(sys.modules, "picamera2", _fake_picamera2([photo]))
+    with pytest.raises(_CameraStopped):
+        exec(compile(example, str(GUIDE), "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1 and " happy " in printed[0], printed
