@@ -48,21 +48,30 @@ def similar_size(a: Box, b: Box, ratio: float = 1.5) -> bool:
 @dataclass
 class _Track:
     id: int
-    box: Box  # where the face was last seen
+    box: Box  # where the face was last seen, or carried to on a frame without detection
     scores: np.ndarray
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre, pixels per update
     missed: int = 0
-    hits: int = 1
+    hits: int = 1  # detections
+    anchor: Box | None = None  # the last detected box: the velocity is measured from it
+    age: int = 0  # updates since ``anchor``
+
+    def __post_init__(self) -> None:
+        self.anchor = self.anchor or self.box
 
     def predicted(self, ahead: int) -> Box:
         """The box moved on by ``ahead`` updates at the track's velocity."""
         dx, dy = np.rint(self.velocity * ahead).astype(int)
         return (self.box[0] + int(dx), self.box[1] + int(dy), self.box[2], self.box[3])
 
-    def observe(self, box: Box) -> None:
-        step = (_centre(box) - _centre(self.box)) / (self.missed + 1)
-        self.velocity = step if self.hits == 1 else 0.5 * self.velocity + 0.5 * step
-        self.box, self.missed, self.hits = box, 0, self.hits + 1
+    def observe(self, box: Box, detected: bool) -> None:
+        """Matched to ``box``: a detection updates the velocity over the updates since the last
+        one; a carried box (no detection ran) only moves the track, since it is the track's own guess."""
+        if detected:
+            step = (_centre(box) - _centre(self.anchor)) / max(self.age, 1)
+            self.velocity = step if self.hits == 1 else 0.5 * self.velocity + 0.5 * step
+            self.anchor, self.age, self.hits = box, 0, self.hits + 1
+        self.box, self.missed = box, 0
 
 
 class FaceTracker:
@@ -107,8 +116,13 @@ class FaceTracker:
         to a frame without detection."""
         return [t.predicted(1) for t in self._tracks if t.missed == 0]
 
-    def update(self, faces: Sequence[Face]) -> list[Face]:
-        """The faces, in the same order, with smoothed scores, labels and ``track_id`` set."""
+    def update(self, faces: Sequence[Face], detected: bool = True) -> list[Face]:
+        """The faces, in the same order, with smoothed scores, labels and ``track_id`` set.
+
+        ``detected=False`` says the boxes are the carried ``next_boxes``, not a detector's: they
+        move the tracks without teaching them a velocity."""
+        for track in self._tracks:
+            track.age += 1
         pairs = sorted(
             (
                 (iou(t.predicted(t.missed + 1), f.box), ti, fi)
@@ -152,6 +166,6 @@ class FaceTracker:
                 self._tracks.append(track)
             else:
                 track.scores = self.alpha * scores + (1.0 - self.alpha) * track.scores
-                track.observe(face.box)
+                track.observe(face.box, detected)
             smoothed.append(face_from_scores(track.box, self.labels, track.scores, track.id, self.min_confidence))
         return smoothed

@@ -347,7 +347,7 @@ def process_video(
                 detected = summary.frames % detect_every == 0
                 carried = None if detected else [b for b in tracker.next_boxes if _inside(b, frame.shape)]
                 raw = recognizer.predict(frame, boxes=carried)
-                faces = tracker.update(raw)
+                faces = tracker.update(raw, detected)
                 summary.label_counts.update(face.label for face in faces)
                 now = time.perf_counter()
                 instant = 1.0 / max(now - last, 1e-6)  # whole loop: read, infer, draw, write

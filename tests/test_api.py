@@ -12,6 +12,7 @@ import pytest
 
 import feredge
 from feredge.cli import main
+from feredge.edge.detectors import DEFAULT_DETECTOR
 from feredge.edge.errors import OptionError
 from feredge.edge.labels import FER2013
 from feredge.edge.recognizer import UNCERTAIN, EmotionRecognizer, Face, RecognizerClosedError
@@ -83,7 +84,7 @@ def test_recognizer_is_a_context_manager_that_closes(tiny_int8_model, face_scene
     with EmotionRecognizer(tiny_int8_model, threads=1) as recognizer:
         assert len(recognizer.predict(face_scene[0])) == 2
         shown = repr(recognizer)
-    assert shown == f"EmotionRecognizer(model={tiny_int8_model.name!r}, detector='haar', threads=1)"
+    assert shown == f"EmotionRecognizer(model={tiny_int8_model.name!r}, detector={DEFAULT_DETECTOR!r}, threads=1)"
     assert repr(recognizer).endswith(", closed)")
     with pytest.raises(RecognizerClosedError, match="was closed"):
         recognizer.predict(face_scene[0])

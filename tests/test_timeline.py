@@ -35,15 +35,16 @@ COLUMNS = [
 
 
 def crossing_frames(face: np.ndarray, frames: int = FRAMES) -> list[np.ndarray]:
-    """Two drawn faces crossing: one left to right, one right to left drawn over it, so the first is
-    hidden while they overlap; the first is also absent on the ``HIDDEN`` frames."""
+    """Two drawn faces crossing: one left to right, one right to left in front of it, so the first is
+    hidden (not drawn) while they overlap by more than half; it is also absent on the ``HIDDEN`` frames."""
     width, height = SIZE
     travel = width - SIDE - 20
     out = []
     for i in range(frames):
         frame = np.full((height, width, 3), 90, np.uint8)
         step = round(i * travel / (frames - 1))
-        if i not in HIDDEN:
+        behind = abs(travel - 2 * step) < SIDE / 2
+        if i not in HIDDEN and not behind:
             frame[LEFT_Y : LEFT_Y + SIDE, 10 + step : 10 + step + SIDE] = face
         frame[RIGHT_Y : RIGHT_Y + SIDE, 10 + travel - step : 10 + travel - step + SIDE] = face
         out.append(frame)
@@ -106,25 +107,32 @@ def tracks_of(rows) -> dict[int, list[tuple[int, int, int]]]:
     return {track: sorted(points) for track, points in tracks.items()}
 
 
-def test_track_ids_stay_with_their_faces_across_the_crossing_and_through_misses(cli_run):
-    _, _, rows, _, _ = cli_run
+def assert_two_stable_tracks(rows) -> None:
+    """Two ids, each at one face's height and moving in its direction from the first frame to the
+    last (a box carried before the track knows its velocity stays put)."""
     tracks = tracks_of(rows)
     assert len(tracks) == 2, tracks
-    by_height = sorted(tracks.values(), key=lambda points: points[0][2])
-    rightward, leftward = by_height
-    # each id keeps one face: the same height and a steady direction from the first frame to the last
+    rightward, leftward = sorted(tracks.values(), key=lambda points: points[0][2])
     for points, sign in ((rightward, 1), (leftward, -1)):
         xs, ys = [x for _, x, _ in points], [y for _, _, y in points]
         assert max(ys) - min(ys) < 10, points
-        assert all(sign * (b - a) > 0 for a, b in itertools.pairwise(xs)), points
+        assert all(sign * (b - a) >= 0 for a, b in itertools.pairwise(xs)), points
+        assert sign * (xs[-1] - xs[0]) > SIZE[0] // 2, points
         assert points[0][0] == 0 and points[-1][0] == FRAMES - 1
     assert abs(rightward[0][2] - LEFT_Y) < abs(rightward[0][2] - RIGHT_Y)
-    # the left-to-right face was missed (absent, then hidden by the other) and came back under its id
-    seen = {frame for frame, _, _ in rightward}
-    assert not seen & set(HIDDEN)
-    missed_while_crossing = set(range(HIDDEN.stop, FRAMES)) - seen
-    assert missed_while_crossing, "the crossing should hide the face drawn underneath for a few frames"
     assert len(leftward) == FRAMES
+
+
+def test_track_ids_stay_with_their_faces_across_the_crossing_and_through_misses(cli_run):
+    _, _, rows, _, _ = cli_run
+    assert_two_stable_tracks(rows)
+    hidden = set(range(FRAMES)) - {int(row["frame"]) for row in rows if int(row["y"]) < (LEFT_Y + RIGHT_Y) // 2}
+    assert set(HIDDEN) < hidden and max(hidden) > HIDDEN.stop  # absent, then behind the other face
+
+
+def test_track_ids_survive_detection_every_3_frames(tiny_int8_model, crossing):
+    rows = as_records(analyze_video(crossing, model=tiny_int8_model, detect_every=3, threads=1))
+    assert_two_stable_tracks(rows)
 
 
 def test_summary_prints_each_tracks_share_dominant_emotion_and_duration(cli_run):
