@@ -38,7 +38,7 @@ from feredge.edge.preprocess import to_gray
 Box = tuple[int, int, int, int]
 ModelPath = str | Path | None
 
-DEFAULT_DETECTOR = "haar"
+DEFAULT_DETECTOR = "yunet"
 # None: each detector's own smallest face. Haar's is its search window (smaller windows mostly find
 # texture); the learned detectors' is 0, since their score threshold decides and a fixed 32 px would
 # silently drop the small faces of a group photo that they do find.
@@ -46,6 +46,8 @@ DEFAULT_MIN_FACE: int | None = None
 HAAR_MIN_FACE = 32
 DEFAULT_MAX_SIDE = 640
 YUNET_SCORE = 0.7
+# On inputs 32 px high (or wide) or less YuNet returns random boxes with score 1; 33 px is fine.
+YUNET_MIN_INPUT = 64
 BLAZEFACE_SCORE = 0.5
 
 DETECTOR_MODELS = Path(__file__).resolve().parent / "models" / "detectors"
@@ -263,6 +265,9 @@ class YuNetDetector(_ScaledDetector):
 
     def _detect(self, image: np.ndarray, min_size: int) -> Found:
         bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+        short = YUNET_MIN_INPUT - np.array(bgr.shape[:2])
+        if short.max() > 0:  # padded below and right, so the boxes keep their coordinates
+            bgr = cv2.copyMakeBorder(bgr, 0, max(0, short[0]), 0, max(0, short[1]), cv2.BORDER_CONSTANT, value=0)
         with self._lock:
             self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
             _, faces = self._net.detect(bgr)

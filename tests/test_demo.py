@@ -28,7 +28,7 @@ from feredge.demo.service import (
 )
 from feredge.edge import detectors
 from feredge.edge.cli_options import EXIT_USER_ERROR
-from feredge.edge.detectors import available_detectors
+from feredge.edge.detectors import DEFAULT_DETECTOR, available_detectors
 from feredge.edge.errors import ImageError
 from feredge.edge.labels import FER2013
 
@@ -83,7 +83,7 @@ def test_service_finds_faces_labels_and_stage_timings(service: DemoService, face
     scene, placed = face_scene
     result = service.analyze(png(scene), name="scene.png").to_dict()
     json.dumps(result)
-    assert result["model"] == "int8" and result["detector"] == "haar" and result["image_size"] == [640, 480]
+    assert result["model"] == "int8" and result["detector"] == DEFAULT_DETECTOR and result["image_size"] == [640, 480]
     assert len(result["faces"]) == len(placed)
     for face in result["faces"]:
         assert face["label"] in FER2013 and set(face["scores"]) == set(FER2013)

@@ -60,6 +60,8 @@ def test_no_face_is_no_detection(name) -> None:
     noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
     assert detector.detect(noise) == []
+    for height, width in ((60, 2200), (32, 640), (640, 20), (5, 5)) * 3:  # thin: YuNet's input is padded
+        assert detector.detect(np.full((height, width, 3), 90, np.uint8)) == []
 
 
 def test_learned_detectors_keep_small_faces_unless_a_min_face_is_asked(astronaut) -> None:
