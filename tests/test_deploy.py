@@ -25,6 +25,7 @@ pytestmark = pytest.mark.edge  # needs only `pip install .`
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK = REPO / "benchmarks" / "arm64" / "check.sh"
+INSTALL_SIZE = REPO / "benchmarks" / "arm64" / "install_size.sh"
 SUMMARY = REPO / "benchmarks" / "arm64" / "summary.py"
 UNIT = REPO / "docs" / "feredge-demo.service"
 GUIDE = REPO / "docs" / "deploy.md"
@@ -56,9 +57,19 @@ def test_check_script_refuses_bad_arguments_before_doing_anything(arguments, mes
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
-def test_check_script_is_shellcheck_clean():
-    result = _run("shellcheck", CHECK)
+@pytest.mark.parametrize("script", [CHECK, INSTALL_SIZE], ids=lambda path: path.name)
+def test_the_scripts_are_shellcheck_clean(script):
+    result = _run("shellcheck", script)
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [(["--ref", "no-such-commit"], "--ref: no commit 'no-such-commit'"), (["--big"], "unknown argument: --big")],
+)
+def test_install_size_refuses_bad_arguments(arguments, message):
+    result = _run("bash", INSTALL_SIZE, *arguments)
+    assert result.returncode == 2 and message in result.stderr and result.stdout == ""
 
 
 def test_the_check_reads_what_feredge_info_writes():
