@@ -58,10 +58,11 @@ def default_threads() -> int:
 class EmotionModel:
     """A loaded classifier plus its metadata; build it with ``load_model``."""
 
-    def __init__(self, runner: Runner, metadata: ModelMetadata, name: str) -> None:
+    def __init__(self, runner: Runner, metadata: ModelMetadata, name: str, threads: int | None = None) -> None:
         self.runner = runner
         self.metadata = metadata
         self.name = name
+        self.threads = threads  # interpreter threads it was loaded with (None: not known)
         self.spec = metadata.preprocess_spec()
 
     @property
@@ -153,7 +154,7 @@ def load_model(
         )
     except (MetadataError, LabelError, ModelLoadError) as exc:
         raise type(exc)(f"{path}: {exc}") from exc
-    return EmotionModel(runner, metadata, str(path))
+    return EmotionModel(runner, metadata, str(path), threads)
 
 
 def _check_file(path: Path) -> None:

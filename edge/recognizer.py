@@ -149,7 +149,9 @@ class EmotionRecognizer:
             self.model = model
         else:
             self.model = load_model(model, labels=labels, threads=threads, normalization=normalization)
-        self.threads = threads if threads is not None else default_threads()
+        # a given model keeps the threads it was loaded with (``threads`` is for loading one)
+        loaded_with = self.model.threads if isinstance(model, EmotionModel) else threads
+        self.threads = loaded_with if loaded_with is not None else default_threads()
         self.detector_name = detector if isinstance(detector, str) else type(detector).__name__
         if isinstance(detector, str):
             detector = make_detector(detector, detector_model, min_face, max_side)

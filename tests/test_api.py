@@ -155,3 +155,8 @@ def test_min_confidence_in_the_cli(tiny_int8_model, face_scene, tmp_path, capsys
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--min-confidence" in err and "Traceback" not in err
+
+
+def test_repr_shows_the_threads_a_given_model_was_loaded_with(tiny_int8_model):
+    model = feredge.load_model(tiny_int8_model, threads=1)
+    assert "threads=1" in repr(EmotionRecognizer(model, threads=3))
