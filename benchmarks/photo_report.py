@@ -155,6 +155,11 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"{settings['max_side']} px; load average "
         f"{load['start']} -> {load['end']} (timings on a busy machine are upper bounds)",
         "A photo without a face is a miss: wrong in the accuracy. Largest face scored.",
+        *(
+            f"model {name}: photometric {c['photometric']}, crop margin {c['crop_margin']:g}, "
+            f"framing per detector {c['framing'] or 'none'} (rows marked default serve these)"
+            for name, c in results["models"].items()
+        ),
     ]
 
 

@@ -81,6 +81,7 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
         "load_average": {"start": started, "end": load_average()},
         "settings": asdict(settings),
         "photos": {"path": str(settings.data), "count": len(photos), "classes": _class_counts(photos)},
+        "models": {name: _contract(model) for name, model in models.items()},
         "rows": rows,
         "best": best_rows(rows),
         "groups": group,
@@ -96,6 +97,12 @@ def _load_models(settings: PhotoSettings) -> dict[str, EmotionModel]:
         return {Path(model.name).stem: model}
     names = display_names(list(settings.models))
     return {name: load_model(path, threads=settings.threads) for name, path in zip(names, settings.models, strict=True)}
+
+
+def _contract(model: EmotionModel) -> dict[str, Any]:
+    """What the model's metadata makes every row do: its photometric step and its framings."""
+    meta = model.metadata
+    return {"photometric": meta.photometric, "crop_margin": meta.crop_margin, "framing": meta.framing}
 
 
 def _with_metadata_framings(settings: PhotoSettings, models: dict[str, EmotionModel]) -> tuple[list, list]:

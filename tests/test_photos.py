@@ -68,6 +68,8 @@ def test_evaluate_photos_reports_found_rate_accuracy_f1_and_confusion(photo_set,
     assert [r["default"] for r in rows if r["detector"] == "haar"] == [False, True]  # metadata margin 0.1
     markdown = (out / "results.md").read_text()
     assert f"feredge evaluate-photos {photo_set} --models {tiny_int8_model} --detectors haar yunet" in markdown
+    assert results["models"]["int8"] == {"photometric": "none", "crop_margin": 0.1, "framing": {}}
+    assert "model int8: photometric none, crop margin 0.1" in markdown
     assert "Per-class F1" in markdown and "no face" in markdown and "Confusion matrix" in markdown
     printed = capsys.readouterr().out
     assert "Best framing per model and detector" in printed and "2/4" in printed
