@@ -261,3 +261,21 @@ def test_convert_with_one_format_of_two_failing_is_a_partial_failure(capsys):
     assert exit_code(ok, failed) == 1
     assert "1 of 2 formats not written: int8 failed: int8 needs calibration images" in capsys.readouterr().err
     assert exit_code(failed) == 2 and exit_code(rejected) == 2 and exit_code(failed, rejected) == 2
+
+
+def test_run_main_applies_the_rule_to_every_command(capsys):
+    """#12.9: the one policy behind every ``main()``: typed error 2, partial failure 1, Ctrl-C 130."""
+    from feredge.edge.cli_options import PartialFailure, run_main
+
+    def raising(exc: BaseException):
+        def run(_):
+            raise exc
+
+        return run
+
+    assert run_main("feredge x", raising(KeyboardInterrupt()), SimpleNamespace()) == 130
+    assert run_main("feredge x", raising(PartialFailure("1 of 2 failed")), SimpleNamespace()) == 1
+    assert run_main("feredge x", raising(DataError("no images")), SimpleNamespace()) == 2
+    err = capsys.readouterr().err
+    assert "feredge x: interrupted" in err and "feredge x: error: 1 of 2 failed" in err
+    assert "Traceback" not in err
