@@ -2,17 +2,20 @@
 
 Starts the demo on a free loopback port, drives a headless chromium with Playwright (``pip install
 playwright``; Debian's ``chromium`` package is the browser), uploads an image, waits for the first
-face's chart and saves a full-page screenshot. The browser test runs this same flow.
+face's chart and saves a full-page screenshot. The browser tests run this same flow, and the Video
+tab's (``capture_video``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from feredge.demo import EXAMPLES_DIR
 from feredge.edge.cli_options import run_main
@@ -49,11 +52,11 @@ def find_chromium() -> str:
     raise BrowserUnavailableError("no chromium on PATH (Debian/Ubuntu: apt-get install chromium)")
 
 
-def capture(url: str, image: Path, out: Path, chromium: str, timeout_s: float = 60.0) -> PageResult:
-    """Open ``url``, upload ``image``, wait for the status and the first face chart, screenshot to ``out``.
+@contextlib.contextmanager
+def open_page(url: str, chromium: str, timeout_s: float = 60.0) -> Iterator[Any]:
+    """A Playwright page on ``url`` in a headless chromium, closed with the browser when the block ends.
 
-    A browser that cannot start raises ``BrowserUnavailableError``; a page that never shows a result
-    raises Playwright's ``TimeoutError``.
+    A browser that cannot start raises ``BrowserUnavailableError``.
     """
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
@@ -68,17 +71,41 @@ def capture(url: str, image: Path, out: Path, chromium: str, timeout_s: float = 
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(timeout_s * 1000)
             page.goto(url, wait_until="domcontentloaded")
-            page.locator("#input-image input[type=file]").set_input_files(str(image))
-            chart = page.locator("#face-1")
-            chart.wait_for(state="visible")
-            page.locator("#status", has_text="latency").wait_for()
-            page.locator("#annotated img").wait_for()
-            result = PageResult(page.locator("#status").inner_text(), chart.inner_text())
-            out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out), full_page=True)
+            yield page
         finally:
             browser.close()
+
+
+def capture(url: str, image: Path, out: Path, chromium: str, timeout_s: float = 60.0) -> PageResult:
+    """Open ``url``, upload ``image``, wait for the status and the first face chart, screenshot to ``out``.
+
+    A page that never shows a result raises Playwright's ``TimeoutError``.
+    """
+    with open_page(url, chromium, timeout_s) as page:
+        page.locator("#input-image input[type=file]").set_input_files(str(image))
+        chart = page.locator("#face-1")
+        chart.wait_for(state="visible")
+        page.locator("#status", has_text="latency").wait_for()
+        page.locator("#annotated img").wait_for()
+        result = PageResult(page.locator("#status").inner_text(), chart.inner_text())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
     return result
+
+
+def capture_video(url: str, clip: Path, out: Path, chromium: str, timeout_s: float = 120.0) -> str:
+    """Open ``url``, upload ``clip`` in the Video tab, wait for the annotated video and the timeline
+    plot, screenshot to ``out``; returns the tab's status text."""
+    with open_page(url, chromium, timeout_s) as page:
+        page.get_by_role("tab", name="Video").click()
+        page.locator("#input-video input[type=file]").set_input_files(str(clip))
+        page.locator("#video-status", has_text="frames/s").wait_for()
+        page.locator("#annotated-video video").wait_for()
+        page.locator("#timeline-plot img").wait_for()
+        status = page.locator("#video-status").inner_text()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+    return status
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
