@@ -4,6 +4,7 @@ plot and CSV, the service's cached recognizers, and the ``/analyze_video`` API t
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,9 @@ from feredge.demo.clips import MAX_CLIP_SECONDS, ClipError, analyze_clip, check_
 from feredge.demo.service import DemoRequestError, DemoService
 from feredge.edge import video
 
-pytest.importorskip("gradio")
+# The clip pipeline needs only `pip install .` (.ci/run also runs those tests in an edge-only venv);
+# the test through gradio_client needs the demo extra.
+edge = pytest.mark.edge
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,7 @@ def frames_in(path: Path) -> int:
     return count
 
 
+@edge
 def test_a_clip_gives_an_annotated_video_a_timeline_and_its_plot(service, clip):
     pytest.importorskip("matplotlib")
     result = analyze_clip(service, clip, "my clip.avi", "int8", "haar", 1, detect_every=2)
@@ -57,6 +61,15 @@ def test_a_clip_gives_an_annotated_video_a_timeline_and_its_plot(service, clip):
     assert result.status.count("\n- track ") == 2
 
 
+@edge
+def test_without_matplotlib_the_clip_still_gives_the_video_and_the_timeline(service, clip, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = analyze_clip(service, clip, "clip.avi", "int8")
+    assert result.plot is None and result.video.is_file() and result.timeline.is_file()
+    assert result.status.endswith("The timeline plot needs matplotlib (`pip install 'feredge[analytics]'`).")
+
+
+@edge
 def test_the_clip_runs_on_the_services_cached_recognizer(service, clip, monkeypatch):
     with service.recognizer() as cached:
         pass
@@ -70,6 +83,7 @@ def test_the_clip_runs_on_the_services_cached_recognizer(service, clip, monkeypa
     assert used == [cached] and service.pool_sizes() == before
 
 
+@edge
 def test_progress_follows_the_frames(service, clip):
     seen = []
     analyze_clip(
@@ -78,11 +92,13 @@ def test_progress_follows_the_frames(service, clip):
     assert seen == [(i, 10) for i in range(1, 11)]
 
 
+@edge
 def test_size_cap_is_checked_first(clip):
     with pytest.raises(ClipError, match=r"^clip\.avi: \d+ KB, larger than the 1 KB limit for a clip$"):
         check_clip(clip, "clip.avi", max_bytes=2**10)
 
 
+@edge
 def test_sizes_are_readable():
     assert (clips.human_size(45_000), clips.human_size(10 * 2**20), clips.human_size(3 * 2**19)) == (
         "44 KB",
@@ -91,6 +107,7 @@ def test_sizes_are_readable():
     )
 
 
+@edge
 def test_length_cap(face_drawer, tmp_path):
     long = write_avi(tmp_path / "long.avi", crossing_frames(face_drawer(SIDE), frames=24), fps=1.0)
     with pytest.raises(ClipError, match=rf"long\.avi: 24\.0 s long; the demo takes clips up to {MAX_CLIP_SECONDS:g} s"):
@@ -99,6 +116,7 @@ def test_length_cap(face_drawer, tmp_path):
     assert (info.frames, info.fps, info.seconds, info.width, info.height) == (24, 1.0, 24.0, 320, 240)
 
 
+@edge
 @pytest.mark.parametrize("content", [b"", b"not a video\n" * 100], ids=["empty", "text"])
 def test_a_file_that_is_not_a_video(tmp_path, content):
     junk = tmp_path / "junk.mp4"
@@ -107,11 +125,13 @@ def test_a_file_that_is_not_a_video(tmp_path, content):
         check_clip(junk, "holiday.mp4", max_bytes=2**20)
 
 
+@edge
 def test_bad_choices_are_refused(service, clip):
     with pytest.raises(DemoRequestError, match="unknown model"):
         analyze_clip(service, clip, "clip.avi", model="nope")
 
 
+@edge
 def test_old_output_folders_are_removed(tmp_path, monkeypatch):
     monkeypatch.setattr(clips, "WORK_ROOT", tmp_path)
     monkeypatch.setattr(clips, "KEEP_OUTPUTS_S", 0.0)
@@ -122,6 +142,7 @@ def test_old_output_folders_are_removed(tmp_path, monkeypatch):
 
 
 def test_gradio_client_calls_the_analyze_video_api(demo_server, clip, tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
     from gradio_client import Client, handle_file
 
     url, _ = demo_server
