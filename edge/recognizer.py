@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from feredge.edge.errors import FeredgeError, OptionError
 from feredge.edge.model import EmotionModel, default_threads, load_model
 from feredge.edge.preprocess import crop_face
 
-ImageInput = str | Path | bytes | bytearray | np.ndarray | ScaledImage
+ImageInput: TypeAlias = str | Path | bytes | bytearray | np.ndarray | ScaledImage
 
 # The label of a face whose best score is below the recognizer's ``min_confidence``.
 UNCERTAIN = "uncertain"

@@ -160,11 +160,12 @@ class FaceTracker:
         smoothed = []
         for fi, face in enumerate(faces):
             scores = np.array([face.scores[label] for label in self.labels], np.float32)
-            track = track_of.get(fi)
-            if track is None:
+            found = track_of.get(fi)
+            if found is None:
                 track = _Track(next(self._ids), face.box, scores)
                 self._tracks.append(track)
             else:
+                track = found
                 track.scores = self.alpha * scores + (1.0 - self.alpha) * track.scores
                 track.observe(face.box, detected)
             smoothed.append(face_from_scores(track.box, self.labels, track.scores, track.id, self.min_confidence))

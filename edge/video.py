@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -389,7 +389,7 @@ def _read_frames(
     source_fps: float,
     sample_fps: float | None,
     summary: VideoSummary,
-) -> Iterator[tuple[int, float, np.ndarray]]:
+) -> Generator[tuple[int, float, np.ndarray], None, None]:
     """(index in the source, seconds into a file, BGR frame) from the reader that suits the source;
     the reader stops, and the capture is released, when this generator is closed or ends."""
     if not live and not drop_stale:

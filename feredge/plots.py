@@ -14,7 +14,7 @@ import numpy as np
 from feredge.edge.atomic import atomic_path
 
 
-def pyplot():
+def pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend: figures are written to files, never shown."""
     import matplotlib
 
@@ -46,7 +46,7 @@ def plot_confusion_matrix(metrics: dict[str, Any], path: str | Path, title: str 
     return save_figure(fig, path)
 
 
-def save_figure(fig, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path) -> Path:
     """Write ``fig`` as PNG atomically and close it, so a long run does not accumulate figures."""
     plt = pyplot()
     with atomic_path(path) as tmp:
