@@ -291,3 +291,9 @@ def test_a_fast_face_keeps_its_id_between_sparse_detections_but_a_lost_track_is_
     tracker.update([])
     (other,) = tracker.update([face(50, 10)])
     assert other.track_id != first.track_id
+
+
+def test_analyze_video_progress_bar_on_stderr(tiny_int8_model, crossing, capsys):
+    analyze_video(crossing, model=tiny_int8_model, max_frames=3, progress=True)
+    err = capsys.readouterr().err
+    assert f"1/{FRAMES} frames" in err and "ETA" in err and err.endswith("\n")
