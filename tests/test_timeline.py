@@ -59,6 +59,12 @@ def write_avi(path: Path, frames: list[np.ndarray], fps: float = FPS) -> Path:
     return path
 
 
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
 @pytest.fixture(scope="module")
 def crossing(face_drawer, tmp_path_factory) -> Path:
     return write_avi(tmp_path_factory.mktemp("timeline") / "crossing.avi", crossing_frames(face_drawer(SIDE)))
@@ -72,9 +78,7 @@ def cli_run(tiny_int8_model, crossing, tmp_path_factory):
     stdout, stderr = io.StringIO(), io.StringIO()
     with redirect_stdout(stdout), redirect_stderr(stderr):
         code = main([*argv, "--timeline", str(out), "--summary"])
-    with open(out, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header, rows = reader.fieldnames, list(reader)
+    header, rows = read_csv(out)
     return code, header, rows, stdout.getvalue(), stderr.getvalue()
 
 
@@ -168,8 +172,7 @@ def test_sample_fps_skips_frames_and_keeps_their_timestamps(tiny_int8_model, cro
     argv = ["video", str(crossing), "--model", str(tiny_int8_model), "--sample-fps", "2.5", "--timeline", str(out)]
     assert main(argv) == 0
     assert f"done: {FRAMES // 4} frames" in capsys.readouterr().err
-    with open(out, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    _, rows = read_csv(out)
     frames = sorted({int(row["frame"]) for row in rows})
     assert frames == list(range(0, FRAMES, 4))
     assert {float(row["time_s"]) for row in rows} == {frame / FPS for frame in frames}
@@ -209,8 +212,7 @@ def test_analyze_video_with_min_confidence_labels_uncertain(tiny_int8_model, cro
 def test_analyze_video_writes_the_same_rows_as_csv(tiny_int8_model, crossing, tmp_path):
     out = tmp_path / "rows.csv"
     rows = as_records(analyze_video(crossing, model=tiny_int8_model, max_frames=3, timeline=out))
-    with open(out, newline="", encoding="utf-8") as handle:
-        written = list(csv.DictReader(handle))
+    _, written = read_csv(out)
     assert [(int(r["frame"]), int(r["track_id"])) for r in written] == [(r["frame"], r["track_id"]) for r in rows]
 
 
@@ -297,3 +299,11 @@ def test_analyze_video_progress_bar_on_stderr(tiny_int8_model, crossing, capsys)
     analyze_video(crossing, model=tiny_int8_model, max_frames=3, progress=True)
     err = capsys.readouterr().err
     assert f"1/{FRAMES} frames" in err and "ETA" in err and err.endswith("\n")
+
+
+def test_a_video_without_faces_gives_a_header_only_timeline_and_says_so(tiny_int8_model, tmp_path, capsys):
+    blank = write_avi(tmp_path / "blank.avi", [np.full((SIZE[1], SIZE[0], 3), 90, np.uint8)] * 3)
+    out = tmp_path / "empty.csv"
+    assert main(["video", str(blank), "--model", str(tiny_int8_model), "--timeline", str(out), "--summary"]) == 0
+    assert capsys.readouterr().out.strip() == "no face was found in the video"
+    assert read_csv(out) == (COLUMNS, [])
