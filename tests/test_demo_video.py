@@ -3,13 +3,12 @@ plot and CSV, the service's cached recognizers, and the ``/analyze_video`` API t
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
 import cv2
 import pytest
-from test_timeline import COLUMNS, SIDE, crossing_frames, write_avi
+from test_timeline import COLUMNS, SIDE, crossing_frames, read_csv, write_avi
 
 from feredge.demo import clips
 from feredge.demo.clips import MAX_CLIP_SECONDS, ClipError, analyze_clip, check_clip
@@ -32,12 +31,6 @@ def clip(face_drawer, tmp_path_factory) -> Path:
     return write_avi(tmp_path_factory.mktemp("clips") / "crossing.avi", crossing_frames(face_drawer(SIDE), frames=10))
 
 
-def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        return list(reader.fieldnames or []), list(reader)
-
-
 def frames_in(path: Path) -> int:
     capture = cv2.VideoCapture(str(path))
     count = 0
@@ -53,7 +46,7 @@ def test_a_clip_gives_an_annotated_video_a_timeline_and_its_plot(service, clip):
     result = analyze_clip(service, clip, "my clip.avi", "int8", "haar", 1, detect_every=2)
     assert result.video.suffix == ".webm" and frames_in(result.video) == 10
     assert result.video.name == "my clip_annotated.webm"
-    header, rows = read_rows(result.timeline)
+    header, rows = read_csv(result.timeline)
     assert header == COLUMNS and {int(row["frame"]) for row in rows} == set(range(10))
     assert result.plot is not None and result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.status.startswith("**2 faces tracked** in 10 frames")
@@ -153,7 +146,7 @@ def test_gradio_client_calls_the_analyze_video_api(demo_server, clip, tmp_path: 
     annotated = annotated["video"] if isinstance(annotated, dict) else annotated
     assert Path(annotated).suffix == ".webm" and frames_in(Path(annotated)) == 10
     assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    header, rows = read_rows(Path(table))
+    header, rows = read_csv(Path(table))
     assert header == COLUMNS and len({row["track_id"] for row in rows}) == 2
     assert status.startswith("**2 faces tracked** in 10 frames")
 
