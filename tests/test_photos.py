@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from feredge import cli
-from feredge.benchmarks import groups
+from feredge.benchmarks import groups, photo_run
 from feredge.benchmarks.photos import NO_FACE
 from feredge.edge.cli_options import EXIT_USER_ERROR
-from feredge.edge.detectors import make_detector
+from feredge.edge.detectors import detect_faces, make_detector
+from feredge.edge.model import EmotionModel, load_model
+from feredge.edge.preprocess import crop_face, preprocess_face
 
 pytestmark = pytest.mark.edge
 
@@ -103,3 +105,36 @@ def test_group_canvases_hold_faces_where_their_boxes_say(photo_set) -> None:
     assert canvas.shape == (480, 640, 3) and 1 <= len(truth) <= 3
     hit, _ = groups.match(truth, [groups.corners(box) for box in make_detector("yunet").detect(canvas)])
     assert sum(hit) >= len(truth) - 1
+
+
+class Recording:
+    """A runner that keeps every batch it is given, in front of the real one."""
+
+    def __init__(self, runner) -> None:
+        self.runner, self.batches = runner, []
+        self.input_shape, self.num_outputs, self.backend = runner.input_shape, runner.num_outputs, runner.backend
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self.batches.append(batch.copy())
+        return self.runner.run(batch)
+
+
+def test_each_model_is_evaluated_through_its_own_metadata(photo_set, tiny_int8_model, monkeypatch) -> None:
+    base = load_model(tiny_int8_model, threads=1)
+    clahe_meta = base.metadata.replace(photometric="clahe", framing={"yunet": {"margin": 0.2, "offset": 0.05}})
+    models = {
+        "plain": EmotionModel(Recording(base.runner), base.metadata, "plain"),
+        "clahe": EmotionModel(Recording(base.runner), clahe_meta, "clahe"),
+    }
+    monkeypatch.setattr(photo_run, "_load_models", lambda settings: models)
+    settings = photo_run.PhotoSettings(str(photo_set), detectors=("yunet",), margins=(0.0,), frames=1)
+    results = photo_run.run_photos(settings)
+    framings = {(r["model"], r["margin"], r["offset"], r["default"]) for r in results["rows"]}
+    assert ("clahe", 0.2, 0.05, True) in framings and ("clahe", 0.1, 0.0, False) in framings
+    assert ("plain", 0.1, 0.0, True) in framings and ("plain", 0.2, 0.05, False) in framings
+    assert results["models"]["clahe"]["photometric"] == "clahe"
+    plain, clahe = models["plain"].runner.batches[0], models["clahe"].runner.batches[0]  # margin 0, same crops
+    assert plain.shape == clahe.shape and not np.allclose(plain, clahe)
+    face = detect_faces(make_detector("yunet"), cv2.imread(str(photo_set / "happy" / "0.png")))[0]
+    crop = crop_face(cv2.imread(str(photo_set / "happy" / "0.png")), face.box, 0.0)
+    assert np.allclose(clahe[0], preprocess_face(crop, clahe_meta.preprocess_spec()))
