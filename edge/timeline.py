@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from feredge.edge.atomic import atomic_path
-from feredge.edge.detectors import DEFAULT_DETECTOR
+from feredge.edge.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE
 from feredge.edge.errors import OptionError
 from feredge.edge.outputs import check_writable_dir
 from feredge.edge.video import FrameRecord, check_output, process_video, refuse_input_as_output
@@ -240,6 +240,10 @@ def analyze_video(
     model: str | Path | None = None,
     detector: str = DEFAULT_DETECTOR,
     threads: int | None = None,
+    labels: str | Iterable[str] | None = None,
+    normalization: str | None = None,
+    detector_model: str | Path | None = None,
+    min_face: int | None = DEFAULT_MIN_FACE,
     min_confidence: float = 0.0,
     detect_every: int = 3,
     sample_fps: float | None = None,
@@ -255,7 +259,8 @@ def analyze_video(
     a list of dicts otherwise; the options are those of ``feredge video``.
 
     ``recognizer`` is used as given; without it one is built from ``model``, ``detector``,
-    ``threads`` and ``min_confidence`` and closed at the end. ``out`` writes the annotated video,
+    ``threads``, ``labels``, ``normalization``, ``detector_model``, ``min_face`` and
+    ``min_confidence`` (as ``EmotionRecognizer`` takes them) and closed at the end. ``out`` writes the annotated video,
     ``timeline`` the rows (``.csv`` or ``.parquet``), ``plot`` the timeline plot (PNG, needs
     matplotlib), ``progress`` a progress bar on stderr. Ctrl-C still finishes the files (with the
     frames processed until then) and then raises ``KeyboardInterrupt``: a truncated table is never
@@ -273,7 +278,16 @@ def analyze_video(
             from feredge.edge.recognizer import EmotionRecognizer
 
             recognizer = stack.enter_context(
-                EmotionRecognizer(model, detector=detector, threads=threads, min_confidence=min_confidence)
+                EmotionRecognizer(
+                    model,
+                    detector=detector,
+                    threads=threads,
+                    labels=labels,
+                    normalization=normalization,
+                    detector_model=detector_model,
+                    min_face=min_face,
+                    min_confidence=min_confidence,
+                )
             )
         recorder = stack.enter_context(TimelineRecorder(recognizer.labels, timeline))
         on_frame = _with_progress(recorder, stack) if progress else recorder

@@ -307,3 +307,10 @@ def test_a_video_without_faces_gives_a_header_only_timeline_and_says_so(tiny_int
     assert main(["video", str(blank), "--model", str(tiny_int8_model), "--timeline", str(out), "--summary"]) == 0
     assert capsys.readouterr().out.strip() == "no face was found in the video"
     assert read_csv(out) == (COLUMNS, [])
+
+
+def test_analyze_video_takes_the_recognizer_options_of_the_cli(tiny_float_model, crossing):
+    rows = as_records(analyze_video(crossing, model=tiny_float_model, labels="fer2013", max_frames=2, min_face=100))
+    assert rows == []  # every face is smaller than min_face
+    rows = as_records(analyze_video(crossing, model=tiny_float_model, labels="fer2013", max_frames=2))
+    assert len(rows) == 4 and list(rows[0])[-len(FER2013) :] == [f"smoothed_{label}" for label in FER2013]
