@@ -8,7 +8,6 @@ the start and the end, since a busy machine makes every millisecond an upper bou
 from __future__ import annotations
 
 import datetime
-import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,8 +31,6 @@ from feredge.benchmarks.photos import (
 from feredge.edge.decode import decode_image
 from feredge.edge.detectors import DEFAULT_MAX_SIDE, DETECTORS, detect_faces, make_detector
 from feredge.edge.model import EmotionModel, load_model
-
-log = logging.getLogger(__name__)
 
 FRAME_FACE_SIDE = 120.0  # the face of the timed 640x480 frame, in pixels
 FRAME_WARMUP = 3

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 
 from feredge.edge.cli_options import add_threads_option, non_negative_int, positive_int, run_main
 
-log = logging.getLogger(__name__)
-
 DEFAULT_OUT = "photo-results"
 DEFAULT_MARGINS = (-0.2, -0.1, 0.0, 0.1, 0.2, 0.3)
 
