@@ -77,6 +77,7 @@ def test_the_check_reads_what_feredge_info_writes():
     result = _run(sys.executable, SUMMARY, "info", stdin=report)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ai-edge-litert ") and "2-run latency check ran" in result.stdout
+    assert f"{DEFAULT_DETECTOR} (default)" in result.stdout
 
 
 def test_the_check_tries_each_other_ready_detector_that_finds_faces():

@@ -92,7 +92,7 @@ started=$SECONDS
 failures=0
 
 result() { # PASS|FAIL, what was checked, detail
-  printf '%-4s  %-26s %s\n' "$1" "$2" "$3"
+  printf '%-4s  %-30s %s\n' "$1" "$2" "$3"
   [[ $1 == PASS ]] || failures=$((failures + 1))
 }
 

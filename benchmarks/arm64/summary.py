@@ -37,7 +37,7 @@ def predict(text: str) -> tuple[str, bool]:
 def info(text: str) -> tuple[str, bool]:
     report = json.loads(text)
     cpu, backend = report["cpu"], report["interpreter"]["backend"]
-    detectors = ", ".join(detector["name"] for detector in report["detectors"])
+    detectors = ", ".join(d["name"] + (" (default)" if d["default"] else "") for d in report["detectors"])
     line = (
         f"{backend['package']} {backend['version']} loads; {cpu['model']}, {cpu['cores']} cores, "
         f"SIMD {' '.join(cpu['simd']) or '-'}; {len(report['models'])} models; detectors {detectors}; "
