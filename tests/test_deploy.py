@@ -6,6 +6,7 @@ is committed (benchmarks/results/arm64/); here only what is cheap is tested.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -100,6 +101,18 @@ def test_the_unit_restarts_the_demo_on_failure():
     text = UNIT.read_text()
     assert f"ExecStart={VENV_FEREDGE} demo --host 0.0.0.0 --port 7860\n" in text
     assert "Restart=on-failure\n" in text and "WantedBy=multi-user.target\n" in text
+
+
+def test_the_units_command_line_is_one_feredge_demo_accepts():
+    """The unit's arguments go through ``feredge demo``'s own parser: a renamed option fails here."""
+    from feredge.demo.cli import configure
+
+    exec_start = next(line for line in UNIT.read_text().splitlines() if line.startswith("ExecStart="))
+    program, command, *arguments = exec_start.removeprefix("ExecStart=").split()
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(arguments)
+    assert (program, command, args.host, args.port) == (VENV_FEREDGE, "demo", "0.0.0.0", 7860)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
