@@ -82,6 +82,7 @@ root=$cache/bookworm-arm64   # the debootstrapped root, kept between runs
 wheels=$cache/wheels-aarch64 # pip's downloads of the aarch64 dependency wheels, kept
 x86=$cache/x86-64-venv       # the reference venv on this machine, kept
 venv=$root/opt/feredge-venv  # the arm64 install under test, made anew each run
+built_by=.feredge-root       # in the root: how it was built, for the summary
 logs=$cache/logs
 rm -rf "$logs"
 mkdir -p "$logs" "$wheels"
@@ -161,23 +162,36 @@ arm() { # CPU, an aarch64 program inside the root, its arguments
   qemu-aarch64-static -L "$root" -cpu "$cpu" "$@"
 }
 
-# debootstrap's first stage (--foreign) downloads the packages without running any arm64 code; the
-# second stage would need binfmt_misc, so the packages are unpacked directly instead: no maintainer
-# scripts run, which Python and the wheels do not need. A partial root is never taken for a cached one.
+# debootstrap's first stage (--foreign) downloads and unpacks the packages without running arm64 code.
+# Its second stage runs their maintainer scripts inside the root, which needs the kernel to hand
+# aarch64 programs to qemu: binfmt_misc with qemu-user-static's aarch64 entry (registered on most
+# hosts; in a container, mount binfmt_misc and write /usr/lib/binfmt.d/qemu-aarch64.conf to its
+# register file). Without it the packages are unpacked directly: no maintainer scripts run, which
+# Python and pip do not need. A partial root is never taken for a cached one.
 build_root() {
   rm -rf "$root.partial"
   debootstrap --foreign --arch=arm64 --variant=minbase --include=python3.11 bookworm "$root.partial" "$mirror"
-  local deb
-  for deb in "$root.partial"/var/cache/apt/archives/*.deb; do
-    dpkg-deb --fsys-tarfile "$deb" | tar -C "$root.partial" --keep-directory-symlink -xf -
-  done
-  rm -f "$root.partial"/var/cache/apt/archives/*.deb
+  if binfmt_ready; then
+    chroot "$root.partial" /debootstrap/debootstrap --second-stage
+    echo "debootstrap --second-stage ran under qemu (binfmt_misc)" >"$root.partial/$built_by"
+  else
+    local deb
+    for deb in "$root.partial"/var/cache/apt/archives/*.deb; do
+      dpkg-deb --fsys-tarfile "$deb" | tar -C "$root.partial" --keep-directory-symlink -xf -
+    done
+    rm -f "$root.partial"/var/cache/apt/archives/*.deb
+    echo "packages unpacked, no second stage (no binfmt_misc entry for aarch64)" >"$root.partial/$built_by"
+  fi
   # In a container debootstrap links proc to the host's /proc; the root needs its own for cpuinfo.
   if [[ -L $root.partial/proc ]]; then
     rm "$root.partial/proc"
     mkdir "$root.partial/proc"
   fi
   mv "$root.partial" "$root"
+}
+
+binfmt_ready() {
+  [[ $(head -n 1 /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null) == enabled ]]
 }
 
 build_wheel() {
@@ -233,6 +247,9 @@ elif logged root build_root; then
 else
   result FAIL "arm64 root" "debootstrap failed, see $logs/root.log"
   finish
+fi
+if [[ -s $root/$built_by ]]; then
+  how+=": $(cat "$root/$built_by")"
 fi
 if arm_python=$(arm "${cpus[0]}" "$root/usr/bin/python3.11" -c \
   'import platform; print(f"{platform.machine()} Python {platform.python_version()}")' 2>"$logs/python.log") \
