@@ -43,3 +43,13 @@ def write_fer_csv(path: Path, per_class: int = 6, seed: int = 0) -> Path:
                 for _ in range(n):
                     writer.writerow([emotion, " ".join(map(str, class_image(emotion, rng).ravel())), usage])
     return path
+
+
+def frame_count(path: Path) -> int:
+    """Frames OpenCV can read back from a written video."""
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count

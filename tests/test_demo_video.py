@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cv2
 import pytest
+from synthetic import frame_count
 from test_timeline import COLUMNS, SIDE, crossing_frames, read_csv, write_avi
 
 from feredge.demo import clips
@@ -31,20 +31,11 @@ def clip(face_drawer, tmp_path_factory) -> Path:
     return write_avi(tmp_path_factory.mktemp("clips") / "crossing.avi", crossing_frames(face_drawer(SIDE), frames=10))
 
 
-def frames_in(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
-
-
 @edge
 def test_a_clip_gives_an_annotated_video_a_timeline_and_its_plot(service, clip):
     pytest.importorskip("matplotlib")
     result = analyze_clip(service, clip, "my clip.avi", "int8", "haar", 1, detect_every=2)
-    assert result.video.suffix == ".webm" and frames_in(result.video) == 10
+    assert result.video.suffix == ".webm" and frame_count(result.video) == 10
     assert result.video.name == "my clip_annotated.webm"
     header, rows = read_csv(result.timeline)
     assert header == COLUMNS and {int(row["frame"]) for row in rows} == set(range(10))
@@ -144,7 +135,7 @@ def test_gradio_client_calls_the_analyze_video_api(demo_server, clip, tmp_path: 
         handle_file(str(clip)), "int8", "haar", 1, 2, api_name="/analyze_video"
     )
     annotated = annotated["video"] if isinstance(annotated, dict) else annotated
-    assert Path(annotated).suffix == ".webm" and frames_in(Path(annotated)) == 10
+    assert Path(annotated).suffix == ".webm" and frame_count(Path(annotated)) == 10
     assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     header, rows = read_csv(Path(table))
     assert header == COLUMNS and len({row["track_id"] for row in rows}) == 2

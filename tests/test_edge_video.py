@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from synthetic import frame_count
 
 from feredge.edge import video
 from feredge.edge.errors import VideoError
@@ -32,15 +33,6 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: float = 15.0) -> Path:
         writer.write(frame)
     writer.release()
     return path
-
-
-def frame_count(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
 
 
 @pytest.fixture(scope="module")
