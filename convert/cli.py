@@ -6,7 +6,24 @@ import argparse
 
 from feredge.convert.formats import FORMATS, check_options, parse_formats
 from feredge.edge.cli_options import add_labels_option, add_threads_option
+from feredge.edge.detectors import DETECTORS
 from feredge.edge.preprocess import NORMALIZATIONS
+
+
+def framing_entry(text: str) -> tuple[str, dict[str, float]]:
+    """``DETECTOR=MARGIN[,OFFSET]`` -> (detector, {"margin", "offset"}); ranges are checked by the metadata."""
+    detector, sep, values = text.partition("=")
+    if not sep or detector not in DETECTORS:
+        raise argparse.ArgumentTypeError(
+            f"expected DETECTOR=MARGIN[,OFFSET] with a detector of {', '.join(DETECTORS)}, got {text!r}"
+        )
+    try:
+        numbers = [float(v) for v in values.split(",")]
+    except ValueError:
+        numbers = []
+    if len(numbers) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected DETECTOR=MARGIN[,OFFSET] with numbers, got {text!r}")
+    return detector, {"margin": numbers[0], "offset": numbers[1] if len(numbers) == 2 else 0.0}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +85,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "steadier score (default: as trained)",
     )
     parser.add_argument(
+        "--framing",
+        type=framing_entry,
+        action="append",
+        default=[],
+        metavar="DETECTOR=MARGIN[,OFFSET]",
+        help="crop framing the runtime uses for boxes of DETECTOR, as measured with feredge evaluate-photos; "
+        "stored in the metadata (repeat per detector; others keep the model's crop margin)",
+    )
+    parser.add_argument(
         "--calibrate",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -88,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     source = load_source(args.model, args.labels, args.normalization)
     if args.test_time_flip is not None:  # the gate then scores float and converted models the same new way
         source.metadata = source.metadata.replace(test_time_flip=args.test_time_flip)
+    if args.framing:
+        source.metadata = source.metadata.replace(framing={**source.metadata.framing, **dict(args.framing)})
     need_train = any(f.needs_calibration for f in formats)
     data = resolve_data(source, args.check_data, args.calibration_data, need_train)
     options = ConvertOptions(

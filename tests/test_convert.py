@@ -288,3 +288,28 @@ def test_test_time_flip_can_be_switched_at_conversion(run_dir, tmp_path):
         code, _, stderr = convert_cli(str(run_dir), "--format", "fp32", "--out", str(out), flag)
         assert code == 0, stderr
         assert read_tflite_metadata((out / "model_fp32.tflite").read_bytes()).test_time_flip is expected
+
+
+def test_measured_framing_is_stored_per_detector(run_dir, tmp_path):
+    framing = ["--framing", "yunet=-0.05,0.02", "--framing", "haar=0.1"]
+    code, _, stderr = convert_cli(str(run_dir), "--format", "fp32", "--out", str(tmp_path), *framing)
+    assert code == 0, stderr
+    metadata = read_tflite_metadata((tmp_path / "model_fp32.tflite").read_bytes())
+    assert metadata.framing_for("yunet") == (-0.05, 0.02)
+    assert metadata.framing_for("haar") == (0.1, 0.0)
+    assert metadata.framing_for("blazeface") == (metadata.crop_margin, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("framing", "message"), [("retina=0.1", "detector"), ("yunet=wide", "numbers"), ("yunet=0.1,0,3", "numbers")]
+)
+def test_bad_framing_is_a_usage_error(tmp_path, capsys, framing, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", str(tmp_path), "--framing", framing])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_out_of_range_framing_is_one_line(run_dir, tmp_path):
+    code, _, stderr = convert_cli(str(run_dir), "--format", "fp32", "--out", str(tmp_path), "--framing", "yunet=2")
+    assert code != 0 and "margin" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "model_fp32.tflite").exists()
