@@ -8,14 +8,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from feredge.demo.api import router
-from feredge.demo.service import DemoRequestError, DemoService, RecognizerPool
-from feredge.edge.errors import OptionError
-from feredge.edge.recognizer import EmotionRecognizer
+httpx = pytest.importorskip("httpx", reason="the demo extra; the edge-only job does not install it")
+FastAPI = pytest.importorskip("fastapi", reason="the demo extra; the edge-only job does not install it").FastAPI
+
+from feredge.demo.api import router  # noqa: E402
+from feredge.demo.service import DemoRequestError, DemoService, RecognizerPool  # noqa: E402
+from feredge.edge.errors import OptionError  # noqa: E402
+from feredge.edge.recognizer import EmotionRecognizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
