@@ -70,8 +70,9 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
         if peer is not None:
             rows.append(peer[0])
         finders = {**detectors, **({"fer": peer[1]} if peer else {})}
-        group = _groups(settings, photos, finders) if settings.groups else None
-        frames = _frame_rates(settings, photos, detectors, models, rows, peer)
+        consensus = _consensus_detectors()
+        group = _groups(settings, photos, finders, consensus) if settings.groups else None
+        frames = _frame_rates(settings, photos, detectors, consensus, models, rows, peer)
     return {
         "feredge": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -157,9 +158,11 @@ def _consensus_detectors() -> dict[str, Any]:
     }
 
 
-def _groups(settings: PhotoSettings, photos: list[Photo], detectors: dict[str, Any]) -> dict[str, Any]:
+def _groups(
+    settings: PhotoSettings, photos: list[Photo], detectors: dict[str, Any], consensus: dict[str, Any]
+) -> dict[str, Any]:
     images = [photo.image for photo in photos] + [decode_image(path) for path in settings.extra]
-    sources, self_iou = groups.consensus_sources(images, _consensus_detectors())
+    sources, self_iou = groups.consensus_sources(images, consensus)
     if not sources:
         return {"error": "no photo has a face that two detectors agree on"}
     rng = np.random.default_rng(settings.seed)
@@ -178,6 +181,7 @@ def _frame_rates(
     settings: PhotoSettings,
     photos: list[Photo],
     detectors: dict[str, Any],
+    consensus: dict[str, Any],
     models: dict[str, EmotionModel],
     rows: list[dict[str, Any]],
     peer: tuple[dict[str, Any], Any, EmotionModel] | None,
@@ -186,7 +190,7 @@ def _frame_rates(
 
     Each detector runs with the first model and that model's best framing for it on the photos.
     """
-    sources, _ = groups.consensus_sources([photos[0].image], _consensus_detectors())
+    sources, _ = groups.consensus_sources([photos[0].image], consensus)
     if not sources:
         return []
     frame = groups.one_face_frame(sources[0], FRAME_FACE_SIDE)

@@ -137,8 +137,8 @@ def score_row(
     truth = np.array([column[photos[i].label] for i in keep])
     labels = (*classifier.labels, NO_FACE)
     metrics = classification_metrics(truth, predicted[keep], labels)
-    predicted_counts = np.bincount(predicted[keep], minlength=len(labels))
-    true_counts = np.bincount(truth, minlength=len(labels))
+    matrix = np.asarray(metrics["confusion_matrix"])
+    predicted_counts, true_counts = matrix.sum(0), matrix.sum(1)
     return {
         **describe,
         "detector": detections.detector,
@@ -154,7 +154,7 @@ def score_row(
         "detect_ms": float(np.mean([detections.ms[i] for i in keep])),
         "classify_ms": classify_ms,
         "confusion_matrix": metrics["confusion_matrix"],
-        "labels": list(labels),
+        "labels": metrics["labels"],
     }
 
 
