@@ -241,14 +241,13 @@ def shipped_model_info() -> list[dict[str, Any]]:
 
 def detector_info() -> list[dict[str, Any]]:
     """The registered detectors, read from the registry; ``ready`` means its model file (if any) is here."""
-    from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, available_detectors
+    from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS
 
-    ready = set(available_detectors())
     return [
         {
             "name": name,
             "default": name == DEFAULT_DETECTOR,
-            "ready": name in ready,
+            "ready": entry.ready(None),
             "whole_image": entry.whole_image,
             "about": entry.description,
         }
@@ -257,25 +256,11 @@ def detector_info() -> list[dict[str, Any]]:
 
 
 def cache_info() -> dict[str, Any]:
-    """The folder feredge downloads into, and what is in it; ``path`` is None when nothing downloads.
+    """Where feredge keeps downloads: nowhere, because every model ships in the package.
 
-    Releases that fetched detector models on first use kept them in ``$FEREDGE_CACHE``; when every
-    model ships in the package there is no such folder, and the report says so instead of inventing one.
+    The section stays so a device report says so explicitly instead of leaving users to look for one.
     """
-    from feredge.edge import detectors
-
-    cache_dir = getattr(detectors, "cache_dir", None)
-    if cache_dir is None:
-        return {"path": None, "exists": False, "files": {}, "status": "none: every model ships in the package"}
-    folder = cache_dir()
-    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-    status = "detector models downloaded on first use" if folder.is_dir() else "not created yet"
-    return {
-        "path": str(folder),
-        "exists": folder.is_dir(),
-        "files": {p.name: p.stat().st_size for p in files},
-        "status": status,
-    }
+    return {"path": None, "exists": False, "files": {}, "status": "none: every model ships in the package"}
 
 
 def model_files() -> dict[str, Any]:
@@ -360,9 +345,7 @@ def format_text(report: dict[str, Any]) -> str:
         mark = "*" if detector["default"] else " "
         state = "ready" if detector["ready"] else "no model"
         lines.append(f"  {mark} {detector['name']:<10} {state:<9} {detector['about']}")
-    cache = report["cache"]
-    held = ", ".join(cache["files"]) or cache["status"]
-    lines += ["", "cache folder", f"  {cache['path']}  {held}" if cache["path"] else f"  {cache['status']}"]
+    lines += ["", "cache folder", f"  {report['cache']['status']}"]
     files = report["model_files"]
     lines += ["", f"model files ({files['folder']})"]
     lines += [f"  {name:<44} {size / 2**20:.2f} MiB" for name, size in files["files"].items()]

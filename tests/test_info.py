@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from feredge.cli import main as feredge_main
-from feredge.edge import detectors
 from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, available_detectors
 from feredge.edge.info_cli import main, parse_cpuinfo
 from feredge.edge.model import DEFAULT_MODEL, MODELS_DIR
@@ -22,8 +21,6 @@ KEYS = {
     "feredge", "python", "executable", "platform", "numpy", "opencv", "interpreter", "onnxruntime", "cpu",
     "models", "detectors", "cache", "model_files", "latency",
 }  # fmt: skip
-# Older releases download detector models into $FEREDGE_CACHE; with every model shipped there is no cache.
-DOWNLOADS = hasattr(detectors, "cache_dir")
 
 # The end of a Raspberry Pi 4's /proc/cpuinfo under 64-bit Raspberry Pi OS (one core of four shown).
 PI4_CPUINFO = """\
@@ -41,14 +38,7 @@ Model		: Raspberry Pi 4 Model B Rev 1.4
 """
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FEREDGE_CACHE", str(tmp_path))
-    (tmp_path / "downloaded.onnx").write_bytes(b"x" * 10)
-    return tmp_path
-
-
-def test_text_names_every_section(capsys, cache):
+def test_text_names_every_section(capsys):
     assert feredge_main(["info", "--runs", "3"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -60,11 +50,11 @@ def test_text_names_every_section(capsys, cache):
     for name in DETECTORS:  # every registered detector, marked ready exactly when the registry says so
         state = "ready" if name in available_detectors() else "no model"
         assert re.search(rf"^  [* ] {name} +{state} +{re.escape(DETECTORS[name].description)}$", out, re.M), name
-    assert (f"{cache}  downloaded.onnx" if DOWNLOADS else "none: every model ships in the package") in out
+    assert "none: every model ships in the package" in out
     assert f"model files ({MODELS_DIR})" in out and DEFAULT_MODEL.name in out
 
 
-def test_json_has_every_section(capsys, cache):
+def test_json_has_every_section(capsys):
     assert main(["--json", "--runs", "4", "--threads", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) == KEYS
@@ -81,10 +71,7 @@ def test_json_has_every_section(capsys, cache):
     assert [d["name"] for d in report["detectors"] if d["default"]] == [DEFAULT_DETECTOR]
     assert [d["name"] for d in report["detectors"] if d["ready"]] == list(available_detectors())
     assert [d["about"] for d in report["detectors"]] == [entry.description for entry in DETECTORS.values()]
-    if DOWNLOADS:
-        assert report["cache"]["path"] == str(cache) and report["cache"]["files"] == {"downloaded.onnx": 10}
-    else:
-        assert report["cache"]["path"] is None and report["cache"]["files"] == {}
+    assert report["cache"]["path"] is None and report["cache"]["files"] == {}
     files = report["model_files"]
     assert files["folder"] == str(MODELS_DIR) and files["files"][DEFAULT_MODEL.name] == DEFAULT_MODEL.stat().st_size
     latency = report["latency"]
