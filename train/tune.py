@@ -82,7 +82,7 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings) -> dict[
         )
         if settings.trials:
             study.optimize(
-                Objective(study, base, space, out),
+                Objective(study, storage, base, space, out),
                 n_trials=settings.trials,
                 timeout=settings.timeout,
                 gc_after_trial=True,
@@ -174,8 +174,8 @@ def make_pruner(settings: TuneSettings):
 class Objective:
     """One trial: suggest the options, train ``OUT/trials/NNN`` (a retry resumes its folder), return val macro-F1."""
 
-    def __init__(self, study, base: TrainConfig, space: SearchSpace, out: Path) -> None:
-        self.study, self.base, self.space, self.out = study, base, space, out
+    def __init__(self, study, storage, base: TrainConfig, space: SearchSpace, out: Path) -> None:
+        self.study, self.storage, self.base, self.space, self.out = study, storage, base, space, out
 
     def __call__(self, trial) -> float:
         import optuna
@@ -211,15 +211,9 @@ class Objective:
         return float(metrics["val"]["macro_f1"])  # the best epoch, scored as the runtime scores (flip if asked)
 
     def _queue_retry(self, number: int) -> None:
-        """Queue the interrupted trial again, as a dead worker's trial is queued by the heartbeat check."""
-        import optuna
-
+        """Queue the interrupted trial again with the storage's own retry callback, as a dead worker's is."""
         frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == number)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRIES, inherit_intermediate_values=True)(
-                self.study, frozen
-            )
+        self.storage.get_heartbeat_stale_trial_callback()(self.study, frozen)
         log.warning("trial %d interrupted: queued to continue from its last epoch when the study runs again", number)
 
 
