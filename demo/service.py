@@ -159,8 +159,9 @@ class DemoService:
         self.default_model = next(iter(self.models))
         self.default_detector = DEFAULT_DETECTOR
         # workers x threads ~ cores: parallel requests, not parallel layers, use a small CNN's cores best
-        self.default_threads = max(1, min(default_threads(), (os.cpu_count() or 1) // self.workers))
-        self.max_threads = max(default_threads(), os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+        self.default_threads = max(1, min(default_threads(), cores // self.workers))
+        self.max_threads = cores  # default_threads() never exceeds the cores
         self._pools: dict[tuple[str, str, int], RecognizerPool] = {}
         self._pools_lock = threading.Lock()
         for name in self.models:

@@ -152,7 +152,6 @@ def build_recognizer(args: argparse.Namespace):
     """The ``EmotionRecognizer`` the options describe (imported here to keep ``--help`` fast)."""
     from feredge.edge.recognizer import EmotionRecognizer
 
-    sizes = {} if args.min_face is None else {"min_face": args.min_face}
     return EmotionRecognizer(
         args.model,
         detector=args.detector,
@@ -160,8 +159,8 @@ def build_recognizer(args: argparse.Namespace):
         labels=args.labels,
         normalization=args.normalization,
         detector_model=args.detector_model,
+        min_face=args.min_face,
         min_confidence=args.min_confidence,
-        **sizes,
     )
 
 
