@@ -74,6 +74,12 @@ class _Track:
         self.box, self.missed = box, 0
 
 
+def check_smoothing(alpha: float) -> None:
+    """The one range check of the score smoothing, for callers that must refuse it before opening a source."""
+    if not 0.0 < alpha <= 1.0:
+        raise OptionError(f"smoothing alpha must be in (0, 1], got {alpha}")
+
+
 class FaceTracker:
     """Matches each frame's faces to tracks by IoU with their predicted boxes and smooths their scores.
 
@@ -94,8 +100,7 @@ class FaceTracker:
         min_confidence: float = 0.0,
         max_shift: float = 1.0,
     ) -> None:
-        if not 0.0 < alpha <= 1.0:
-            raise OptionError(f"smoothing alpha must be in (0, 1], got {alpha}")
+        check_smoothing(alpha)
         self.labels = tuple(labels)
         self.alpha = alpha
         self.iou_threshold = iou_threshold

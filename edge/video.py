@@ -34,7 +34,7 @@ from feredge.edge.draw import annotate
 from feredge.edge.errors import OptionError, VideoError
 from feredge.edge.outputs import check_writable_dir
 from feredge.edge.recognizer import EmotionRecognizer, Face, StageTimings
-from feredge.edge.track import FaceTracker
+from feredge.edge.track import FaceTracker, check_smoothing
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +317,7 @@ def process_video(
         raise OptionError(f"max_frames must be >= 1, got {max_frames}")
     if sample_fps is not None and not (math.isfinite(sample_fps) and sample_fps > 0):
         raise OptionError(f"sample_fps must be > 0, got {sample_fps}")
-    if not 0.0 < smoothing <= 1.0:  # checked again by FaceTracker, which is made once the source is open
-        raise OptionError(f"smoothing alpha must be in (0, 1], got {smoothing}")
+    check_smoothing(smoothing)  # before the source opens; FaceTracker is made after
     summary = VideoSummary(output=Path(out) if out is not None else None)
     if summary.output is not None:
         check_output(summary.output, source)
