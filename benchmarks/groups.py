@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from feredge.edge.detectors import detect_faces
+from feredge.edge.track import iou
 
 CANVAS = (480, 640)  # height, width
 FACE_SIDES = (30.0, 150.0)
@@ -37,24 +38,10 @@ PER_FACES = 40  # false boxes are reported per this many faces
 
 @dataclass(frozen=True)
 class Source:
-    """A photo of one face and its consensus box (x0, y0, x1, y1)."""
+    """A photo of one face and its consensus box (x, y, w, h), in floats."""
 
     image: np.ndarray
     box: np.ndarray
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two (x0, y0, x1, y1) boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def corners(box: Sequence[int]) -> np.ndarray:
-    x, y, w, h = box
-    return np.array([x, y, x + w, y + h], np.float64)
 
 
 def consensus_sources(images: Sequence[np.ndarray], detectors: dict[str, Any]) -> tuple[list[Source], dict]:
@@ -65,7 +52,7 @@ def consensus_sources(images: Sequence[np.ndarray], detectors: dict[str, Any]) -
         for name, detector in detectors.items():
             found = detect_faces(detector, image)
             if found:
-                boxes[name] = corners(found[0].box)
+                boxes[name] = np.array(found[0].box, np.float64)
         agreeing = [
             name
             for name in boxes
@@ -102,7 +89,7 @@ def background(rng: np.random.Generator) -> np.ndarray:
 
 
 def compose(sources: Sequence[Source], rng: np.random.Generator, max_faces: int = 8) -> tuple[np.ndarray, list]:
-    """A canvas with up to ``max_faces`` pasted faces at free places, and their boxes (x0, y0, x1, y1)."""
+    """A canvas with up to ``max_faces`` pasted faces at free places, and their boxes (x, y, w, h)."""
     height, width = CANVAS
     canvas = background(rng).astype(np.float32)
     placed: list[tuple[float, float, float]] = []
@@ -129,9 +116,9 @@ def one_face_frame(source: Source, side: float, seed: int = 0) -> np.ndarray:
 
 
 def _paste(canvas: np.ndarray, source: Source, side: float, at: tuple[float, float], angle: float) -> np.ndarray:
-    x0, y0, x1, y1 = source.box
-    centre = ((x0 + x1) / 2.0, (y0 + y1) / 2.0)
-    source_side = float(np.sqrt((x1 - x0) * (y1 - y0)))
+    x0, y0, w, h = source.box
+    centre = (x0 + w / 2.0, y0 + h / 2.0)
+    source_side = float(np.sqrt(w * h))
     scale = side / source_side
     matrix = cv2.getRotationMatrix2D(centre, angle, scale)
     matrix[:, 2] += np.array(at) - centre
@@ -145,11 +132,11 @@ def _paste(canvas: np.ndarray, source: Source, side: float, at: tuple[float, flo
     alpha = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_LINEAR)[..., None]
     canvas *= 1.0 - alpha
     canvas += alpha * patch
-    half = np.array([x1 - x0, y1 - y0]) * scale / 2.0
-    return np.array([at[0] - half[0], at[1] - half[1], at[0] + half[0], at[1] + half[1]])
+    size = np.array([w, h]) * scale
+    return np.array([at[0] - size[0] / 2.0, at[1] - size[1] / 2.0, size[0], size[1]])
 
 
-def match(truth: Sequence[np.ndarray], found: Sequence[np.ndarray]) -> tuple[list[bool], int]:
+def match(truth: Sequence[np.ndarray], found: Sequence[Sequence[float]]) -> tuple[list[bool], int]:
     """Greedy one-to-one matching at IoU >= 0.3: (was each true face found, number of false boxes)."""
     pairs = sorted(((iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), key=lambda p: -p[0])
     hit, used = [False] * len(truth), set()
@@ -167,7 +154,7 @@ def detection_scores(
 ) -> list[dict[str, Any]]:
     """Recall (overall and by face side), false boxes per 40 faces and ms per canvas for each detector."""
     rows = []
-    sides = np.array([np.sqrt((t[2] - t[0]) * (t[3] - t[1])) for _, truth in canvases for t in truth])
+    sides = np.array([np.sqrt(t[2] * t[3]) for _, truth in canvases for t in truth])
     bins = np.digitize(sides, size_bins)
     edges = [FACE_SIDES[0], *size_bins, FACE_SIDES[1]]
     for name, detector in detectors.items():
@@ -176,7 +163,7 @@ def detection_scores(
             start = time.perf_counter()
             found = detect_faces(detector, canvas)
             ms.append((time.perf_counter() - start) * 1000.0)
-            hit, extra = match(truth, [corners(face.box) for face in found])
+            hit, extra = match(truth, [face.box for face in found])
             hits += hit
             false += extra
         hits_arr = np.array(hits)
