@@ -156,11 +156,20 @@ def make_detector(
 ) -> Detector:
     """A detector by name, one of ``DETECTORS``; an unknown name or a bad size is an ``OptionError``.
 
-    ``min_face`` None is the detector's own default (``DetectorEntry.min_face``)."""
+    ``min_face`` None is the detector's own default (``DetectorEntry.min_face``). The detector keeps
+    its registry name as ``registry_name``, so a recognizer given the object still finds the model's
+    framing for it."""
     entry = DETECTORS.get(name)
     if entry is None:
         raise OptionError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
-    return entry.build(model_path, entry.min_face if min_face is None else min_face, max_side)
+    detector = entry.build(model_path, entry.min_face if min_face is None else min_face, max_side)
+    detector.registry_name = name
+    return detector
+
+
+def detector_name(detector: Detector) -> str:
+    """The registry name of a detector ``make_detector`` built, else its class name (a caller's own)."""
+    return getattr(detector, "registry_name", type(detector).__name__)
 
 
 @dataclass
@@ -292,12 +301,7 @@ class BlazeFaceDetector(_ScaledDetector):
         self._model = BlazeFaceModel(_model_file(model_path, BLAZEFACE_MODEL), score_threshold)
 
     def _detect(self, image: np.ndarray, min_size: int) -> Found:
-        found = self._model(image)
-        if not found:
-            return Found(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2)))
-        corners = np.array([box for box, _, _ in found], np.float64)
-        boxes = np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], axis=1)
-        return Found(boxes, np.array([score for _, score, _ in found]), np.stack([p for _, _, p in found]))
+        return self._model(image)
 
 
 class WholeImage:

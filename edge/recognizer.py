@@ -22,7 +22,15 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from feredge.edge.decode import ScaledImage, decode_image_scaled
-from feredge.edge.detectors import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, Box, Detector, make_detector
+from feredge.edge.detectors import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MAX_SIDE,
+    DEFAULT_MIN_FACE,
+    Box,
+    Detector,
+    detector_name,
+    make_detector,
+)
 from feredge.edge.errors import FeredgeError, OptionError
 from feredge.edge.model import EmotionModel, default_threads, load_model
 from feredge.edge.preprocess import crop_face
@@ -152,7 +160,7 @@ class EmotionRecognizer:
         # a given model keeps the threads it was loaded with (``threads`` is for loading one)
         loaded_with = self.model.threads if isinstance(model, EmotionModel) else threads
         self.threads = loaded_with if loaded_with is not None else default_threads()
-        self.detector_name = detector if isinstance(detector, str) else type(detector).__name__
+        self.detector_name = detector if isinstance(detector, str) else detector_name(detector)
         if isinstance(detector, str):
             detector = make_detector(detector, detector_model, min_face, max_side)
         self.detector = detector
