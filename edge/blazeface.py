@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from feredge.edge.detectors import Found
 from feredge.edge.errors import ModelLoadError
 from feredge.edge.tflite_runner import create_interpreter
 
@@ -103,9 +104,9 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 class BlazeFaceModel:
-    """The BlazeFace network: a BGR or gray image in, ``(box, score, keypoints)`` in its pixels out.
+    """The BlazeFace network: a BGR or gray image in, its faces as ``Found`` in the image's pixels out.
 
-    Boxes are (x0, y0, x1, y1) floats and keypoints a (6, 2) array, both in the input image's pixels.
+    Boxes are (x, y, w, h) floats and keypoints (6, 2) per face, as ``BlazeFaceDetector`` hands them on.
     One interpreter is not safe to invoke from two threads, so calls are serialized.
     """
 
@@ -130,7 +131,7 @@ class BlazeFaceModel:
         self.iou_threshold = iou_threshold
         self._lock = threading.Lock()
 
-    def __call__(self, image: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    def __call__(self, image: np.ndarray) -> Found:
         tensor, side, (pad_x, pad_y) = letterbox(image, INPUT_SIZE)
         with self._lock:
             self._interpreter.set_tensor(self._input, tensor)
@@ -139,14 +140,13 @@ class BlazeFaceModel:
             logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
         scores = sigmoid_scores(logits)
         keep = scores >= self.score_threshold
-        if not keep.any():
-            return []
-        decoded = decode(regressors[keep], self._anchors[keep])
-        found = []
-        for row, score in weighted_nms(decoded, scores[keep], self.iou_threshold):
-            pixels = row.reshape(-1, 2) * side - (pad_x, pad_y)
-            found.append((pixels[:2].reshape(4), score, pixels[2:]))
-        return found
+        kept = weighted_nms(decode(regressors[keep], self._anchors[keep]), scores[keep], self.iou_threshold)
+        if not kept:
+            return Found(np.zeros((0, 4)), np.zeros(0), np.zeros((0, NUM_KEYPOINTS, 2)))
+        pixels = np.stack([row for row, _ in kept]).reshape(len(kept), -1, 2) * side - (pad_x, pad_y)
+        corners = pixels[:, :2].reshape(-1, 4)
+        boxes = np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], axis=1)
+        return Found(boxes, np.array([score for _, score in kept]), pixels[:, 2:])
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[float, float]]:

@@ -111,6 +111,15 @@ def test_blazeface_anchors_and_decoding() -> None:
     assert np.allclose(row[4::2], 0.5625) and np.allclose(row[5::2], 0.5)
 
 
+def test_blazeface_model_gives_x_y_w_h_boxes_scores_and_keypoints(astronaut) -> None:
+    model = blazeface.BlazeFaceModel(detectors.BLAZEFACE_MODEL)
+    found = model(astronaut)
+    assert found.boxes.shape == (1, 4) and found.scores.shape == (1,) and found.landmarks.shape == (1, 6, 2)
+    assert np.abs(found.boxes[0] - ASTRONAUT_FACE).max() < 0.25 * ASTRONAUT_FACE[2]  # a width, not a corner
+    nothing = model(np.zeros((480, 640, 3), np.uint8))
+    assert (nothing.boxes.shape, nothing.scores.shape, nothing.landmarks.shape) == ((0, 4), (0,), (0, 6, 2))
+
+
 def test_weighted_nms_merges_one_face_and_keeps_two() -> None:
     rows = np.zeros((3, 16))
     rows[:, :4] = [(0.1, 0.1, 0.3, 0.3), (0.12, 0.1, 0.32, 0.3), (0.6, 0.6, 0.8, 0.8)]
