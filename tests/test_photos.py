@@ -107,6 +107,16 @@ def test_group_canvases_hold_faces_where_their_boxes_say(photo_set) -> None:
     assert sum(hit) >= len(truth) - 1
 
 
+def test_fers_detector_gives_its_boxes_as_detections_through_the_shared_fallback(photo_set) -> None:
+    from feredge.benchmarks.fer_pipeline import FerHaar
+
+    detector = FerHaar(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
+    image = cv2.imread(str(photo_set / "happy" / "0.png"))
+    faces = detect_faces(detector, image)
+    assert faces and [face.box for face in faces] == detector.detect(image)  # ints, largest first
+    assert all(face.score == 1.0 and face.landmarks is None for face in faces)
+
+
 class Recording:
     """A runner that keeps every batch it is given, in front of the real one."""
 
