@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from feredge.edge.detectors import detect_faces
-from feredge.edge.track import iou
+from feredge.edge.track import greedy_match, iou
 
 CANVAS = (480, 640)  # height, width
 FACE_SIDES = (30.0, 150.0)
@@ -139,14 +139,8 @@ def _paste(canvas: np.ndarray, source: Source, side: float, at: tuple[float, flo
 def match(truth: Sequence[np.ndarray], found: Sequence[Sequence[float]]) -> tuple[list[bool], int]:
     """Greedy one-to-one matching at IoU >= 0.3: (was each true face found, number of false boxes)."""
     pairs = sorted(((iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), key=lambda p: -p[0])
-    hit, used = [False] * len(truth), set()
-    for overlap, i, j in pairs:
-        if overlap < MATCH_IOU:
-            break
-        if not hit[i] and j not in used:
-            hit[i] = True
-            used.add(j)
-    return hit, len(found) - len(used)
+    found_of = greedy_match(pairs, lambda overlap: overlap >= MATCH_IOU)
+    return [i in found_of for i in range(len(truth))], len(found) - len(found_of)
 
 
 def detection_scores(

@@ -13,7 +13,7 @@ a track seen in the last update: a track lost for a while is never chased across
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +43,22 @@ def centre_shift(a: Box, b: Box) -> float:
 
 def similar_size(a: Box, b: Box, ratio: float = 1.5) -> bool:
     return max(a[2], b[2]) <= ratio * min(a[2], b[2])
+
+
+def greedy_match(ranked: Iterable[tuple[float, int, int]], accept: Callable[[float], bool]) -> dict[int, int]:
+    """One-to-one pairs ``{a: b}`` from candidates ``(measure, a, b)`` ranked best first: each is taken
+    when neither side is taken yet, until the first whose measure ``accept`` refuses.
+
+    Greedy, not optimal (Hungarian): faces are few and rarely contend, so taking the best pair first is enough."""
+    pairs: dict[int, int] = {}
+    taken: set[int] = set()
+    for measure, a, b in ranked:
+        if not accept(measure):
+            break
+        if a not in pairs and b not in taken:
+            pairs[a] = b
+            taken.add(b)
+    return pairs
 
 
 @dataclass
@@ -128,7 +144,7 @@ class FaceTracker:
         move the tracks without teaching them a velocity."""
         for track in self._tracks:
             track.age += 1
-        pairs = sorted(
+        overlaps = sorted(
             (
                 (iou(t.predicted(t.missed + 1), f.box), ti, fi)
                 for ti, t in enumerate(self._tracks)
@@ -136,30 +152,20 @@ class FaceTracker:
             ),
             reverse=True,
         )
-        track_of: dict[int, _Track] = {}
-        used: set[int] = set()
-        for overlap, ti, fi in pairs:
-            if overlap < self.iou_threshold:
-                break
-            if ti not in used and fi not in track_of:
-                used.add(ti)
-                track_of[fi] = self._tracks[ti]
+        face_of = greedy_match(overlaps, lambda overlap: overlap >= self.iou_threshold)
+        matched_faces = set(face_of.values())
         near = sorted(
             (centre_shift(predicted, f.box), ti, fi)
             for ti, t in enumerate(self._tracks)
-            if ti not in used and t.missed == 0  # a track unseen for a while is not chased across the frame
+            if ti not in face_of and t.missed == 0  # a track unseen for a while is not chased across the frame
             for predicted in [t.predicted(t.missed + 1)]
             for fi, f in enumerate(faces)
-            if fi not in track_of and similar_size(predicted, f.box)
+            if fi not in matched_faces and similar_size(predicted, f.box)
         )
-        for shift, ti, fi in near:
-            if shift >= self.max_shift:
-                break
-            if ti not in used and fi not in track_of:
-                used.add(ti)
-                track_of[fi] = self._tracks[ti]
+        face_of |= greedy_match(near, lambda shift: shift < self.max_shift)
+        track_of = {fi: self._tracks[ti] for ti, fi in face_of.items()}
         for ti, track in enumerate(self._tracks):
-            if ti not in used:
+            if ti not in face_of:
                 track.missed += 1
         self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
         smoothed = []

@@ -14,7 +14,7 @@ from feredge.edge import video
 from feredge.edge.errors import VideoError
 from feredge.edge.labels import FER2013
 from feredge.edge.recognizer import EmotionRecognizer, Face, face_from_scores
-from feredge.edge.track import FaceTracker, iou
+from feredge.edge.track import FaceTracker, greedy_match, iou
 from feredge.edge.video import LatestFrameReader, process_video
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
@@ -80,6 +80,12 @@ def test_tracks_follow_boxes_not_list_order():
     moved = tracker.update([face((205, 2, 50, 50), "sad"), face((3, 1, 50, 50), "happy")])
     assert [f.track_id for f in moved] == [first[1].track_id, first[0].track_id]
     assert sorted(tracker.boxes) == [(3, 1, 50, 50), (205, 2, 50, 50)]
+
+
+def test_greedy_match_takes_the_best_pairs_one_to_one_until_one_is_refused():
+    ranked = [(0.9, 0, 1), (0.8, 1, 1), (0.7, 0, 0), (0.6, 1, 0), (0.2, 2, 2)]
+    assert greedy_match(ranked, lambda overlap: overlap >= 0.5) == {0: 1, 1: 0}  # each side once, (2, 2) refused
+    assert greedy_match([(0.5, 0, 0), (0.1, 1, 1)], lambda shift: shift < 0.3) == {}  # stops at the first refusal
 
 
 def test_lost_track_resumes_briefly_then_is_dropped():
