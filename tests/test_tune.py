@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import tune_worker
@@ -148,6 +149,14 @@ def test_rerun_continues_the_study_and_prunes_trials_that_fall_behind(
     assert json.loads((out / "best.json").read_text())["trial"] == first["trial"]
     for name in ("optimization_history.png", "intermediate_values.png", "param_importances.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_trial_states_are_counted_by_name_in_name_order():
+    from optuna.trial import TrialState
+
+    trials = [SimpleNamespace(state=s) for s in (TrialState.PRUNED, TrialState.COMPLETE, TrialState.FAIL)] * 2
+    counts = tune.state_counts(trials)
+    assert counts == {"complete": 2, "fail": 2, "pruned": 2} and list(counts) == ["complete", "fail", "pruned"]
 
 
 def test_every_trial_is_a_run_folder_with_its_seed_recorded(tmp_path, space_file, fake_train, no_plots):

@@ -232,11 +232,10 @@ def best_summary(study, trials, base: TrainConfig, space: SearchSpace, settings:
     known = {f.name for f in fields(TrainConfig)}
     stored = {k: v for k, v in best.user_attrs["config"].items() if k in known}
     config = TrainConfig(**{**stored, "data": base.data, "out": str(settings.out / "best")})
-    counts = Counter(t.state.name.lower() for t in trials)
     return {
         "study": settings.study,
         "storage": redact(settings.storage_url),
-        "trials": dict(sorted(counts.items())),
+        "trials": state_counts(trials),
         "trial": best.number,
         "val_macro_f1": best.value,
         "params": best.params,
@@ -272,6 +271,11 @@ def train_command(config: TrainConfig, searched: Iterable[str]) -> str:
     return shlex.join(argv)
 
 
+def state_counts(trials) -> dict[str, int]:
+    """Trials per state (``complete``, ``pruned``, ``fail``, ...) by state name: best.json's and the table's."""
+    return dict(sorted(Counter(t.state.name.lower() for t in trials).items()))
+
+
 def format_table(name: str, trials, space: SearchSpace, top: int) -> str:
     """The top finished trials by val macro-F1 (a pruned trial shows its last epoch's score), and the counts."""
     from optuna.trial import TrialState
@@ -292,8 +296,7 @@ def format_table(name: str, trials, space: SearchSpace, top: int) -> str:
     ]
     widths = [max(len(c) for c in column) for column in zip(headers, *rows, strict=True)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
-    counts = Counter(t.state.name.lower() for t in trials)
-    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none yet"
+    summary = ", ".join(f"{n} {state}" for state, n in state_counts(trials).items()) or "none yet"
     return "\n".join([f"study {name}: {len(trials)} trials ({summary}); top {len(rows)} by {OBJECTIVE}:", *lines])
 
 
