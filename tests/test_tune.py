@@ -192,6 +192,16 @@ def test_best_json_is_a_train_command_and_a_config_that_reproduce_the_best_trial
     assert overridden.epochs == 40 and overridden.lr == trial.params["lr"]
 
 
+def test_train_config_from_a_dict_ignores_keys_that_are_not_fields(tmp_path):
+    from feredge.train.cli import read_config_file
+    from feredge.train.config import TrainConfig
+
+    config = TrainConfig.from_dict({"data": "d", "epochs": 3, "from_another_version": 1})
+    assert config == TrainConfig(data="d", epochs=3)
+    (tmp_path / "config.json").write_text(json.dumps({**config.to_dict(), "gone": True}))
+    assert TrainConfig.load(tmp_path / "config.json") == config and read_config_file(tmp_path) == config.to_dict()
+
+
 def test_an_interrupted_trial_is_retried_and_continues_its_run_folder(
     tmp_path, space_file, fake_train, no_plots, monkeypatch
 ):

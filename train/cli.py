@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -134,8 +133,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     data = data.get("config", data) if isinstance(data, dict) else None  # best.json keeps them under "config"
     if not isinstance(data, dict):
         raise FeredgeError(f"{path}: not a config.json or best.json")
-    names = {f.name for f in fields(TrainConfig)}
-    return {k: v for k, v in data.items() if k in names}
+    return TrainConfig.known(data)
 
 
 class ConfigFileAction(argparse.Action):
@@ -156,11 +154,10 @@ class ConfigFileAction(argparse.Action):
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    names = {f.name for f in fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names}
+    values = vars(args)
     if not values.get("data") and getattr(args, "config", None):
-        values["data"] = read_config_file(args.config).get("data")
-    return TrainConfig(**values)
+        values = {**values, "data": read_config_file(args.config).get("data")}
+    return TrainConfig.from_dict(values)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -60,5 +61,16 @@ class TrainConfig:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise FeredgeError(f"cannot read run config {path}: {exc}") from exc
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls.from_dict(data)
+
+    @classmethod
+    def known(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The items of ``data`` that are fields. Other keys are ignored, not refused: config.json and
+        best.json of other versions, and the CLI's own options, hold keys that are not fields here."""
+        names = {f.name for f in fields(cls)}
+        return {k: v for k, v in data.items() if k in names}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """A config from the field items of ``data`` (``known``); the others are ignored."""
+        return cls(**cls.known(data))

@@ -22,7 +22,7 @@ import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -229,9 +229,7 @@ def best_summary(study, trials, base: TrainConfig, space: SearchSpace, settings:
     if not any(t.state == TrialState.COMPLETE for t in trials):
         return None
     best = study.best_trial
-    known = {f.name for f in fields(TrainConfig)}
-    stored = {k: v for k, v in best.user_attrs["config"].items() if k in known}
-    config = TrainConfig(**{**stored, "data": base.data, "out": str(settings.out / "best")})
+    config = TrainConfig.from_dict({**best.user_attrs["config"], "data": base.data, "out": str(settings.out / "best")})
     return {
         "study": settings.study,
         "storage": redact(settings.storage_url),
