@@ -21,6 +21,8 @@ import cv2
 
 from feredge.demo.service import DemoService
 from feredge.edge.errors import VideoError
+from feredge.edge.timeline import record_timeline
+from feredge.edge.video import frame_count, frame_rate, open_capture
 
 MAX_CLIP_SECONDS = 20.0
 # The annotated video is written as WebM (VP8): the one type OpenCV's pip wheels write that browsers play.
@@ -41,16 +43,17 @@ class ClipError(VideoError):
 
 @dataclass(frozen=True)
 class ClipInfo:
-    """What the container says about a clip; ``frames`` is 0 when it does not say (some WebM)."""
+    """What the container says about a clip: ``frames`` is None when it does not say (some WebM), and
+    ``fps`` is ``edge.video.frame_rate``'s, the rate its timeline is stamped with."""
 
-    frames: int
+    frames: int | None
     fps: float
     width: int
     height: int
 
     @property
     def seconds(self) -> float | None:
-        return self.frames / self.fps if self.frames > 0 and self.fps > 0 else None
+        return self.frames / self.fps if self.frames is not None else None
 
 
 @dataclass(frozen=True)
@@ -74,15 +77,17 @@ def check_clip(path: Path, name: str, max_bytes: int, max_seconds: float = MAX_C
     size = path.stat().st_size
     if size > max_bytes:
         raise ClipError(f"{name}: {human_size(size)}, larger than the {human_size(max_bytes)} limit for a clip")
-    capture = cv2.VideoCapture(str(path))
+    unreadable = ClipError(f"{name}: not a video this demo can read (try an .mp4, .webm or .avi file)")
     try:
-        if not capture.isOpened() or not capture.read()[0]:
-            raise ClipError(f"{name}: not a video this demo can read (try an .mp4, .webm or .avi file)")
-        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-        fps = capture.get(cv2.CAP_PROP_FPS)
+        capture = open_capture(str(path.absolute()))  # absolute: a file, never a camera index or a URL
+    except VideoError as exc:
+        raise unreadable from exc
+    try:
+        if not capture.read()[0]:
+            raise unreadable
         info = ClipInfo(
-            frames=int(frames) if math.isfinite(frames) and frames > 0 else 0,
-            fps=fps if math.isfinite(fps) and 0 < fps < 1000 else 0.0,
+            frames=frame_count(capture),
+            fps=frame_rate(capture),
             width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
             height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
         )
@@ -111,27 +116,23 @@ def analyze_clip(
 
     Raises ``ClipError`` for a refused clip and ``DemoRequestError`` for a bad model, detector or
     thread count."""
-    from feredge.edge.timeline import TimelineRecorder
-    from feredge.edge.video import FrameRecord, process_video
-
     info = check_clip(path, name, service.max_upload_bytes)
     # A clip whose container gives no length is cut at the cap instead.
-    max_frames = math.ceil(MAX_CLIP_SECONDS * (info.fps or 30.0))
+    max_frames = math.ceil(MAX_CLIP_SECONDS * info.fps)
     folder = _fresh_folder()
     stem = Path(name).stem or "clip"
     video, timeline = folder / f"{stem}_annotated{OUTPUT_SUFFIX}", folder / f"{stem}_timeline.csv"
 
-    def on_frame(record: FrameRecord) -> None:
-        recorder(record)
-        if on_progress is not None:
-            on_progress(record.index + 1, record.total)
-
     with service.recognizer(model, detector, threads) as recognizer:
-        recorder = TimelineRecorder(recognizer.labels, timeline)
-        with recorder:
-            summary = process_video(
-                recognizer, str(path), detect_every=detect_every, out=video, max_frames=max_frames, on_frame=on_frame
-            )
+        recorder, summary = record_timeline(
+            recognizer,
+            str(path.absolute()),
+            timeline=timeline,
+            on_frame=None if on_progress is None else lambda record: on_progress(record.index + 1, record.total),
+            detect_every=detect_every,
+            out=video,
+            max_frames=max_frames,
+        )
         used = f"model `{model or service.default_model}`, detector `{recognizer.detector_name}`"
     plot = None
     if importlib.util.find_spec("matplotlib") is not None:

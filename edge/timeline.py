@@ -31,7 +31,7 @@ from feredge.edge.atomic import atomic_path
 from feredge.edge.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE
 from feredge.edge.errors import OptionError
 from feredge.edge.outputs import check_writable_dir
-from feredge.edge.video import FrameRecord, check_output, process_video, refuse_input_as_output
+from feredge.edge.video import FrameRecord, VideoSummary, check_output, process_video, refuse_input_as_output
 
 if TYPE_CHECKING:
     import pandas
@@ -289,17 +289,16 @@ def analyze_video(
                     min_confidence=min_confidence,
                 )
             )
-        recorder = stack.enter_context(TimelineRecorder(recognizer.labels, timeline))
-        on_frame = _with_progress(recorder, stack) if progress else recorder
-        summary = process_video(
+        recorder, summary = record_timeline(
             recognizer,
             source,
+            timeline=timeline,
+            on_frame=_progress_bar(stack) if progress else None,
             detect_every=detect_every,
             smoothing=smoothing,
             sample_fps=sample_fps,
             out=out,
             max_frames=max_frames,
-            on_frame=on_frame,
         )
     if plot is not None:
         from feredge.plots import plot_timeline
@@ -310,15 +309,49 @@ def analyze_video(
     return as_table(recorder.rows, recorder.columns)
 
 
-def _with_progress(recorder: TimelineRecorder, stack: ExitStack) -> Callable[[FrameRecord], None]:
-    """``recorder`` plus a progress bar on stderr for a file (closed when ``stack`` closes)."""
+def record_timeline(
+    recognizer: EmotionRecognizer,
+    source: str,
+    *,
+    timeline: str | Path | None = None,
+    on_frame: Callable[[FrameRecord], None] | None = None,
+    detect_every: int = 3,
+    smoothing: float = 0.4,
+    sample_fps: float | None = None,
+    out: str | Path | None = None,
+    max_frames: int | None = None,
+) -> tuple[TimelineRecorder, VideoSummary]:
+    """``process_video`` into a ``TimelineRecorder`` that writes ``timeline`` (if given): the one wiring
+    of ``analyze_video`` and the demo's clips, which also need the recorder's track summary and the run's
+    summary. ``on_frame`` sees each record after the recorder (a progress bar, say)."""
+    with TimelineRecorder(recognizer.labels, timeline) as recorder:
+
+        def record(frame: FrameRecord) -> None:
+            recorder(frame)
+            if on_frame is not None:
+                on_frame(frame)
+
+        summary = process_video(
+            recognizer,
+            source,
+            detect_every=detect_every,
+            smoothing=smoothing,
+            sample_fps=sample_fps,
+            out=out,
+            max_frames=max_frames,
+            on_frame=record,
+        )
+    return recorder, summary
+
+
+def _progress_bar(stack: ExitStack) -> Callable[[FrameRecord], None]:
+    """A progress bar on stderr for a file's frames (closed when ``stack`` closes)."""
     from feredge.edge.progress import ProgressBar
 
     bar: ProgressBar | None = None
 
     def on_frame(record: FrameRecord) -> None:
         nonlocal bar
-        recorder(record)
         if record.total is not None:
             if bar is None:
                 bar = ProgressBar(record.total)

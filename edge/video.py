@@ -323,7 +323,7 @@ def process_video(
         check_output(summary.output, source)
     capture = open_capture(source)
     live = is_live(source)
-    source_fps = _source_fps(capture)
+    source_fps = frame_rate(capture)
     rate = min(sample_fps, source_fps) if sample_fps is not None else source_fps  # processed frames per second
     tracker = FaceTracker(
         recognizer.labels,
@@ -332,7 +332,7 @@ def process_video(
         min_confidence=recognizer.min_confidence,
     )
     frames = _read_frames(capture, live, live if drop_stale is None else drop_stale, source_fps, sample_fps, summary)
-    total = None if live else _frame_count(capture)
+    total = None if live else frame_count(capture)
     if show and not display_available():
         log.warning("no display available (or OpenCV is the headless build): --show ignored")
         show = False
@@ -426,13 +426,14 @@ def _inside(box: Box, shape: tuple[int, ...]) -> bool:
     return 0 <= cx < shape[1] and 0 <= cy < shape[0]
 
 
-def _source_fps(capture: cv2.VideoCapture) -> float:
-    """The stream's frame rate for timestamps and the output file; cameras and some streams report 0
-    or nonsense."""
+def frame_rate(capture: cv2.VideoCapture) -> float:
+    """The stream's frame rate for timestamps, the output file and the demo's length cap; cameras and
+    some streams report 0 or nonsense, so those get ``FALLBACK_FPS``."""
     rate = capture.get(cv2.CAP_PROP_FPS)
     return rate if math.isfinite(rate) and 0 < rate < 1000 else FALLBACK_FPS
 
 
-def _frame_count(capture: cv2.VideoCapture) -> int | None:
+def frame_count(capture: cv2.VideoCapture) -> int | None:
+    """The file's frame count, or None when the container does not say (a live source, some WebM)."""
     count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
     return int(count) if math.isfinite(count) and count > 0 else None

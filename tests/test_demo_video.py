@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 from synthetic import frame_count
 from test_timeline import COLUMNS, SIDE, crossing_frames, read_csv, write_avi
@@ -13,7 +14,7 @@ from test_timeline import COLUMNS, SIDE, crossing_frames, read_csv, write_avi
 from feredge.demo import clips
 from feredge.demo.clips import MAX_CLIP_SECONDS, ClipError, analyze_clip, check_clip
 from feredge.demo.service import DemoRequestError, DemoService
-from feredge.edge import video
+from feredge.edge import timeline, video
 
 # The clip pipeline needs only `pip install .` (.ci/run also runs those tests in an edge-only venv);
 # the test through gradio_client needs the demo extra.
@@ -58,8 +59,8 @@ def test_the_clip_runs_on_the_services_cached_recognizer(service, clip, monkeypa
     with service.recognizer() as cached:
         pass
     used = []
-    process = video.process_video
-    monkeypatch.setattr(video, "process_video", lambda recognizer, *a, **k: used.append(recognizer) or process(
+    process = timeline.process_video
+    monkeypatch.setattr(timeline, "process_video", lambda recognizer, *a, **k: used.append(recognizer) or process(
         recognizer, *a, **k
     ))  # fmt: skip
     before = service.pool_sizes()
@@ -98,6 +99,23 @@ def test_length_cap(face_drawer, tmp_path):
         check_clip(long, "long.avi", max_bytes=2**30)
     info = check_clip(long, "long.avi", max_bytes=2**30, max_seconds=30)
     assert (info.frames, info.fps, info.seconds, info.width, info.height) == (24, 1.0, 24.0, 320, 240)
+
+
+@edge
+def test_a_clip_without_a_frame_rate_is_measured_at_the_video_pipelines_fallback(clip, monkeypatch):
+    class NoRate:  # a container that gives its frame count but no frame rate
+        def __init__(self, capture) -> None:
+            self.capture = capture
+
+        def get(self, prop: int) -> float:
+            return 0.0 if prop == cv2.CAP_PROP_FPS else self.capture.get(prop)
+
+        def __getattr__(self, name: str):
+            return getattr(self.capture, name)
+
+    monkeypatch.setattr(clips, "open_capture", lambda source: NoRate(video.open_capture(source)))
+    info = check_clip(clip, "clip.avi", max_bytes=2**30)
+    assert (info.frames, info.fps, info.seconds) == (10, video.FALLBACK_FPS, 10 / video.FALLBACK_FPS)
 
 
 @edge
