@@ -314,33 +314,22 @@ def record_timeline(
     source: str,
     *,
     timeline: str | Path | None = None,
+    keep_rows: bool = True,
     on_frame: Callable[[FrameRecord], None] | None = None,
-    detect_every: int = 3,
-    smoothing: float = 0.4,
-    sample_fps: float | None = None,
-    out: str | Path | None = None,
-    max_frames: int | None = None,
+    **video: Any,
 ) -> tuple[TimelineRecorder, VideoSummary]:
-    """``process_video`` into a ``TimelineRecorder`` that writes ``timeline`` (if given): the one wiring
-    of ``analyze_video`` and the demo's clips, which also need the recorder's track summary and the run's
-    summary. ``on_frame`` sees each record after the recorder (a progress bar, say)."""
-    with TimelineRecorder(recognizer.labels, timeline) as recorder:
+    """``process_video`` (``video`` are its keyword options) into a ``TimelineRecorder`` that writes
+    ``timeline`` (if given): the one wiring of ``feredge video``, ``analyze_video`` and the demo's clips,
+    which also need the recorder's track summary and the run's summary. ``on_frame`` sees each record
+    after the recorder (a progress bar, say)."""
+    with TimelineRecorder(recognizer.labels, timeline, keep_rows=keep_rows) as recorder:
 
         def record(frame: FrameRecord) -> None:
             recorder(frame)
             if on_frame is not None:
                 on_frame(frame)
 
-        summary = process_video(
-            recognizer,
-            source,
-            detect_every=detect_every,
-            smoothing=smoothing,
-            sample_fps=sample_fps,
-            out=out,
-            max_frames=max_frames,
-            on_frame=record,
-        )
+        summary = process_video(recognizer, source, on_frame=record, **video)
     return recorder, summary
 
 

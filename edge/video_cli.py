@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from feredge.edge.progress import ProgressBar
-    from feredge.edge.timeline import TimelineRecorder, check_plot_path, check_timeline_path
-    from feredge.edge.video import FrameRecord, check_output, process_video, sigterm_as_interrupt
+    from feredge.edge.timeline import check_plot_path, check_timeline_path, record_timeline
+    from feredge.edge.video import FrameRecord, check_output, sigterm_as_interrupt
 
     if args.out is not None:
         check_output(Path(args.out), args.source)
@@ -86,11 +86,9 @@ def run(args: argparse.Namespace) -> int:
     terminal = sys.stderr.isatty() and not args.json
     bar: ProgressBar | None = None
     last_status = 0.0
-    recorder = TimelineRecorder(recognizer.labels, args.timeline, keep_rows=args.plot is not None)
 
     def on_frame(record: FrameRecord) -> None:
         nonlocal bar, last_status
-        recorder(record)
         if args.json:
             print(json.dumps(record.to_dict()), flush=True)
         elif terminal and record.total is not None:  # a file: how far, how fast, how long still
@@ -102,19 +100,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"\rframe {record.index}  {record.fps:5.1f} FPS  {labels}".ljust(70), end="", file=sys.stderr)
 
     with sigterm_as_interrupt():  # SIGTERM stops like Ctrl-C: the outputs are finished, no temporary file stays
-        with recorder:
-            summary = process_video(
-                recognizer,
-                args.source,
-                detect_every=args.detect_every,
-                smoothing=args.smoothing,
-                sample_fps=args.sample_fps,
-                out=args.out,
-                show=args.show,
-                max_frames=args.max_frames,
-                on_frame=on_frame,
-                drop_stale=False if args.all_frames else None,
-            )
+        recorder, summary = record_timeline(
+            recognizer,
+            args.source,
+            timeline=args.timeline,
+            keep_rows=args.plot is not None,
+            on_frame=on_frame,
+            detect_every=args.detect_every,
+            smoothing=args.smoothing,
+            sample_fps=args.sample_fps,
+            out=args.out,
+            show=args.show,
+            max_frames=args.max_frames,
+            drop_stale=False if args.all_frames else None,
+        )
         if terminal:
             print(file=sys.stderr)
         written = [path for path in (args.out, args.timeline) if path is not None]
