@@ -68,8 +68,12 @@ def fer_crop(image: np.ndarray, box: Box) -> np.ndarray:
     return padded[y1:y2, x1:x2]
 
 
+def fer_detector() -> FerHaar:
+    """fer's face finder on its own cascade file; ``PeerError`` when fer is missing."""
+    return FerHaar(fer_data_dir() / "haarcascade_frontalface_default.xml")
+
+
 def fer_pipeline(threads: int) -> tuple[FerHaar, EmotionModel]:
     """fer's detector and its TFLite model (fed as fer feeds it); ``PeerError`` when fer is missing."""
-    data = fer_data_dir()
-    model = open_peer(Subject("fer (tflite)", str(data / "emotion_model_quantized.tflite"), FER_TFLITE), threads)
-    return FerHaar(data / "haarcascade_frontalface_default.xml"), model
+    path = fer_data_dir() / "emotion_model_quantized.tflite"
+    return fer_detector(), open_peer(Subject("fer (tflite)", str(path), FER_TFLITE), threads)

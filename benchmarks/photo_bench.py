@@ -25,18 +25,18 @@ from feredge.edge.model import EmotionModel
 from feredge.edge.recognizer import EmotionRecognizer
 
 # Label index of the largest face in a decoded image, or None when no face is found.
-PhotoPipeline = Callable[[np.ndarray], "int | None"]
+PhotoPipeline = Callable[[np.ndarray], int | None]
 
 
 def photo_pipeline(subject: Subject, model: EmotionModel, detector: Detector) -> tuple[str, PhotoPipeline]:
     """How ``subject``'s package serves a photo: its description and the callable that does it."""
     if subject.kind in (FER_TFLITE, FER_KERAS):
-        from feredge.benchmarks.fer_pipeline import fer_crop, fer_pipeline
+        from feredge.benchmarks.fer_pipeline import fer_crop, fer_detector
 
-        fer_detector, _ = fer_pipeline(threads=1)
+        finder = fer_detector()
 
         def fer(image: np.ndarray) -> int | None:
-            faces = fer_detector.detect(image)
+            faces = finder.detect(image)
             return int(model.predict_crops([fer_crop(image, faces[0])])[0].argmax()) if faces else None
 
         return "fer: its Haar cascade and crop", fer
