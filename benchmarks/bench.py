@@ -26,7 +26,7 @@ from feredge.benchmarks.machine import load_average, machine_info
 from feredge.benchmarks.memory import measure
 from feredge.benchmarks.models import Subject, open_model, package_version
 from feredge.benchmarks.photo_bench import photo_pipeline, score_photos
-from feredge.benchmarks.photos import Photo
+from feredge.benchmarks.photos import Photo, class_counts
 from feredge.edge.artifacts import format_label
 from feredge.edge.detectors import DEFAULT_DETECTOR, Detector, make_detector
 from feredge.edge.errors import DataError
@@ -60,10 +60,7 @@ class PhotoSet:
     photos: list[Photo]
 
     def summary(self) -> dict[str, Any]:
-        classes: dict[str, int] = {}
-        for photo in self.photos:
-            classes[photo.label] = classes.get(photo.label, 0) + 1
-        return {"path": self.path, "photos": len(self.photos), "classes": classes}
+        return {"path": self.path, "photos": len(self.photos), "classes": class_counts(self.photos)}
 
 
 @dataclass

@@ -44,8 +44,7 @@ ROW_HEADERS = ["model", "detector", "framing", "default", "found", "acc %", "mac
 
 def best_table(results: dict[str, Any]) -> Table:
     """The best framing per model and detector, and fer's pipeline, most accurate first."""
-    rows = sorted(results["best"], key=lambda r: -r["accuracy"])
-    return ROW_HEADERS, [_row_cells(row) for row in rows]
+    return ROW_HEADERS, [_row_cells(row) for row in results["best"]]
 
 
 def grid_table(results: dict[str, Any]) -> Table:
@@ -55,7 +54,7 @@ def grid_table(results: dict[str, Any]) -> Table:
 
 def class_table(results: dict[str, Any]) -> Table:
     """Per-class F1 and predicted counts (of true counts) of the best rows."""
-    rows = sorted(results["best"], key=lambda r: -r["accuracy"])
+    rows = results["best"]
     labels = list(rows[0]["f1"]) if rows else []
     body = [
         [row["model"], row["detector"], row["framing"]]
@@ -82,7 +81,7 @@ def confusion_table(row: dict[str, Any]) -> Table:
 
 def _confusion_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The most accurate row, and fer's when it ran: the ones worth a confusion matrix."""
-    best = sorted(results["best"], key=lambda r: -r["accuracy"])
+    best = results["best"]
     fer = [row for row in best if row["detector"] == FER and row is not best[0]] if best else []
     return best[:1] + fer[:1]
 

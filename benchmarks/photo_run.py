@@ -23,6 +23,7 @@ from feredge.benchmarks.photos import (
     Framing,
     Photo,
     best_rows,
+    class_counts,
     evaluate_grid,
     load_photos,
     run_detector,
@@ -78,10 +79,10 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average": {"start": started, "end": load_average()},
         "settings": asdict(settings),
-        "photos": {"path": str(settings.data), "count": len(photos), "classes": _class_counts(photos)},
+        "photos": {"path": str(settings.data), "count": len(photos), "classes": class_counts(photos)},
         "models": {name: _contract(model) for name, model in models.items()},
         "rows": rows,
-        "best": best_rows(rows),
+        "best": sorted(best_rows(rows), key=lambda r: -r["accuracy"]),  # most accurate first, for the report
         "groups": group,
         "frames": frames,
     }
@@ -142,13 +143,6 @@ def _fer_peer(photos: list[Photo], threads: int) -> tuple[dict[str, Any], Any, E
     return row, detector, model
 
 
-def _class_counts(photos: list[Photo]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for photo in photos:
-        counts[photo.label] = counts.get(photo.label, 0) + 1
-    return counts
-
-
 def _consensus_detectors() -> dict[str, Any]:
     """Every registered face finder, unrestricted by size: the consensus must not depend on the selection."""
     return {
@@ -199,11 +193,7 @@ def _frame_rates(
     pipelines = {}
     for name in settings.detectors:
         framing = Framing(best[name]["margin"], best[name]["offset"], best[name]["align"])
-
-        def crop(image, face, framing=framing, name=name):
-            return framing.crop(image, face, name, model.spec.input_size)
-
-        pipelines[name] = (detectors[name], crop, model, framing.name)
+        pipelines[name] = (detectors[name], framing.cropper(name, model.spec.input_size), model, framing.name)
     if peer is not None:
         from feredge.benchmarks.fer_pipeline import fer_crop
 

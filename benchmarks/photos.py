@@ -60,6 +60,17 @@ def load_photos(root: str | Path) -> list[Photo]:
     return photos
 
 
+def class_counts(photos: Sequence[Photo]) -> dict[str, int]:
+    """Photos per class, in class order."""
+    counts: dict[str, int] = {}
+    for photo in photos:
+        counts[photo.label] = counts.get(photo.label, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+Cropper = Callable[[np.ndarray, Detection], np.ndarray]
+
+
 @dataclass(frozen=True)
 class Framing:
     """How the largest face becomes a crop: a square box crop (margin, offset) or landmark alignment."""
@@ -78,8 +89,9 @@ class Framing:
             return align_detected(image, detector, face.landmarks, ALIGN_SCALE * input_size, self.margin, self.offset)
         return crop_face(image, face.box, self.margin, self.offset)
 
-
-Cropper = Callable[[np.ndarray, Detection], np.ndarray]
+    def cropper(self, detector: str, input_size: int) -> Cropper:
+        """``crop`` bound to one detector and model input size."""
+        return lambda image, face: self.crop(image, face, detector, input_size)
 
 
 @dataclass
@@ -184,15 +196,11 @@ def evaluate_grid(
     for model_name, model in models.items():
         for found in detections:
             for framing in framings_for(found, margins, offsets, align):
-
-                def crop(image, face, framing=framing, found=found, model=model):
-                    return framing.crop(image, face, found.detector, model.spec.input_size)
-
                 row = score_row(
                     model,
                     photos,
                     found,
-                    crop,
+                    framing.cropper(found.detector, model.spec.input_size),
                     model=model_name,
                     framing=framing.name,
                     margin=framing.margin,
