@@ -362,3 +362,29 @@ def test_real_trials_prune_through_keras_and_best_json_reproduces_the_run(tmp_pa
     assert metrics["val"]["macro_f1"] == pytest.approx(best["val_macro_f1"])
     histories = [list(csv.DictReader((run / "history.csv").open())) for run in (again, trial_run)]
     assert [float(row["loss"]) for row in histories[0]] == pytest.approx([float(row["loss"]) for row in histories[1]])
+
+
+def _complete(value: float, curve: list[float]):
+    import optuna
+
+    return optuna.trial.create_trial(
+        value=value, intermediate_values=dict(enumerate(curve, start=1)), state=optuna.trial.TrialState.COMPLETE
+    )
+
+
+def test_rank_agreement_says_whether_a_shorter_budget_ranks_trials_alike():
+    pytest.importorskip("optuna")
+    # after one epoch the order is the reverse of the final one; from epoch 2 on it is the same
+    trials = [_complete(0.6, [0.1, 0.5, 0.6]), _complete(0.5, [0.2, 0.4, 0.5]), _complete(0.3, [0.3, 0.2, 0.3])]
+    rows = tune.rank_agreement(trials)
+    assert [(r["epochs"], r["spearman"], r["same_best"]) for r in rows] == [(1, -1.0, False), (2, 1.0, True)]
+    assert "k=1   Spearman -1.00  same best: no" in tune.format_agreement(rows)
+    assert tune.rank_agreement(trials[:2]) == [] and "three complete" in tune.format_agreement([])
+
+
+def test_rank_agreement_uses_the_best_epoch_so_far_and_averages_ties():
+    pytest.importorskip("optuna")
+    # a trial cut at epoch 2 reports its best epoch (0.5), which ties it with the second trial
+    trials = [_complete(0.5, [0.5, 0.1, 0.2]), _complete(0.7, [0.1, 0.5, 0.7]), _complete(0.1, [0.0, 0.0, 0.1])]
+    (_, second) = tune.rank_agreement(trials)
+    assert second["spearman"] == pytest.approx(0.866, abs=1e-3) and second["same_best"] is False

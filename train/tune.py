@@ -89,6 +89,7 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings) -> dict[
             )
         trials = study.get_trials(deepcopy=False)
         print(format_table(settings.study, trials, space, settings.top))
+        print(format_agreement(rank_agreement(trials)))
         best = best_summary(study, trials, base, space, settings)
         if best is None:
             log.warning("study %s has no complete trial yet: no best.json", settings.study)
@@ -234,6 +235,7 @@ def best_summary(study, trials, base: TrainConfig, space: SearchSpace, settings:
         "study": settings.study,
         "storage": redact(settings.storage_url),
         "trials": state_counts(trials),
+        "rank_agreement": rank_agreement(trials),
         "trial": best.number,
         "val_macro_f1": best.value,
         "params": best.params,
@@ -296,6 +298,59 @@ def format_table(name: str, trials, space: SearchSpace, top: int) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
     summary = ", ".join(f"{n} {state}" for state, n in state_counts(trials).items()) or "none yet"
     return "\n".join([f"study {name}: {len(trials)} trials ({summary}); top {len(rows)} by {OBJECTIVE}:", *lines])
+
+
+def rank_agreement(trials) -> list[dict[str, Any]]:
+    """Would a shorter epoch budget have ranked the complete trials as their full one did?
+
+    For each epoch k before the last, every complete trial's best val macro-F1 up to epoch k (what a
+    trial cut at k reports, although its learning-rate schedule would have been shorter too) is rank
+    correlated (Spearman, ties averaged) with its final value, and ``same_best`` says whether it picks
+    the same winner. Empty with fewer than three complete trials, which rank nothing.
+    """
+    import numpy as np
+    from optuna.trial import TrialState
+
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.intermediate_values]
+    if len(done) < 3:
+        return []
+    final = np.array([t.value for t in done])
+    rows = []
+    for k in range(1, min(max(t.intermediate_values) for t in done)):
+        cut = np.array([max(v for step, v in t.intermediate_values.items() if step <= k) for t in done])
+        rho = np.corrcoef(_ranks(cut), _ranks(final))[0, 1]
+        rows.append(
+            {
+                "epochs": k,
+                "trials": len(done),
+                "spearman": None if np.isnan(rho) else round(float(rho), 3),
+                "same_best": bool(done[int(cut.argmax())] is done[int(final.argmax())]),
+            }
+        )
+    return rows
+
+
+def format_agreement(rows: list[dict[str, Any]]) -> str:
+    """One line per epoch budget, for the report under the table."""
+    if not rows:
+        return "rank agreement: needs three complete trials"
+    lines = [f"rank agreement with the final {OBJECTIVE} ({rows[0]['trials']} complete trials), cut after k epochs:"]
+    for row in rows:
+        rho = "-" if row["spearman"] is None else f"{row['spearman']:+.2f}"
+        lines.append(f"  k={row['epochs']:<3} Spearman {rho}  same best: {'yes' if row['same_best'] else 'no'}")
+    return "\n".join(lines)
+
+
+def _ranks(values):
+    """Ranks from 0, ties sharing their mean rank (Spearman's convention)."""
+    import numpy as np
+
+    values = np.asarray(values, float)
+    ranks = np.empty(len(values))
+    ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
+    for value in np.unique(values):
+        ranks[values == value] = ranks[values == value].mean()
+    return ranks
 
 
 def save_plots(study, trials, out: Path) -> list[Path]:
