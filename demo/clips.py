@@ -22,7 +22,7 @@ import cv2
 from feredge.demo.service import DemoService
 from feredge.edge.errors import VideoError
 from feredge.edge.timeline import record_timeline
-from feredge.edge.video import frame_count, frame_rate, open_capture
+from feredge.edge.video import frame_count, frame_rate, open_capture, reported_frame_rate
 
 MAX_CLIP_SECONDS = 20.0
 # The annotated video is written as WebM (VP8): the one type OpenCV's pip wheels write that browsers play.
@@ -43,17 +43,20 @@ class ClipError(VideoError):
 
 @dataclass(frozen=True)
 class ClipInfo:
-    """What the container says about a clip: ``frames`` is None when it does not say (some WebM), and
-    ``fps`` is ``edge.video.frame_rate``'s, the rate its timeline is stamped with."""
+    """What the container says about a clip: ``frames`` is None when it does not say (some WebM),
+    ``fps`` is ``edge.video.frame_rate``'s, the rate its timeline is stamped with, and ``rate_reported``
+    whether the container gave it (a guessed rate must not refuse a clip as too long)."""
 
     frames: int | None
     fps: float
     width: int
     height: int
+    rate_reported: bool = True
 
     @property
     def seconds(self) -> float | None:
-        return self.frames / self.fps if self.frames is not None else None
+        """The length, when the container gives both its frame count and its frame rate."""
+        return self.frames / self.fps if self.frames is not None and self.rate_reported else None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def check_clip(path: Path, name: str, max_bytes: int, max_seconds: float = MAX_C
             fps=frame_rate(capture),
             width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
             height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            rate_reported=reported_frame_rate(capture) is not None,
         )
     finally:
         capture.release()

@@ -426,11 +426,15 @@ def _inside(box: Box, shape: tuple[int, ...]) -> bool:
     return 0 <= cx < shape[1] and 0 <= cy < shape[0]
 
 
-def frame_rate(capture: cv2.VideoCapture) -> float:
-    """The stream's frame rate for timestamps, the output file and the demo's length cap; cameras and
-    some streams report 0 or nonsense, so those get ``FALLBACK_FPS``."""
+def reported_frame_rate(capture: cv2.VideoCapture) -> float | None:
+    """The frame rate the stream reports, or None when it reports 0 or nonsense (cameras, some streams)."""
     rate = capture.get(cv2.CAP_PROP_FPS)
-    return rate if math.isfinite(rate) and 0 < rate < 1000 else FALLBACK_FPS
+    return rate if math.isfinite(rate) and 0 < rate < 1000 else None
+
+
+def frame_rate(capture: cv2.VideoCapture) -> float:
+    """The stream's frame rate for timestamps and the output file: the reported one, else ``FALLBACK_FPS``."""
+    return reported_frame_rate(capture) or FALLBACK_FPS
 
 
 def frame_count(capture: cv2.VideoCapture) -> int | None:

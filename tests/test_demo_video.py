@@ -102,7 +102,7 @@ def test_length_cap(face_drawer, tmp_path):
 
 
 @edge
-def test_a_clip_without_a_frame_rate_is_measured_at_the_video_pipelines_fallback(clip, monkeypatch):
+def test_a_clip_without_a_frame_rate_is_stamped_at_the_fallback_and_not_refused_by_a_guess(clip, monkeypatch):
     class NoRate:  # a container that gives its frame count but no frame rate
         def __init__(self, capture) -> None:
             self.capture = capture
@@ -114,8 +114,8 @@ def test_a_clip_without_a_frame_rate_is_measured_at_the_video_pipelines_fallback
             return getattr(self.capture, name)
 
     monkeypatch.setattr(clips, "open_capture", lambda source: NoRate(video.open_capture(source)))
-    info = check_clip(clip, "clip.avi", max_bytes=2**30)
-    assert (info.frames, info.fps, info.seconds) == (10, video.FALLBACK_FPS, 10 / video.FALLBACK_FPS)
+    info = check_clip(clip, "clip.avi", max_bytes=2**30, max_seconds=0.1)  # 10 frames: 0.4 s at the fallback
+    assert (info.frames, info.fps, info.rate_reported, info.seconds) == (10, video.FALLBACK_FPS, False, None)
 
 
 @edge
