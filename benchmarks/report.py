@@ -197,6 +197,8 @@ def notes(results: dict[str, Any]) -> list[str]:
             lines.append(f"{model['name']}: accuracy skipped: {model['accuracy_skipped']}")
         if model.get("photos_skipped"):
             lines.append(f"{model['name']}: photos skipped: {model['photos_skipped']}")
+        if model.get("photos") and model["photos"]["left_out"]:
+            lines.append(f"{model['name']}: {model['photos']['left_out']} photos of classes it does not know left out")
         if model.get("provider"):
             lines.append(f"{model['name']}: {model['backend']} ran it on {model['provider']}")
     return lines

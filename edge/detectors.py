@@ -156,19 +156,16 @@ def make_detector(
 ) -> Detector:
     """A detector by name, one of ``DETECTORS``; an unknown name or a bad size is an ``OptionError``.
 
-    ``min_face`` None is the detector's own default (``DetectorEntry.min_face``). The detector keeps
-    its registry name as ``registry_name``, so a recognizer given the object still finds the model's
-    framing for it."""
+    ``min_face`` None is the detector's own default (``DetectorEntry.min_face``)."""
     entry = DETECTORS.get(name)
     if entry is None:
         raise OptionError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
-    detector = entry.build(model_path, entry.min_face if min_face is None else min_face, max_side)
-    detector.registry_name = name
-    return detector
+    return entry.build(model_path, entry.min_face if min_face is None else min_face, max_side)
 
 
 def detector_name(detector: Detector) -> str:
-    """The registry name of a detector ``make_detector`` built, else its class name (a caller's own)."""
+    """A detector's registry name (its class's ``registry_name``), else its class name (a caller's own
+    detector): a recognizer given the object still finds the model's framing for it."""
     return getattr(detector, "registry_name", type(detector).__name__)
 
 
@@ -220,6 +217,8 @@ class _ScaledDetector(ABC):
 class HaarDetector(_ScaledDetector):
     """OpenCV's ``haarcascade_frontalface_default.xml``: fast, frontal faces only."""
 
+    registry_name = "haar"
+
     def __init__(
         self,
         min_face: int = HAAR_MIN_FACE,
@@ -257,6 +256,8 @@ class YuNetDetector(_ScaledDetector):
     The network keeps the input size as state, so calls are serialized (the demo serves threads).
     """
 
+    registry_name = "yunet"
+
     def __init__(
         self,
         model_path: ModelPath = None,
@@ -288,6 +289,8 @@ class YuNetDetector(_ScaledDetector):
 class BlazeFaceDetector(_ScaledDetector):
     """MediaPipe's BlazeFace short range on the LiteRT interpreter (``feredge.edge.blazeface``)."""
 
+    registry_name = "blazeface"
+
     def __init__(
         self,
         model_path: ModelPath = None,
@@ -306,6 +309,8 @@ class BlazeFaceDetector(_ScaledDetector):
 
 class WholeImage:
     """Detector ``none``: the input already is a face crop."""
+
+    registry_name = "none"
 
     def detect(self, image: np.ndarray) -> list[Box]:
         return [(0, 0, image.shape[1], image.shape[0])]

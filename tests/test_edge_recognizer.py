@@ -156,13 +156,14 @@ def test_model_object_can_be_shared(tiny_int8_model):
     assert EmotionRecognizer(model, detector="none").model is model
 
 
-def test_a_built_detector_keeps_its_name_for_the_framing(tiny_int8_model):
+def test_a_detector_object_keeps_its_registry_name_for_the_framing(tiny_int8_model):
     """A recognizer given a detector object crops with the model's framing for that detector."""
+    for name in ("haar", "yunet", "blazeface", "none"):  # the built-in ones
+        assert detectors.detector_name(make_detector(name)) == name
+    assert detectors.detector_name(HaarDetector(min_face=20)) == "haar"
     model = load_model(tiny_int8_model)
-    model.metadata = model.metadata.replace(framing={"haar": {"margin": 0.3, "offset": 0.0}})
-    given = EmotionRecognizer(model, detector=make_detector("haar"))
-    assert given.detector_name == "haar"
-    assert given.model.metadata.framing_for(given.detector_name) == (0.3, 0.0)
+    assert EmotionRecognizer(model, detector=HaarDetector(min_face=20)).detector_name == "haar"
+    assert EmotionRecognizer(model, detector=WholeImage()).detector_name == "none"
 
 
 # --- inputs of every kind ---
