@@ -27,6 +27,7 @@ from feredge.train.cli import config_from_args
 from feredge.train.space import SpaceError, load_space, parse_space
 
 optuna = pytest.importorskip("optuna")
+TrialState = optuna.trial.TrialState
 
 WORKER = Path(__file__).with_name("tune_worker.py")
 SPACE = """
@@ -365,26 +366,33 @@ def test_real_trials_prune_through_keras_and_best_json_reproduces_the_run(tmp_pa
 
 
 def _complete(value: float, curve: list[float]):
-    import optuna
-
     return optuna.trial.create_trial(
-        value=value, intermediate_values=dict(enumerate(curve, start=1)), state=optuna.trial.TrialState.COMPLETE
+        value=value, intermediate_values=dict(enumerate(curve, start=1)), state=TrialState.COMPLETE
     )
 
 
 def test_rank_agreement_says_whether_a_shorter_budget_ranks_trials_alike():
-    pytest.importorskip("optuna")
     # after one epoch the order is the reverse of the final one; from epoch 2 on it is the same
     trials = [_complete(0.6, [0.1, 0.5, 0.6]), _complete(0.5, [0.2, 0.4, 0.5]), _complete(0.3, [0.3, 0.2, 0.3])]
     rows = tune.rank_agreement(trials)
     assert [(r["epochs"], r["spearman"], r["same_best"]) for r in rows] == [(1, -1.0, False), (2, 1.0, True)]
     assert "k=1   Spearman -1.00  same best: no" in tune.format_agreement(rows)
-    assert tune.rank_agreement(trials[:2]) == [] and "three complete" in tune.format_agreement([])
+    assert tune.rank_agreement(trials[:2]) == []
 
 
 def test_rank_agreement_uses_the_best_epoch_so_far_and_averages_ties():
-    pytest.importorskip("optuna")
-    # a trial cut at epoch 2 reports its best epoch (0.5), which ties it with the second trial
+    # a trial cut at epoch 2 reports its best epoch (0.5), which ties it with the final best trial
     trials = [_complete(0.5, [0.5, 0.1, 0.2]), _complete(0.7, [0.1, 0.5, 0.7]), _complete(0.1, [0.0, 0.0, 0.1])]
-    (_, second) = tune.rank_agreement(trials)
-    assert second["spearman"] == pytest.approx(0.866, abs=1e-3) and second["same_best"] is False
+    for order in (trials, trials[::-1]):  # ties do not depend on the trials' order
+        (_, second) = tune.rank_agreement(order)
+        assert second["spearman"] == pytest.approx(0.866, abs=1e-3) and second["same_best"] is True
+
+
+def test_rank_agreement_without_a_ranking_at_some_epoch_says_so():
+    # every trial ties after epoch 1, and the second trial reported nothing before epoch 2
+    trials = [_complete(0.6, [0.1, 0.5, 0.6]), _complete(0.4, [0.1, 0.4, 0.4]), _complete(0.2, [0.1, 0.2, 0.2])]
+    assert tune.rank_agreement(trials)[0] == {"epochs": 1, "trials": 3, "spearman": None, "same_best": True}
+    late = optuna.trial.create_trial(value=0.5, intermediate_values={2: 0.5, 3: 0.5}, state=TrialState.COMPLETE)
+    assert [r["epochs"] for r in tune.rank_agreement([*trials, late])] == [2]
+    one_epoch = [_complete(v, [v]) for v in (0.1, 0.2, 0.3)]
+    assert tune.rank_agreement(one_epoch) == [] and "more than one epoch" in tune.format_agreement([])

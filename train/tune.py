@@ -21,7 +21,7 @@ import socket
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -89,8 +89,9 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings) -> dict[
             )
         trials = study.get_trials(deepcopy=False)
         print(format_table(settings.study, trials, space, settings.top))
-        print(format_agreement(rank_agreement(trials)))
-        best = best_summary(study, trials, base, space, settings)
+        agreement = rank_agreement(trials)
+        print(format_agreement(agreement))
+        best = best_summary(study, trials, base, space, settings, agreement)
         if best is None:
             log.warning("study %s has no complete trial yet: no best.json", settings.study)
         else:
@@ -223,7 +224,14 @@ def fixed_options(base: TrainConfig, space: SearchSpace) -> dict[str, Any]:
     return {k: v for k, v in base.to_dict().items() if k not in PER_MACHINE and k not in space.names}
 
 
-def best_summary(study, trials, base: TrainConfig, space: SearchSpace, settings: TuneSettings) -> dict[str, Any] | None:
+def best_summary(
+    study,
+    trials: Sequence[Any],
+    base: TrainConfig,
+    space: SearchSpace,
+    settings: TuneSettings,
+    agreement: list[dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
     """best.json: the best trial, its options as a TrainConfig and as a ``feredge train`` command line."""
     from optuna.trial import TrialState
 
@@ -235,7 +243,7 @@ def best_summary(study, trials, base: TrainConfig, space: SearchSpace, settings:
         "study": settings.study,
         "storage": redact(settings.storage_url),
         "trials": state_counts(trials),
-        "rank_agreement": rank_agreement(trials),
+        "rank_agreement": agreement if agreement is not None else rank_agreement(trials),
         "trial": best.number,
         "val_macro_f1": best.value,
         "params": best.params,
@@ -271,7 +279,7 @@ def train_command(config: TrainConfig, searched: Iterable[str]) -> str:
     return shlex.join(argv)
 
 
-def state_counts(trials) -> dict[str, int]:
+def state_counts(trials: Sequence[Any]) -> dict[str, int]:
     """Trials per state (``complete``, ``pruned``, ``fail``, ...) by state name: best.json's and the table's."""
     return dict(sorted(Counter(t.state.name.lower() for t in trials).items()))
 
@@ -300,13 +308,14 @@ def format_table(name: str, trials, space: SearchSpace, top: int) -> str:
     return "\n".join([f"study {name}: {len(trials)} trials ({summary}); top {len(rows)} by {OBJECTIVE}:", *lines])
 
 
-def rank_agreement(trials) -> list[dict[str, Any]]:
+def rank_agreement(trials: Sequence[Any]) -> list[dict[str, Any]]:
     """Would a shorter epoch budget have ranked the complete trials as their full one did?
 
-    For each epoch k before the last, every complete trial's best val macro-F1 up to epoch k (what a
-    trial cut at k reports, although its learning-rate schedule would have been shorter too) is rank
-    correlated (Spearman, ties averaged) with its final value, and ``same_best`` says whether it picks
-    the same winner. Empty with fewer than three complete trials, which rank nothing.
+    For each epoch k before the last that every complete trial reported, each trial's best val
+    macro-F1 up to epoch k (what a trial cut at k reports, although its learning-rate schedule would
+    have been shorter too) is rank correlated (Spearman, ties averaged) with its final value;
+    ``same_best`` says whether the final best trial is among the best at k. Empty with fewer than
+    three complete trials, which rank nothing.
     """
     import numpy as np
     from optuna.trial import TrialState
@@ -315,16 +324,19 @@ def rank_agreement(trials) -> list[dict[str, Any]]:
     if len(done) < 3:
         return []
     final = np.array([t.value for t in done])
+    first = max(min(t.intermediate_values) for t in done)
+    last = min(max(t.intermediate_values) for t in done)
     rows = []
-    for k in range(1, min(max(t.intermediate_values) for t in done)):
+    for k in range(first, last):
         cut = np.array([max(v for step, v in t.intermediate_values.items() if step <= k) for t in done])
-        rho = np.corrcoef(_ranks(cut), _ranks(final))[0, 1]
+        cut_ranks, final_ranks = _ranks(cut), _ranks(final)
+        rho = np.corrcoef(cut_ranks, final_ranks)[0, 1] if cut_ranks.std() and final_ranks.std() else None
         rows.append(
             {
                 "epochs": k,
                 "trials": len(done),
-                "spearman": None if np.isnan(rho) else round(float(rho), 3),
-                "same_best": bool(done[int(cut.argmax())] is done[int(final.argmax())]),
+                "spearman": None if rho is None else round(float(rho), 3),
+                "same_best": bool(cut[int(final.argmax())] == cut.max()),
             }
         )
     return rows
@@ -333,7 +345,7 @@ def rank_agreement(trials) -> list[dict[str, Any]]:
 def format_agreement(rows: list[dict[str, Any]]) -> str:
     """One line per epoch budget, for the report under the table."""
     if not rows:
-        return "rank agreement: needs three complete trials"
+        return "rank agreement: needs three complete trials of more than one epoch"
     lines = [f"rank agreement with the final {OBJECTIVE} ({rows[0]['trials']} complete trials), cut after k epochs:"]
     for row in rows:
         rho = "-" if row["spearman"] is None else f"{row['spearman']:+.2f}"
