@@ -43,7 +43,8 @@ ROW_HEADERS = ["model", "detector", "framing", "default", "found", "acc %", "mac
 
 
 def best_table(results: dict[str, Any]) -> Table:
-    """The best framing per model and detector, and fer's pipeline, most accurate first."""
+    """The best framing per model and detector, and fer's pipeline, most accurate first (``photo_run``
+    stores ``best`` in that order)."""
     return ROW_HEADERS, [_row_cells(row) for row in results["best"]]
 
 

@@ -61,7 +61,7 @@ def load_photos(root: str | Path) -> list[Photo]:
 
 
 def class_counts(photos: Sequence[Photo]) -> dict[str, int]:
-    """Photos per class, in class order."""
+    """Photos per class, by class name."""
     counts: dict[str, int] = {}
     for photo in photos:
         counts[photo.label] = counts.get(photo.label, 0) + 1
