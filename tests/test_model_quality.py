@@ -158,3 +158,25 @@ def test_conversion_stores_a_fitted_temperature_and_reports_ece(stripes, teacher
     assert set(calibration) == {"temperature", "ece_before", "ece_after", "nll_before", "nll_after"}
     assert 0.05 <= calibration["temperature"] <= 20 and 0 <= calibration["ece_after"] <= 1
     assert "ECE" in (tmp_path / "model_fp32.report.md").read_text()
+
+
+@pytest.mark.slow
+def test_weight_average_is_one_network_with_the_mixed_weights(stripes, teacher, tmp_path):
+    import tf_keras as keras
+
+    twin = _train(stripes, tmp_path / "twin", alpha=4, epochs=1, seed=5)
+    soup = tmp_path / "soup"
+    code, err = _cli("ensemble", str(teacher), str(twin), "--out", str(soup), "--weight-average", "--mix", "1", "3")
+    assert code == 0, err
+    models = [keras.models.load_model(str(run / "model.keras"), compile=False) for run in (teacher, twin, soup)]
+    assert models[2].count_params() == models[0].count_params()  # one member's cost
+    for a, b, mixed in zip(*(m.get_weights() for m in models), strict=True):
+        np.testing.assert_allclose(mixed, 0.25 * a + 0.75 * b, rtol=1e-5, atol=1e-6)
+    meta = ModelMetadata.load(soup / "metadata.json")
+    assert meta.backbone.startswith("weight-average(") and meta.extra["mix"] == [0.25, 0.75]
+
+    other = _train(stripes, tmp_path / "wider", alpha=2, epochs=1, seed=6)
+    code, err = _cli("ensemble", str(teacher), str(other), "--out", str(tmp_path / "bad"), "--weight-average")
+    assert code == 2 and "one architecture" in err and not (tmp_path / "bad" / "model.keras").exists()
+    code, err = _cli("ensemble", str(teacher), str(twin), "--out", str(tmp_path / "bad"), "--mix", "1", "1")
+    assert code == 2 and "--mix sets the shares of --weight-average" in err

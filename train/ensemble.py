@@ -58,23 +58,70 @@ def build_ensemble_model(sources: Sequence[SourceModel]):
     return keras.Model(inputs, averaged, name="feredge_ensemble")
 
 
-def build_ensemble(members: Sequence[str | Path], out: str | Path) -> Path:
-    """Write a run folder (model.keras + metadata.json) that ``feredge convert`` takes like any run."""
+def build_weight_average_model(sources: Sequence[SourceModel], mix: Sequence[float]):
+    """One network whose weights are the ``mix``-weighted mean of the members' (a "model soup").
+
+    It costs what one member costs. Averaging only makes sense between runs that share an ancestor
+    (one fine-tuned from the other, say): there it trades the members' strengths smoothly, as
+    WiSE-FT (Wortsman et al., 2022) found between a model and its fine-tuned copy.
+    """
+    import tf_keras as keras
+
+    check_members(sources)
+    shapes = [[w.shape for w in source.model.get_weights()] for source in sources]
+    for source, shape in zip(sources[1:], shapes[1:], strict=True):
+        if shape != shapes[0]:
+            raise EnsembleError(
+                f"{source.path}: its weights differ in shape from {sources[0].path}'s; averaging weights needs "
+                "one architecture (same backbone and width); average outputs instead (without --weight-average)"
+            )
+    model = keras.models.clone_model(sources[0].model)
+    members = [source.model.get_weights() for source in sources]
+    model.set_weights([sum(m * w for m, w in zip(mix, tensors, strict=True)) for tensors in zip(*members, strict=True)])
+    return model
+
+
+def check_mix(mix: Sequence[float] | None, members: int) -> tuple[float, ...]:
+    """The members' shares of a weight average, summing to 1 (equal shares when None)."""
+    if mix is None:
+        return (1.0 / members,) * members
+    if len(mix) != members or any(m < 0 for m in mix) or sum(mix) <= 0:
+        raise EnsembleError(f"--mix needs {members} non-negative shares, one per member, not all 0; got {list(mix)}")
+    return tuple(m / sum(mix) for m in mix)
+
+
+def build_ensemble(
+    members: Sequence[str | Path],
+    out: str | Path,
+    *,
+    weight_average: bool = False,
+    mix: Sequence[float] | None = None,
+) -> Path:
+    """Write a run folder (model.keras + metadata.json) that ``feredge convert`` takes like any run.
+
+    By default the members' outputs are averaged in one graph; ``weight_average`` averages their
+    weights into one network instead, in the shares ``mix``."""
     out = Path(out)
     if (out / MODEL_FILE).exists():
         raise EnsembleError(f"{out} already holds a model; choose another --out")
+    if mix is not None and not weight_average:
+        raise EnsembleError("--mix sets the shares of --weight-average; outputs are averaged equally")
     sources = [load_source(member) for member in members]
-    model = build_ensemble_model(sources)
+    shares = check_mix(mix, len(sources))
+    model = build_weight_average_model(sources, shares) if weight_average else build_ensemble_model(sources)
     first = sources[0].metadata
+    kind = "weight-average" if weight_average else "ensemble"
+    mixed = {"mix": list(shares)} if weight_average else {}
     metadata = first.replace(
-        backbone=f"ensemble({', '.join(s.metadata.backbone for s in sources)})",
+        backbone=f"{kind}({', '.join(s.metadata.backbone for s in sources)})",
         test_time_flip=all(s.metadata.test_time_flip for s in sources),
-        extra={**first.extra, "members": [str(s.path) for s in sources]},
+        extra={**first.extra, "members": [str(s.path) for s in sources], **mixed},
     )
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / MODEL_FILE) as tmp:
         model.save(str(tmp))
     metadata.save(out / "metadata.json")
-    atomic_write_text(out / "ensemble.json", json.dumps({"members": [str(m) for m in members]}, indent=2) + "\n")
-    log.info("ensemble of %d members, %d parameters -> %s", len(sources), model.count_params(), out)
+    record = {"members": [str(m) for m in members], "mode": kind, **mixed}
+    atomic_write_text(out / "ensemble.json", json.dumps(record, indent=2) + "\n")
+    log.info("%s of %d members, %d parameters -> %s", kind, len(sources), model.count_params(), out)
     return out

@@ -8,10 +8,19 @@ import argparse
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("members", nargs="+", help="run folders or Keras models (.keras) sharing labels and input")
     parser.add_argument("--out", required=True, help="new run folder for the ensemble (model.keras + metadata.json)")
+    parser.add_argument(
+        "--weight-average",
+        action="store_true",
+        help="average the members' weights into one network of one member's cost (members of one architecture, "
+        "best one fine-tuned from the other) instead of averaging their outputs",
+    )
+    parser.add_argument(
+        "--mix", type=float, nargs="+", metavar="SHARE", help="--weight-average: each member's share (default: equal)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from feredge.train.ensemble import build_ensemble
 
-    print(build_ensemble(args.members, args.out))
+    print(build_ensemble(args.members, args.out, weight_average=args.weight_average, mix=args.mix))
     return 0
