@@ -204,7 +204,12 @@ def test_ctrl_c_on_video_stops_cleanly_with_a_playable_file(tiny_int8_model, fac
         writer.write(frame)
     writer.release()
     out = tmp_path / "stopped.mp4"
-    code = "import sys; from feredge.cli import main; sys.exit(main(sys.argv[1:]))"
+    # A shell that starts a job in the background (`cmd &`) makes it ignore SIGINT, and Python keeps that:
+    # restore Ctrl-C's handler so the test does not depend on how the suite was started.
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from feredge.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     args = ["video", str(clip), "--model", str(tiny_int8_model), "--json", "--out", str(out), "--threads", "1"]
     proc = _python(code, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
