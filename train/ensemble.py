@@ -68,7 +68,8 @@ def build_weight_average_model(sources: Sequence[SourceModel], mix: Sequence[flo
     import tf_keras as keras
 
     check_members(sources)
-    shapes = [[w.shape for w in source.model.get_weights()] for source in sources]
+    members = [source.model.get_weights() for source in sources]
+    shapes = [[w.shape for w in weights] for weights in members]
     for source, shape in zip(sources[1:], shapes[1:], strict=True):
         if shape != shapes[0]:
             raise EnsembleError(
@@ -76,7 +77,6 @@ def build_weight_average_model(sources: Sequence[SourceModel], mix: Sequence[flo
                 "one architecture (same backbone and width); average outputs instead (without --weight-average)"
             )
     model = keras.models.clone_model(sources[0].model)
-    members = [source.model.get_weights() for source in sources]
     model.set_weights([sum(m * w for m, w in zip(mix, tensors, strict=True)) for tensors in zip(*members, strict=True)])
     return model
 

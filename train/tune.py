@@ -230,9 +230,10 @@ def best_summary(
     base: TrainConfig,
     space: SearchSpace,
     settings: TuneSettings,
-    agreement: list[dict[str, Any]] | None = None,
+    agreement: list[dict[str, Any]],
 ) -> dict[str, Any] | None:
-    """best.json: the best trial, its options as a TrainConfig and as a ``feredge train`` command line."""
+    """best.json: the best trial, its options as a TrainConfig and as a ``feredge train`` command line,
+    and the study's ``rank_agreement``."""
     from optuna.trial import TrialState
 
     if not any(t.state == TrialState.COMPLETE for t in trials):
@@ -243,7 +244,7 @@ def best_summary(
         "study": settings.study,
         "storage": redact(settings.storage_url),
         "trials": state_counts(trials),
-        "rank_agreement": agreement if agreement is not None else rank_agreement(trials),
+        "rank_agreement": agreement,
         "trial": best.number,
         "val_macro_f1": best.value,
         "params": best.params,
