@@ -148,6 +148,35 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "model.keras").exists()
 
 
+def test_sgd_optimizer_is_nesterov_and_trains_a_run(tmp_path):
+    import tf_keras
+
+    from feredge.train.config import TrainConfig
+    from feredge.train.optimizers import OPTIMIZERS
+    from feredge.train.trainer import train
+
+    sgd = OPTIMIZERS["sgd"](tf_keras, 0.01, 1e-4)
+    assert isinstance(sgd, tf_keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == pytest.approx(0.9)
+    data = write_class_folders(tmp_path / "data", ["happy", "sad"], per_class=6)
+    config = TrainConfig(
+        data=str(data),
+        out=str(tmp_path / "run"),
+        backbone="tiny",
+        epochs=1,
+        batch_size=8,
+        workers=1,
+        val_fraction=0.34,
+        optimizer="sgd",
+        lr=0.01,
+    )
+    run = train(config)
+    assert json.loads((run / "config.json").read_text())["optimizer"] == "sgd"
+    assert (run / "model.keras").exists()
+    with pytest.raises(FeredgeError, match="unknown optimizer 'rmsprop'"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "other"), optimizer="rmsprop"))
+    assert not (tmp_path / "other").exists()
+
+
 def test_train_cli_reports_bad_data_without_traceback(tmp_path, capsys):
     write_class_folders(tmp_path, ["happy"], per_class=2)
     assert main(["train", str(tmp_path), "--labels", "happy,pain", "--out", str(tmp_path / "run")]) == 2

@@ -13,6 +13,7 @@ from feredge.edge.photometric import PHOTOMETRICS
 from feredge.train.augment import AUGMENT_PRESETS
 from feredge.train.backbones import REGISTRY
 from feredge.train.config import TrainConfig
+from feredge.train.optimizers import OPTIMIZERS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +55,13 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
     parser.add_argument("--unfreeze", type=int, default=d.unfreeze, help="top base layers to fine-tune; -1 = all")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument(
+        "--optimizer",
+        default=d.optimizer,
+        choices=sorted(OPTIMIZERS),
+        help="adam: AdamW (Adam without --weight-decay); sgd: Nesterov momentum 0.9, the published FER2013 "
+        "VGG recipe (pair it with --schedule plateau and a larger --lr, e.g. 0.01)",
+    )
     parser.add_argument("--finetune-lr-factor", type=float, default=d.finetune_lr_factor)
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--schedule", default=d.schedule, choices=["plateau", "cosine"])

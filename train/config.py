@@ -28,6 +28,7 @@ class TrainConfig:
     unfreeze: int = -1  # top layers trainable in stage two; -1 = all
     batch_size: int = 64
     lr: float = 1e-3
+    optimizer: str = "adam"  # adam (AdamW when weight_decay > 0) | sgd (Nesterov momentum 0.9)
     finetune_lr_factor: float = 0.1
     weight_decay: float = 1e-4
     schedule: str = "plateau"  # plateau | cosine

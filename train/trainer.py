@@ -38,6 +38,7 @@ from feredge.train.backbones import (
 from feredge.train.config import TrainConfig
 from feredge.train.distill import DistillConfig, distillation_loss, hard_label_accuracy, load_teachers, teacher_scores
 from feredge.train.keras_io import MODEL_FILE
+from feredge.train.optimizers import OPTIMIZERS
 from feredge.train.pipeline import class_weights, make_dataset
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    if config.optimizer not in OPTIMIZERS:
+        raise FeredgeError(f"unknown optimizer {config.optimizer!r}; choose {', '.join(OPTIMIZERS)}")
     spec = resolve_spec(config)
     dataset = load_dataset(
         config.data,
@@ -164,7 +167,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
                 model.load_weights(str(run_dir / BEST_WEIGHTS))
         _set_trainable(model, name, config.unfreeze, pretrained)
         with strategy.scope():
-            optimizer = _optimizer(keras, lr, config.weight_decay)
+            optimizer = OPTIMIZERS[config.optimizer](keras, lr, config.weight_decay or None)
             model.compile(optimizer=optimizer, **_loss_and_metrics(config, len(labels)))
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
         manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints" / name), max_to_keep=1)
@@ -252,12 +255,6 @@ def _strategy(name: str):
     if name != "default":
         raise FeredgeError(f"unknown strategy {name!r}; choose default, mirrored or multiworker")
     return tf.distribute.get_strategy()
-
-
-def _optimizer(keras, lr: float, weight_decay: float):
-    if weight_decay > 0:
-        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
-    return keras.optimizers.Adam(learning_rate=lr)
 
 
 def cosine_schedule(lr: float, epochs: int, warmup: int):
