@@ -97,6 +97,25 @@ def test_the_check_fails_a_predict_without_faces():
     assert _run(sys.executable, SUMMARY, "predict", stdin='{"file": "b.png", "faces": []}\n').returncode == 1
 
 
+def test_the_check_wants_int8_outputs_bit_equal_and_scores_within_a_few_float32_steps():
+    # x86-64's line and an emulated Cortex-A72's for the same photo (2026-12-01): equal int8 outputs,
+    # two scores one float32 step apart after numpy's temperature softmax.
+    raw = ["0000803c0000803c0000403c00005d3f0000403c0000203d0000403d"]
+    scores = ["6ddb013c6ddb013c17afb83b13966b3f17afb83bbc53c03cfeb6ee3c"]
+    x86 = {"faces": [[[178, 63, 90, 113], "happy"]], "raw_outputs": raw, "scores": scores}
+    arm = dict(x86, scores=["6ddb013c6ddb013c16afb83b13966b3f16afb83bbd53c03cfeb6ee3c"])
+
+    def check(other: dict) -> subprocess.CompletedProcess:
+        return _run(sys.executable, SUMMARY, "scores", stdin=f"{json.dumps(x86)}\n{json.dumps(other)}\n")
+
+    result = check(arm)
+    assert result.returncode == 0 and "within 1 float32 step" in result.stdout, result.stdout
+    assert "scores too" in check(x86).stdout
+    assert check(dict(arm, scores=["00000000" * 7])).returncode == 1
+    assert check(dict(arm, raw_outputs=["0000803c" * 7])).returncode == 1
+    assert check(dict(arm, faces=[[[178, 63, 90, 113], "sad"]])).returncode == 1
+
+
 def test_the_unit_restarts_the_demo_on_failure():
     text = UNIT.read_text()
     assert f"ExecStart={VENV_FEREDGE} demo --host 0.0.0.0 --port 7860\n" in text

@@ -3,7 +3,10 @@
 - ``freeze``: ``name==version`` of every installed distribution but pip, for either Python;
 - ``predict``: ``feredge predict --json`` lines on stdin; fails when no face was found;
 - ``info``: ``feredge info --json`` on stdin; fails unless ai-edge-litert is the backend that loads;
-- ``scores``: a ``scores.py`` line on stdin; says how many faces were compared;
+- ``scores``: two ``scores.py`` lines on stdin, x86-64's then the emulated CPU's; fails unless the
+  boxes, labels and raw int8 outputs are equal bit for bit and each final score is within
+  ``SCORE_ULPS`` float32 steps (the temperature softmax runs in numpy, whose float32 ``exp`` is
+  vectorized differently on AVX-512 and NEON, so its last bit may differ);
 - ``detectors``: ``feredge info --json`` on stdin; the ready detectors besides the default that find
   faces (not the whole-image one), one per line, for ``predict --detector``.
 """
@@ -13,8 +16,11 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import struct
 import sys
 from collections.abc import Sequence
+
+SCORE_ULPS = 4
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -46,8 +52,25 @@ def info(text: str) -> tuple[str, bool]:
     return line, backend["package"] == "ai-edge-litert"
 
 
+def _floats(hex_arrays: Sequence[str]) -> list[int]:
+    """Each little-endian float32 as its int32 bit pattern: for same-signed floats, their order."""
+    data = bytes.fromhex("".join(hex_arrays))
+    return list(struct.unpack(f"<{len(data) // 4}i", data))
+
+
 def scores(text: str) -> tuple[str, bool]:
-    return f"{len(json.loads(text)['faces'])} face(s)", True
+    reference, other = (json.loads(line) for line in text.splitlines() if line.strip())
+    faces = len(other["faces"])
+    if other["faces"] != reference["faces"]:
+        return f"boxes or labels differ: {other['faces']} against x86-64's {reference['faces']}", False
+    if other["raw_outputs"] != reference["raw_outputs"]:
+        return "the raw int8 outputs differ from x86-64's", False
+    mine, theirs = _floats(other["scores"]), _floats(reference["scores"])
+    ulps = max((abs(a - b) for a, b in zip(mine, theirs, strict=True)), default=0)
+    line = f"{faces} face(s): boxes and raw int8 outputs equal x86-64's bit for bit; scores " + (
+        "too" if ulps == 0 else f"within {ulps} float32 step(s)"
+    )
+    return line, ulps <= SCORE_ULPS
 
 
 def detectors(text: str) -> tuple[str, bool]:
