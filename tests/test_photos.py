@@ -148,3 +148,13 @@ def test_each_model_is_evaluated_through_its_own_metadata(photo_set, tiny_int8_m
     face = detect_faces(make_detector("yunet"), cv2.imread(str(photo_set / "happy" / "0.png")))[0]
     crop = crop_face(cv2.imread(str(photo_set / "happy" / "0.png")), face.box, 0.0)
     assert np.allclose(clahe[0], preprocess_face(crop, clahe_meta.preprocess_spec()))
+
+
+def test_fer_face_crop_is_fers_crop_of_the_detections_box():
+    from feredge.benchmarks.fer_pipeline import fer_crop, fer_face_crop
+    from feredge.edge.detectors import Detection
+
+    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    box = (30, 20, 40, 56)
+    crop = fer_face_crop(image, Detection(box))
+    assert np.array_equal(crop, fer_crop(image, box)) and crop.shape == (76, 76)

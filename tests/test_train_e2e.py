@@ -148,7 +148,7 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "model.keras").exists()
 
 
-def test_sgd_optimizer_is_nesterov_and_trains_a_run(tmp_path):
+def test_sgd_optimizer_is_nesterov_and_trains_a_run(tmp_path, monkeypatch):
     import tf_keras
 
     from feredge.train.config import TrainConfig
@@ -157,6 +157,13 @@ def test_sgd_optimizer_is_nesterov_and_trains_a_run(tmp_path):
 
     sgd = OPTIMIZERS["sgd"](tf_keras, 0.01, 1e-4)
     assert isinstance(sgd, tf_keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == pytest.approx(0.9)
+    real_sgd, built = OPTIMIZERS["sgd"], []
+
+    def spy(*args):
+        built.append(real_sgd(*args))
+        return built[-1]
+
+    monkeypatch.setitem(OPTIMIZERS, "sgd", spy)
     data = write_class_folders(tmp_path / "data", ["happy", "sad"], per_class=6)
     config = TrainConfig(
         data=str(data),
@@ -170,6 +177,7 @@ def test_sgd_optimizer_is_nesterov_and_trains_a_run(tmp_path):
         lr=0.01,
     )
     run = train(config)
+    assert [type(o).__name__ for o in built] == ["SGD"]  # the trainer built the optimizer the config names
     assert json.loads((run / "config.json").read_text())["optimizer"] == "sgd"
     assert (run / "model.keras").exists()
     with pytest.raises(FeredgeError, match="unknown optimizer 'rmsprop'"):

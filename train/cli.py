@@ -59,8 +59,9 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
         "--optimizer",
         default=d.optimizer,
         choices=sorted(OPTIMIZERS),
-        help="adam: AdamW (Adam without --weight-decay); sgd: Nesterov momentum 0.9, the published FER2013 "
-        "VGG recipe (pair it with --schedule plateau and a larger --lr, e.g. 0.01)",
+        help="adam: AdamW (Adam without --weight-decay); sgd: Nesterov momentum 0.9, as in the published "
+        "FER2013 VGG recipe (pair it with --schedule plateau and a larger --lr, e.g. 0.01; weight decay here "
+        "is decoupled, so that recipe's L2 of 1e-4 is about --weight-decay 1e-3)",
     )
     parser.add_argument("--finetune-lr-factor", type=float, default=d.finetune_lr_factor)
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)

@@ -89,11 +89,11 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         log.info("%s is already complete", run_dir)
         return run_dir
 
+    if config.optimizer not in OPTIMIZERS:
+        raise FeredgeError(f"unknown optimizer {config.optimizer!r}; choose {', '.join(OPTIMIZERS)}")
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    if config.optimizer not in OPTIMIZERS:
-        raise FeredgeError(f"unknown optimizer {config.optimizer!r}; choose {', '.join(OPTIMIZERS)}")
     spec = resolve_spec(config)
     dataset = load_dataset(
         config.data,
