@@ -320,7 +320,7 @@ for cpu in "${cpus[@]}"; do
     result FAIL "bit-identical ($cpu)" "$detail; both in $logs/scores-differ-$cpu.txt"
   fi
 
-  # The other shipped detectors (YuNet, BlazeFace) must find the face too. Whether their boxes equal
+  # The other shipped detectors (Haar, BlazeFace) must find the face too. Whether their boxes equal
   # x86-64's is reported, not required: their float convolutions may round differently on NEON.
   for detector in $(python3 "$here/summary.py" detectors <"$logs/info-$cpu.json" 2>/dev/null); do
     out=$logs/predict-$detector-$cpu
