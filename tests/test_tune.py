@@ -193,6 +193,19 @@ def test_best_json_is_a_train_command_and_a_config_that_reproduce_the_best_trial
     assert overridden.epochs == 40 and overridden.lr == trial.params["lr"]
 
 
+def test_a_config_file_value_outside_an_options_choices_is_refused(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"data": "d", "schedule": "cosin", "epochs": 3}))
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error, as for any bad option
+        parse_args(["train", "--config", str(path)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "schedule 'cosin' is not one of plateau, cosine" in err and "Traceback" not in err
+    path.write_text(json.dumps({"data": "d", "schedule": "cosine", "optimizer": "sgd"}))
+    args = parse_args(["train", "--config", str(path)])
+    assert (args.schedule, args.optimizer) == ("cosine", "sgd")
+
+
 def test_train_config_from_a_dict_ignores_keys_that_are_not_fields(tmp_path):
     from feredge.train.cli import read_config_file
     from feredge.train.config import TrainConfig

@@ -148,6 +148,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 class ConfigFileAction(argparse.Action):
     """``--config FILE`` fills the options still at their defaults, so options given before or after it win.
 
+    Its values meet the same ``choices`` as the command line's (a hand-edited ``"schedule": "cosin"``
+    would otherwise train with the default schedule without a word).
+
     DATA is filled in ``config_from_args``: argparse assigns an absent optional positional after the options.
     """
 
@@ -156,7 +159,12 @@ class ConfigFileAction(argparse.Action):
             loaded = read_config_file(values)
         except FeredgeError as exc:
             raise argparse.ArgumentError(self, str(exc)) from exc
+        choices = {action.dest: action.choices for action in parser._actions if action.choices is not None}
         for name, value in loaded.items():
+            if name in choices and value not in choices[name]:
+                raise argparse.ArgumentError(
+                    self, f"{values}: {name} {value!r} is not one of {', '.join(map(str, choices[name]))}"
+                )
             if name not in ("data", "out") and getattr(namespace, name, None) == parser.get_default(name):
                 setattr(namespace, name, value)
         setattr(namespace, self.dest, values)
