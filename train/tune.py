@@ -325,12 +325,13 @@ def rank_agreement(trials: Sequence[Any]) -> list[dict[str, Any]]:
     if len(done) < 3:
         return []
     final = np.array([t.value for t in done])
+    final_ranks = _ranks(final)
     first = max(min(t.intermediate_values) for t in done)
     last = min(max(t.intermediate_values) for t in done)
     rows = []
     for k in range(first, last):
         cut = np.array([max(v for step, v in t.intermediate_values.items() if step <= k) for t in done])
-        cut_ranks, final_ranks = _ranks(cut), _ranks(final)
+        cut_ranks = _ranks(cut)
         rho = np.corrcoef(cut_ranks, final_ranks)[0, 1] if cut_ranks.std() and final_ranks.std() else None
         rows.append(
             {
