@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from feredge.edge.video import FrameRecord
 
 
 def format_seconds(seconds: float) -> str:
@@ -49,3 +52,26 @@ class ProgressBar:
 
     def close(self) -> None:
         print(file=self.stream, flush=True)
+
+
+class FrameProgress:
+    """A ``ProgressBar`` over a video file's frames, for ``on_frame`` callbacks.
+
+    The bar starts with the first record that knows the file's frame count; a camera or stream has
+    none, so it never draws. ``labels`` adds each frame's face labels as the note.
+    """
+
+    def __init__(self, labels: bool = False) -> None:
+        self.labels = labels
+        self.bar: ProgressBar | None = None
+
+    def __call__(self, record: FrameRecord) -> None:
+        if record.total is None:
+            return
+        self.bar = self.bar or ProgressBar(record.total)
+        note = ", ".join(face.label for face in record.faces) if self.labels else ""
+        self.bar.update(record.index + 1, record.fps, note)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -31,6 +31,7 @@ from feredge.edge.atomic import atomic_path
 from feredge.edge.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE
 from feredge.edge.errors import OptionError
 from feredge.edge.outputs import check_writable_dir
+from feredge.edge.progress import FrameProgress
 from feredge.edge.video import FrameRecord, VideoSummary, check_output, process_video, refuse_input_as_output
 
 if TYPE_CHECKING:
@@ -289,11 +290,14 @@ def analyze_video(
                     min_confidence=min_confidence,
                 )
             )
+        bar = FrameProgress() if progress else None
+        if bar is not None:
+            stack.callback(bar.close)
         recorder, summary = record_timeline(
             recognizer,
             source,
             timeline=timeline,
-            on_frame=_progress_bar(stack) if progress else None,
+            on_frame=bar,
             detect_every=detect_every,
             smoothing=smoothing,
             sample_fps=sample_fps,
@@ -331,20 +335,3 @@ def record_timeline(
 
         summary = process_video(recognizer, source, on_frame=record, **video)
     return recorder, summary
-
-
-def _progress_bar(stack: ExitStack) -> Callable[[FrameRecord], None]:
-    """A progress bar on stderr for a file's frames (closed when ``stack`` closes)."""
-    from feredge.edge.progress import ProgressBar
-
-    bar: ProgressBar | None = None
-
-    def on_frame(record: FrameRecord) -> None:
-        nonlocal bar
-        if record.total is not None:
-            if bar is None:
-                bar = ProgressBar(record.total)
-                stack.callback(bar.close)
-            bar.update(record.index + 1, record.fps)
-
-    return on_frame

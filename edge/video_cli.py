@@ -72,7 +72,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from feredge.edge.progress import ProgressBar
+    from feredge.edge.progress import FrameProgress
     from feredge.edge.timeline import check_plot_path, check_timeline_path, record_timeline
     from feredge.edge.video import FrameRecord, check_output, sigterm_as_interrupt
 
@@ -84,16 +84,15 @@ def run(args: argparse.Namespace) -> int:
         check_plot_path(args.plot, args.source)
     recognizer = build_recognizer(args)
     terminal = sys.stderr.isatty() and not args.json
-    bar: ProgressBar | None = None
+    bar = FrameProgress(labels=True)
     last_status = 0.0
 
     def on_frame(record: FrameRecord) -> None:
-        nonlocal bar, last_status
+        nonlocal last_status
         if args.json:
             print(json.dumps(record.to_dict()), flush=True)
         elif terminal and record.total is not None:  # a file: how far, how fast, how long still
-            bar = bar or ProgressBar(record.total)
-            bar.update(record.index + 1, record.fps, ", ".join(face.label for face in record.faces))
+            bar(record)
         elif terminal and time.monotonic() - last_status > 0.5:
             last_status = time.monotonic()
             labels = ", ".join(face.label for face in record.faces) or "no face"

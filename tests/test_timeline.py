@@ -314,3 +314,22 @@ def test_analyze_video_takes_the_recognizer_options_of_the_cli(tiny_float_model,
     assert rows == []  # every face is smaller than min_face
     rows = as_records(analyze_video(crossing, model=tiny_float_model, labels="fer2013", max_frames=2))
     assert len(rows) == 4 and list(rows[0])[-len(FER2013) :] == [f"smoothed_{label}" for label in FER2013]
+
+
+def test_frame_progress_draws_a_files_frames_with_labels_and_stays_silent_for_a_live_source(capsys):
+    from types import SimpleNamespace
+
+    from feredge.edge.progress import FrameProgress
+
+    def record(index, total):
+        return SimpleNamespace(index=index, total=total, fps=12.5, faces=[SimpleNamespace(label="happy")])
+
+    live = FrameProgress(labels=True)
+    live(record(0, None))
+    live.close()
+    assert capsys.readouterr().err == ""
+    bar = FrameProgress(labels=True)
+    bar(record(1, 4))
+    bar.close()
+    err = capsys.readouterr().err
+    assert "2/4 frames" in err and "12.5 FPS" in err and "happy" in err and err.endswith("\n")
