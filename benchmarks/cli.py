@@ -33,7 +33,13 @@ SHARED_VAL = Path("..") / "shared" / "data" / "fer2013" / "val"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="+", default=[], metavar="MODEL", help=".tflite and .onnx models to compare")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[],
+        metavar="MODEL",
+        help=".tflite and .onnx models to compare (default: the models shipped with feredge, the default first)",
+    )
     parser.add_argument(
         "--data",
         metavar="DIR",
@@ -80,13 +86,26 @@ def default_data_dir() -> Path | None:
     return None
 
 
+def bench_subjects(args: argparse.Namespace) -> list:
+    """The models to compare: ``--models``, else the shipped ones (so ``feredge bench`` alone sets the
+    accurate ensemble and the crops model beside the default), then the ``--peer`` packages' models."""
+    from feredge.benchmarks.errors import BenchError
+    from feredge.benchmarks.models import subjects_from_paths
+    from feredge.benchmarks.peers import peer_subjects
+    from feredge.edge.model import shipped_models
+
+    paths = args.models or [str(path) for path in shipped_models()]
+    subjects = subjects_from_paths(paths, args.labels) + peer_subjects(args.peer)
+    if not subjects:
+        raise BenchError("nothing to benchmark: pass --models MODEL ... and/or --peer fer")
+    return subjects
+
+
 def run(args: argparse.Namespace) -> int:
     """Benchmark, print the tables, write the outputs; exit code by ``outcome_code`` over the models."""
     from feredge.benchmarks.accuracy import load_accuracy_data
     from feredge.benchmarks.bench import PhotoSet, Settings, run_benchmark
     from feredge.benchmarks.errors import BenchError
-    from feredge.benchmarks.models import subjects_from_paths
-    from feredge.benchmarks.peers import peer_subjects
     from feredge.benchmarks.photos import load_photos
     from feredge.benchmarks.report import format_text, write_outputs
     from feredge.edge.model import default_threads
@@ -97,9 +116,7 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"feredge bench needs {' and '.join(missing)}: pip install 'feredge[bench]'")
     if min(args.runs, args.frames) < 1 or args.warmup < 0 or min(args.threads or [1]) < 1:
         raise BenchError("--runs, --frames and --threads must be at least 1, --warmup at least 0")
-    subjects = subjects_from_paths(args.models, args.labels) + peer_subjects(args.peer)
-    if not subjects:
-        raise BenchError("nothing to benchmark: pass --models MODEL ... and/or --peer fer")
+    subjects = bench_subjects(args)
     check_writable_dir(args.out, "benchmark results")
     data_dir = default_data_dir() if args.data is None else None if args.data == "none" else Path(args.data)
     data = load_accuracy_data(data_dir) if data_dir is not None else None

