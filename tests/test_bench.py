@@ -135,13 +135,16 @@ def test_peer_fer_without_fer_says_how_to_install(monkeypatch, tmp_path, capsys)
     assert not (tmp_path / "results.json").exists()
 
 
-def test_without_models_the_shipped_models_are_benchmarked_default_first(tmp_path):
-    from feredge.edge.model import DEFAULT_MODEL, shipped_models
+def test_without_models_the_shipped_models_are_benchmarked_default_first(tmp_path, monkeypatch, capsys):
+    import feredge.edge.model as edge_model
 
-    subjects = bench_subjects(parse_args(["--data", "none"]))
-    assert [s.path for s in subjects] == [str(p) for p in shipped_models()] and subjects[0].path == str(DEFAULT_MODEL)
+    names = [s.name for s in bench_subjects(parse_args(["--data", "none"]))]
+    assert names[0] == "feredge_default_int8" and {"feredge_default_fp16", "feredge_crops_int8"} <= set(names)
     given = tmp_path / "mine.tflite"
     assert [s.path for s in bench_subjects(parse_args(["--models", str(given)]))] == [str(given)]
+    monkeypatch.setattr(edge_model, "shipped_models", lambda: [])  # a checkout without model files
+    assert main(["bench", "--data", "none", "--out", str(tmp_path / "out")]) == 2
+    assert "nothing to benchmark" in capsys.readouterr().err
 
 
 def test_unknown_peer(tmp_path, capsys):
