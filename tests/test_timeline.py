@@ -333,3 +333,22 @@ def test_frame_progress_draws_a_files_frames_with_labels_and_stays_silent_for_a_
     bar.close()
     err = capsys.readouterr().err
     assert "2/4 frames" in err and "12.5 FPS" in err and "happy" in err and err.endswith("\n")
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_feredge_video_draws_its_bar_on_a_terminal_but_not_beside_json(
+    tiny_int8_model, crossing, capsys, monkeypatch, json_out
+):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # capsys' stderr stands in for a terminal
+    argv = [
+        "video",
+        str(crossing),
+        "--model",
+        str(tiny_int8_model),
+        "--max-frames",
+        "3",
+        *(["--json"] if json_out else []),
+    ]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert (f"/{FRAMES} frames" in err) is not json_out and ("\r" in err) is not json_out
