@@ -328,13 +328,13 @@ def _file_ready(shipped: Path) -> Callable[[ModelPath], bool]:
     return lambda model_path: model_path is not None or shipped.is_file()
 
 
-@register_detector("haar", "OpenCV's frontal-face Haar cascade", min_face=HAAR_MIN_FACE)
+@register_detector(HaarDetector.registry_name, "OpenCV's frontal-face Haar cascade", min_face=HAAR_MIN_FACE)
 def _haar(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
     return HaarDetector(min_face, max_side)
 
 
 @register_detector(
-    "yunet",
+    YuNetDetector.registry_name,
     "YuNet (cv2.FaceDetectorYN), finds turned and partly covered faces, 5 landmarks",
     model_file=True,
     landmarks=True,
@@ -345,7 +345,7 @@ def _yunet(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
 
 
 @register_detector(
-    "blazeface",
+    BlazeFaceDetector.registry_name,
     "MediaPipe BlazeFace short range on LiteRT, about 1 ms, faces near the camera, 6 landmarks",
     landmarks=True,
     ready=_file_ready(BLAZEFACE_MODEL),
@@ -354,6 +354,6 @@ def _blazeface(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
     return BlazeFaceDetector(None, min_face, max_side)
 
 
-@register_detector("none", "no detection, each input already is a face crop", whole_image=True)
+@register_detector(WholeImage.registry_name, "no detection, each input already is a face crop", whole_image=True)
 def _whole_image(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
     return WholeImage()
