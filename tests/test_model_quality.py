@@ -110,6 +110,41 @@ def test_a_teacher_with_another_contract_is_refused(stripes, teacher, tmp_path):
         _train(stripes, tmp_path / "s", epochs=1, teachers=[str(teacher)], photometric="clahe")
 
 
+@pytest.mark.slow
+def test_cached_targets_let_a_teacher_of_another_contract_teach(stripes, teacher, tmp_path):
+    """A raw-pixel teacher, cached, pulls a CLAHE student towards its answers; its int8 file teaches too."""
+    from feredge.train.evaluate import load_predictor
+    from feredge.train.trainer import TEACHER_TARGETS
+
+    teacher_scores, _ = _val_scores(teacher, stripes)
+    clahe = dict(seed=7, photometric="clahe")
+    plain = _train(stripes, tmp_path / "plain", **clahe)
+    options = dict(teachers=[str(teacher)], distill_alpha=1.0, distill_temperature=2.0, teacher_targets="cached")
+    student = _train(stripes, tmp_path / "student", **clahe, **options)
+    assert _kl(teacher_scores, _val_scores(student, stripes)[0]) < _kl(teacher_scores, _val_scores(plain, stripes)[0])
+    cached = np.load(student / TEACHER_TARGETS)
+    data = load_dataset(stripes, val_fraction=0.25, seed=7, workers=1)  # the student's split (its seed)
+    faces = data.splits["train"]
+    assert cached.shape == (len(faces), len(data.labels)) and np.allclose(cached.sum(1), 1.0, atol=1e-4)
+    predict, meta = load_predictor(teacher)  # raw pixels, no flip of its own: the cache flip-averages it
+    expected = score_batches(predict, faces, meta.preprocess_spec(), flip=True)
+    np.testing.assert_allclose(cached, expected, atol=1e-5)  # the teacher's answers, row by row in face order
+    record = ModelMetadata.load(student / "metadata.json").extra["distillation"]
+    assert record["teacher_targets"] == "cached"
+
+    code, err = _cli("convert", str(teacher), "--format", "int8", "--max-f1-drop", "1", "--out", str(tmp_path / "t"))
+    assert code == 0, err
+    tflite = next((tmp_path / "t").glob("*int8.tflite"))
+    _train(stripes, tmp_path / "from_tflite", epochs=1, **clahe, **{**options, "teachers": [str(tflite)]})
+
+
+@pytest.mark.slow
+def test_cached_targets_refuse_a_teacher_of_other_labels(stripes, tmp_path):
+    other = _train(stripes, tmp_path / "other", epochs=1, labels="happy,sad")
+    with pytest.raises(FeredgeError, match="labels"):
+        _train(stripes, tmp_path / "s", epochs=1, teachers=[str(other)], teacher_targets="cached")
+
+
 def _cli(*args: str) -> tuple[int, str]:
     err = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):

@@ -133,6 +133,30 @@ def test_training_pipeline_and_edge_path_give_the_same_tensor(tmp_path, channels
     np.testing.assert_allclose(batch.numpy()[0], edge_input, rtol=1e-6, atol=1e-6)
 
 
+def test_cached_teacher_rows_travel_with_their_faces():
+    """Shuffled and oversampled, each face still carries its own label, soft-target row and weight."""
+    pytest.importorskip("tensorflow")
+    from feredge.edge.dataset import Split
+    from feredge.train.pipeline import make_dataset
+
+    n = 40
+    targets = np.array([0] * 30 + [1] * 10)
+    images = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None], 48, 1).repeat(48, 2)  # face i is all i
+    soft = np.zeros((n, 3), np.float32)
+    soft[:, 2] = np.arange(n) / 100.0
+    soft[:, 0] = 1 - soft[:, 2]
+    spec = PreprocessSpec(48, 1, "unit", "none")
+    ds = make_dataset(Split(images, targets), spec, 2, 8, True, None, np.array([1.0, 3.0]), True, 3, soft_targets=soft)
+    seen = []
+    for inputs, y, weight in ds:
+        index = np.rint(inputs.numpy()[:, 0, 0, 0] * 255).astype(int)
+        np.testing.assert_array_equal(y.numpy()[:, :2].argmax(1), targets[index])
+        np.testing.assert_allclose(y.numpy()[:, 2:], soft[index], atol=1e-6)
+        np.testing.assert_allclose(weight.numpy(), np.where(targets[index] == 1, 3.0, 1.0))
+        seen.extend(index)
+    assert len(seen) == 50 and set(seen) == set(range(n))  # class 1 repeated up to the median (20)
+
+
 @pytest.mark.parametrize("preset", ["strong", "domain"])
 def test_augmentation_changes_images_but_keeps_range(preset):
     tf = pytest.importorskip("tensorflow")

@@ -82,8 +82,16 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
         action="append",
         default=[],
         metavar="RUN_OR_MODEL",
-        help="distil from this trained model (run folder or .keras); repeat for several, whose flip-averaged "
-        "scores are averaged",
+        help="distil from this trained model (run folder or .keras; with --teacher-targets cached also .tflite "
+        "or .onnx); repeat for several, whose flip-averaged scores are averaged",
+    )
+    parser.add_argument(
+        "--teacher-targets",
+        default=d.teacher_targets,
+        choices=("batch", "cached"),
+        help="batch: the teachers score every augmented batch the student sees (they must share its input "
+        "contract); cached: they score the clean training faces once, each under its own contract "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--distill-alpha",

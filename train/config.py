@@ -41,6 +41,7 @@ class TrainConfig:
     teachers: list[str] = field(default_factory=list)  # run folders / Keras models to distil from
     distill_alpha: float = 0.7  # weight of the KL term against the teachers
     distill_temperature: float = 3.0
+    teacher_targets: str = "batch"  # batch: teachers score each augmented batch | cached: clean faces, once
     balance: str = "sqrt"  # none | sqrt | balanced | oversample
     val_fraction: float = 0.1
     crop_margin: float = 0.1

@@ -61,34 +61,39 @@ def make_dataset(
     oversample: bool = False,
     seed: int = 0,
     teacher: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    soft_targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Batches of (inputs, one-hot targets[, sample weights]) for ``model.fit`` / ``predict``.
 
     With a ``teacher`` the targets are ``[one-hot | teacher probabilities]``, the teacher scoring the
-    same augmented batch the student gets (see ``feredge.train.distill``).
+    same augmented batch the student gets; with ``soft_targets`` (one row of teacher probabilities
+    per face of ``split``, cached) the rows travel with their faces (see ``feredge.train.distill``).
     """
     import tensorflow as tf
 
-    images, targets = split.images, split.targets
+    columns = {"faces": split.images, "labels": split.targets}
+    if soft_targets is not None:
+        columns["soft"] = np.asarray(soft_targets, np.float32)
     if training and oversample:
-        idx = oversample_indices(targets, seed)
-        images, targets = images[idx], targets[idx]
-    tensors = [images, targets]
+        idx = oversample_indices(split.targets, seed)
+        columns = {name: column[idx] for name, column in columns.items()}
     if weights is not None:
-        tensors.append(np.asarray(weights, np.float32)[targets])
-    ds = tf.data.Dataset.from_tensor_slices(tuple(tensors))
+        columns["weights"] = np.asarray(weights, np.float32)[columns["labels"]]
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if training:
-        ds = ds.shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(columns["labels"]), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     do_augment = training and augment is not None and augment.enabled
 
-    def to_inputs(faces, labels, *sample_weight):
-        x = tf.cast(faces, tf.float32)
+    def to_inputs(batch):
+        x = tf.cast(batch["faces"], tf.float32)
         if do_augment:
             x = augment_batch(x, augment)
-        inputs, targets = normalize(x, spec), tf.one_hot(labels, num_classes)
+        inputs, targets = normalize(x, spec), tf.one_hot(batch["labels"], num_classes)
         if teacher is not None:
             targets = tf.concat([targets, tf.cast(teacher(inputs), tf.float32)], axis=-1)
-        return (inputs, targets, *sample_weight)
+        if "soft" in batch:
+            targets = tf.concat([targets, batch["soft"]], axis=-1)
+        return (inputs, targets) if "weights" not in batch else (inputs, targets, batch["weights"])
 
     return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -36,7 +36,15 @@ from feredge.train.backbones import (
     resolve_weights,
 )
 from feredge.train.config import TrainConfig
-from feredge.train.distill import DistillConfig, distillation_loss, hard_label_accuracy, load_teachers, teacher_scores
+from feredge.train.distill import (
+    DistillConfig,
+    DistillError,
+    cached_teacher_scores,
+    distillation_loss,
+    hard_label_accuracy,
+    load_teachers,
+    teacher_scores,
+)
 from feredge.train.keras_io import MODEL_FILE
 from feredge.train.optimizers import OPTIMIZERS
 from feredge.train.pipeline import class_weights, make_dataset
@@ -44,6 +52,7 @@ from feredge.train.pipeline import class_weights, make_dataset
 log = logging.getLogger(__name__)
 
 BEST_WEIGHTS = "checkpoints/best_weights.h5"  # legacy HDF5: a ".weights.h5" name switches format
+TEACHER_TARGETS = "teacher_targets.npy"  # --teacher-targets cached: (N, K) teacher scores, training-face order
 
 
 class RunFolderExists(FeredgeError):
@@ -119,10 +128,14 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         test_time_flip=config.test_time_flip,
         extra=_distillation_record(config),
     )
-    teachers = load_teachers(config.teachers, metadata) if config.teachers else None
+    if config.teacher_targets not in ("batch", "cached"):
+        raise DistillError(f"unknown --teacher-targets {config.teacher_targets!r}; choose batch or cached")
+    cached = bool(config.teachers) and config.teacher_targets == "cached"
+    teachers = load_teachers(config.teachers, metadata) if config.teachers and not cached else None
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
     metadata.save(run_dir / "metadata.json")
+    soft_targets = _cached_targets(config, metadata, dataset.splits["train"], run_dir) if cached else None
 
     pretrained = config.weights != "none"
     head_epochs = config.head_epochs if config.head_epochs is not None else (5 if pretrained else 0)
@@ -141,6 +154,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         config.balance == "oversample",
         config.seed,
         teacher=(lambda x: teacher_scores(teachers, x)) if teachers else None,
+        soft_targets=soft_targets,
     )
     val_split = dataset.splits["val"]
 
@@ -225,8 +239,25 @@ def _distillation_record(config: TrainConfig) -> dict[str, Any]:
             "alpha": config.distill_alpha,
             "temperature": config.distill_temperature,
             "teacher_flip_average": True,
+            "teacher_targets": config.teacher_targets,
         }
     }
+
+
+def _cached_targets(config: TrainConfig, metadata: ModelMetadata, faces: Split, run_dir: Path) -> np.ndarray:
+    """The teachers' scores on the clean training faces, kept in the run folder so ``--resume`` reuses them."""
+    path = run_dir / TEACHER_TARGETS
+    if path.exists():
+        scores = np.load(path)
+        if scores.shape == (len(faces), len(metadata.labels)):
+            return scores
+    scores = cached_teacher_scores(
+        config.teachers, metadata, faces, config.data, config.val_fraction, config.seed, config.workers
+    )
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, scores)
+    log.info("cached the teachers' scores on %d training faces in %s", len(faces), path)
+    return scores
 
 
 def _loss_and_metrics(config: TrainConfig, num_classes: int) -> dict[str, Any]:
