@@ -122,7 +122,7 @@ def test_cached_targets_let_a_teacher_of_another_contract_teach(stripes, teacher
     options = dict(teachers=[str(teacher)], distill_alpha=1.0, distill_temperature=2.0, teacher_targets="cached")
     student = _train(stripes, tmp_path / "student", **clahe, **options)
     assert _kl(teacher_scores, _val_scores(student, stripes)[0]) < _kl(teacher_scores, _val_scores(plain, stripes)[0])
-    cached = np.load(student / TEACHER_TARGETS)
+    cached = np.load(student / TEACHER_TARGETS)["scores"]
     data = load_dataset(stripes, val_fraction=0.25, seed=7, workers=1)  # the student's split (its seed)
     faces = data.splits["train"]
     assert cached.shape == (len(faces), len(data.labels)) and np.allclose(cached.sum(1), 1.0, atol=1e-4)
@@ -139,10 +139,59 @@ def test_cached_targets_let_a_teacher_of_another_contract_teach(stripes, teacher
 
 
 @pytest.mark.slow
+def test_cached_targets_put_a_teachers_columns_in_the_students_label_order(stripes, teacher, tmp_path):
+    from feredge.train.distill import cached_teacher_scores
+    from feredge.train.evaluate import load_predictor
+
+    student = ModelMetadata.load(teacher / "metadata.json")
+    rotated = student.labels[1:] + student.labels[:1]  # a 3-cycle: its inverse is another order
+    other = _train(stripes, tmp_path / "other", epochs=2, labels=",".join(rotated))
+    faces = load_dataset(stripes, student.labels, val_fraction=0.25, seed=7, workers=1).splits["train"]
+    cached = cached_teacher_scores([other], student, faces, stripes, 0.25, 7, 1)
+    predict, meta = load_predictor(other)
+    assert meta.labels == rotated
+    own = score_batches(predict, faces, meta.preprocess_spec(), flip=True)
+    for column, name in enumerate(student.labels):
+        np.testing.assert_allclose(cached[:, column], own[:, rotated.index(name)], atol=1e-5)
+
+
+def test_cached_targets_are_reused_only_for_the_run_that_made_them(tmp_path, monkeypatch):
+    """--resume reuses the file; another seed (another split) or a damaged file computes it again."""
+    from feredge.edge.dataset import Split
+    from feredge.train import trainer
+    from feredge.train.config import TrainConfig
+
+    calls = []
+
+    def fake_scores(teachers, student, faces, data, val_fraction, seed, workers):
+        calls.append(seed)
+        return np.full((len(faces), 3), seed, np.float32)
+
+    monkeypatch.setattr(trainer, "cached_teacher_scores", fake_scores)
+    meta = ModelMetadata(labels=("a", "b", "c"))
+    faces = Split(np.zeros((5, 48, 48), np.uint8), np.array([0, 1, 2, 0, 1]))
+    config = TrainConfig(data="d", out=str(tmp_path), teachers=["t"], teacher_targets="cached", seed=1)
+    first = trainer._cached_targets(config, meta, faces, tmp_path)
+    again = trainer._cached_targets(config, meta, faces, tmp_path)
+    assert calls == [1] and np.array_equal(first, again)
+    reseeded = trainer._cached_targets(TrainConfig(**{**config.to_dict(), "seed": 2}), meta, faces, tmp_path)
+    assert calls == [1, 2] and reseeded[0, 0] == 2
+    (tmp_path / trainer.TEACHER_TARGETS).write_bytes(b"not an npz")
+    trainer._cached_targets(config, meta, faces, tmp_path)
+    assert calls == [1, 2, 1]
+
+
+@pytest.mark.slow
 def test_cached_targets_refuse_a_teacher_of_other_labels(stripes, tmp_path):
     other = _train(stripes, tmp_path / "other", epochs=1, labels="happy,sad")
     with pytest.raises(FeredgeError, match="labels"):
         _train(stripes, tmp_path / "s", epochs=1, teachers=[str(other)], teacher_targets="cached")
+    with pytest.raises(FeredgeError, match="needs at least one --teacher"):
+        _train(stripes, tmp_path / "s", epochs=1, teacher_targets="cached")
+    served = tmp_path / "teacher.tflite"
+    served.write_bytes(b"a served model")  # batch mode needs Keras before it reads the file
+    code, err = _cli("train", str(stripes), "--teacher", str(served), "--out", str(tmp_path / "b"))
+    assert code == 2 and "--teacher-targets cached" in err and "Traceback" not in err
 
 
 def _cli(*args: str) -> tuple[int, str]:

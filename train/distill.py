@@ -6,8 +6,9 @@ student never gets, and "consistent teaching" (Beyer et al., 2022, "Knowledge di
 teacher is patient and consistent") showed that mismatch costs accuracy. That needs teachers that
 read the student's pixels. ``--teacher-targets cached`` lifts that limit: each teacher (run folder,
 Keras, ``.tflite`` or ``.onnx``) scores the clean training faces once, loaded under its *own* input
-contract, so a raw-pixel model can teach a CLAHE student; on FER2013 validation the two contracts
-disagree more than two seeds of one, and their average is the most accurate ensemble we measured.
+contract, so a raw-pixel model can teach a CLAHE student: on FER2013 validation the two contracts
+disagree more than two seeds of one, and averaging a raw-pixel model with a CLAHE one scored higher
+than averaging two CLAHE runs (model card).
 Either way the teachers are flip-averaged, as the runtime scores them, so the student learns the
 averaged answer and may serve without flip averaging.
 """
@@ -55,7 +56,12 @@ def load_teachers(paths: Sequence[str | Path], student: ModelMetadata) -> list:
 
     models = []
     for path in paths:
-        source = load_source(path)
+        try:
+            source = load_source(path)
+        except FeredgeError as exc:
+            served = Path(path).suffix.lower() in (".tflite", ".onnx")
+            hint = "; --teacher-targets cached takes .tflite and .onnx teachers too" if served else ""
+            raise DistillError(f"teacher {path}: {exc}{hint}") from exc
         meta = source.metadata
         mine = (student.labels, student.input_size, student.channels, student.normalization, student.photometric)
         theirs = (meta.labels, meta.input_size, meta.channels, meta.normalization, meta.photometric)
@@ -92,11 +98,9 @@ def cached_teacher_scores(
     """(N, K) mean flip-averaged probabilities of the teachers on the student's N clean training faces.
 
     Each teacher reloads the training data under its own input size and photometric normalization
-    (same source, split fraction and seed, so the same faces in the same order, which is checked) and
-    its columns are put in the student's label order.
+    (same source, split fraction and seed, so the same faces in the same order; the class of every
+    row is checked) and its columns are put in the student's label order.
     """
-    if not paths:
-        raise DistillError("distillation needs at least one --teacher")
     total = np.zeros((len(train_split), len(student.labels)), np.float64)
     for path in paths:
         try:
@@ -111,7 +115,7 @@ def cached_teacher_scores(
             data, student.labels, meta.input_size, val_fraction, seed, workers, photometric=meta.photometric
         ).splits["train"]
         if not np.array_equal(faces.targets, train_split.targets):
-            raise DistillError(f"teacher {path}: its training faces differ from the student's; cannot cache targets")
+            raise DistillError(f"teacher {path}: the training faces changed while loading; cannot cache targets")
         scores = score_batches(predict, faces, meta.preprocess_spec(), flip=not meta.test_time_flip)
         total += scores[:, [meta.labels.index(name) for name in student.labels]]
     return (total / len(paths)).astype(np.float32)

@@ -9,6 +9,8 @@ run stopped.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import math
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from feredge.edge.atomic import atomic_path, atomic_write_text
+from feredge.edge.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from feredge.edge.dataset import Dataset, Split, load_dataset, score_batches
 from feredge.edge.errors import FeredgeError
 from feredge.edge.metadata import ModelMetadata
@@ -52,7 +54,7 @@ from feredge.train.pipeline import class_weights, make_dataset
 log = logging.getLogger(__name__)
 
 BEST_WEIGHTS = "checkpoints/best_weights.h5"  # legacy HDF5: a ".weights.h5" name switches format
-TEACHER_TARGETS = "teacher_targets.npy"  # --teacher-targets cached: (N, K) teacher scores, training-face order
+TEACHER_TARGETS = "teacher_targets.npz"  # --teacher-targets cached: (N, K) teacher scores in face order + fingerprint
 
 
 class RunFolderExists(FeredgeError):
@@ -100,6 +102,10 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
 
     if config.optimizer not in OPTIMIZERS:
         raise FeredgeError(f"unknown optimizer {config.optimizer!r}; choose {', '.join(OPTIMIZERS)}")
+    if config.teacher_targets not in ("batch", "cached"):
+        raise DistillError(f"unknown --teacher-targets {config.teacher_targets!r}; choose batch or cached")
+    if config.teacher_targets == "cached" and not config.teachers:
+        raise DistillError("--teacher-targets cached needs at least one --teacher")
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -128,9 +134,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         test_time_flip=config.test_time_flip,
         extra=_distillation_record(config),
     )
-    if config.teacher_targets not in ("batch", "cached"):
-        raise DistillError(f"unknown --teacher-targets {config.teacher_targets!r}; choose batch or cached")
-    cached = bool(config.teachers) and config.teacher_targets == "cached"
+    cached = config.teacher_targets == "cached"
     teachers = load_teachers(config.teachers, metadata) if config.teachers and not cached else None
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
@@ -245,17 +249,35 @@ def _distillation_record(config: TrainConfig) -> dict[str, Any]:
 
 
 def _cached_targets(config: TrainConfig, metadata: ModelMetadata, faces: Split, run_dir: Path) -> np.ndarray:
-    """The teachers' scores on the clean training faces, kept in the run folder so ``--resume`` reuses them."""
+    """The teachers' scores on the clean training faces, kept in the run folder so ``--resume`` reuses them.
+
+    The file carries a fingerprint of what made it (teachers, data, split, labels, the faces' classes);
+    a file of another run, or a damaged one, is recomputed rather than trusted.
+    """
     path = run_dir / TEACHER_TARGETS
-    if path.exists():
-        scores = np.load(path)
-        if scores.shape == (len(faces), len(metadata.labels)):
-            return scores
+    fingerprint = json.dumps(
+        {
+            "teachers": [str(Path(t).resolve()) for t in config.teachers],
+            "data": str(config.data),
+            "val_fraction": config.val_fraction,
+            "seed": config.seed,
+            "labels": list(metadata.labels),
+            "targets": hashlib.sha256(np.ascontiguousarray(faces.targets, np.int64).tobytes()).hexdigest(),
+        },
+        sort_keys=True,
+    )
+    try:
+        with np.load(path) as saved:
+            if str(saved["fingerprint"]) == fingerprint:
+                return saved["scores"]
+    except (OSError, ValueError, KeyError, EOFError):
+        pass  # no file yet, or not one this run can trust: compute it
     scores = cached_teacher_scores(
         config.teachers, metadata, faces, config.data, config.val_fraction, config.seed, config.workers
     )
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, scores)
+    buffer = io.BytesIO()
+    np.savez(buffer, scores=scores, fingerprint=np.array(fingerprint))
+    atomic_write_bytes(path, buffer.getvalue())
     log.info("cached the teachers' scores on %d training faces in %s", len(faces), path)
     return scores
 
