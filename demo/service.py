@@ -24,7 +24,7 @@ import numpy as np
 
 from feredge.edge.artifacts import display_names
 from feredge.edge.decode import ScaledImage, decode_image_scaled
-from feredge.edge.detectors import DEFAULT_DETECTOR, YuNetDetector, available_detectors
+from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, YuNetDetector, available_detectors
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError, OptionError
 from feredge.edge.model import DEFAULT_MODEL, default_threads, shipped_models
 from feredge.edge.recognizer import EmotionRecognizer, Face
@@ -230,5 +230,5 @@ class DemoService:
             detector=detector,
             threads=threads,
             labels=self.labels,
-            detector_model=self.detector_model,
+            detector_model=self.detector_model if DETECTORS[detector].model_file else None,
         )

@@ -64,7 +64,7 @@ def outcome_code(done: int, failed: int) -> int:
     return EXIT_PARTIAL if done else EXIT_USER_ERROR
 
 
-def _checked(kind: Callable[[str], Any], what: str, accept: Callable[[Any], bool]) -> Callable[[str], Any]:
+def checked_type(kind: Callable[[str], Any], what: str, accept: Callable[[Any], bool]) -> Callable[[str], Any]:
     """An argparse type: ``kind(text)``, finite and accepted, else a usage error "expected {what}"."""
 
     def parse(text: str) -> Any:
@@ -79,11 +79,11 @@ def _checked(kind: Callable[[str], Any], what: str, accept: Callable[[Any], bool
     return parse
 
 
-positive_int = _checked(int, "a whole number >= 1", lambda v: v >= 1)
-non_negative_int = _checked(int, "a whole number >= 0", lambda v: v >= 0)
-positive_float = _checked(float, "a number > 0", lambda v: v > 0)
-fraction = _checked(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
-port_number = _checked(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
+positive_int = checked_type(int, "a whole number >= 1", lambda v: v >= 1)
+non_negative_int = checked_type(int, "a whole number >= 0", lambda v: v >= 0)
+positive_float = checked_type(float, "a number > 0", lambda v: v > 0)
+fraction = checked_type(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+port_number = checked_type(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
 
 
 def add_labels_option(parser: argparse.ArgumentParser | Any, help: str = LABELS_HELP) -> None:
@@ -108,12 +108,13 @@ def add_detector_options(parser: argparse.ArgumentParser | Any, finds_faces: boo
         "--detector",
         choices=detector_names(finds_faces=finds_faces),
         default=DEFAULT_DETECTOR,
-        help=f"face detector: {describe_detectors()} (default: {DEFAULT_DETECTOR})",
+        help=f"face detector: {describe_detectors(finds_faces=finds_faces)} (default: {DEFAULT_DETECTOR})",
     )
     parser.add_argument(
         "--detector-model",
         metavar="PATH",
-        help="another model file for the detector (yunet; default: the shipped one)",
+        help=f"another model file for the detector ({', '.join(detector_names(model_file=True))}; "
+        "default: the shipped one)",
     )
 
 
@@ -130,7 +131,7 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--min-confidence",
-        type=_checked(float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
+        type=checked_type(float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
         default=0.0,
         metavar="P",
         help="label a face 'uncertain' when its best score is below P; its scores are kept (default: 0, off)",

@@ -113,6 +113,12 @@ def decode_image_scaled(
         return source
     if isinstance(source, np.ndarray):
         return ScaledImage.full(_normalize_array(source, name or "array"))
+    if not isinstance(source, str | os.PathLike | bytes | bytearray):
+        # an int would be taken for a file descriptor by os.stat, None or a list fail there untyped
+        raise ImageError(
+            f"{name or 'image'}: unsupported input of type {type(source).__name__}; pass a file path "
+            "(str or pathlib.Path), encoded image bytes or a numpy array"
+        )
     label, data = _read_encoded(source, name)
     info = image_info(data)
     if info is not None:
@@ -171,14 +177,31 @@ def read_image_file(path: str | Path, label: str | None = None) -> bytes:
                     data = fh.read(MAX_IMAGE_BYTES + 1)
     except OSError as exc:
         raise ImageError(f"{label}: {_os_problem(exc)}") from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise ImageError(f"{label}: is a directory, not an image")
-    if not stat.S_ISREG(info.st_mode):
-        raise ImageError(f"{label}: not a regular file ({_file_kind(info.st_mode)}); an image must be a file")
+    if (problem := _mode_problem(info.st_mode, "an image")) is not None:
+        raise ImageError(f"{label}: {problem}")
     if info.st_size > MAX_IMAGE_BYTES or len(data) > MAX_IMAGE_BYTES:
         size = max(info.st_size, len(data))
         raise ImageError(f"{label}: {_size(size)} is above the {_size(MAX_IMAGE_BYTES)} limit for an image")
     return data
+
+
+def input_file_problem(path: str | Path, what: str) -> str | None:
+    """Why ``path`` cannot be read as an input file (``what``: "an image", "a video"), in the words
+    ``predict`` uses: "file not found", "is a directory, not ...", "not a regular file (a FIFO) ...";
+    None for a regular file."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return _os_problem(exc)
+    return _mode_problem(info.st_mode, what)
+
+
+def _mode_problem(mode: int, what: str) -> str | None:
+    if stat.S_ISDIR(mode):
+        return f"is a directory, not {what}"
+    if not stat.S_ISREG(mode):
+        return f"not a regular file ({_file_kind(mode)}); {what} must be a file"
+    return None
 
 
 def _os_problem(exc: OSError) -> str:

@@ -133,9 +133,14 @@ def register_detector(
     return wrap
 
 
-def detector_names(*, finds_faces: bool = False) -> tuple[str, ...]:
-    """Registered names in registration order; ``finds_faces`` leaves out the whole-image one."""
-    return tuple(name for name, entry in DETECTORS.items() if not (finds_faces and entry.whole_image))
+def detector_names(*, finds_faces: bool = False, model_file: bool = False) -> tuple[str, ...]:
+    """Registered names in registration order; ``finds_faces`` leaves out the whole-image one,
+    ``model_file`` keeps only those whose model file ``--detector-model`` replaces."""
+    return tuple(
+        name
+        for name, entry in DETECTORS.items()
+        if not (finds_faces and entry.whole_image) and not (model_file and not entry.model_file)
+    )
 
 
 def available_detectors(model_path: ModelPath = None) -> tuple[str, ...]:
@@ -143,9 +148,10 @@ def available_detectors(model_path: ModelPath = None) -> tuple[str, ...]:
     return tuple(name for name, entry in DETECTORS.items() if entry.ready(model_path))
 
 
-def describe_detectors() -> str:
-    """``name: description; ...`` for help texts."""
-    return "; ".join(f"{name}: {entry.description}" for name, entry in DETECTORS.items())
+def describe_detectors(*, finds_faces: bool = False) -> str:
+    """``name: description; ...`` for help texts, of the detectors ``detector_names`` gives: a help
+    text describes exactly the choices its option takes."""
+    return "; ".join(f"{name}: {DETECTORS[name].description}" for name in detector_names(finds_faces=finds_faces))
 
 
 def make_detector(
@@ -154,12 +160,18 @@ def make_detector(
     min_face: int | None = DEFAULT_MIN_FACE,
     max_side: int = DEFAULT_MAX_SIDE,
 ) -> Detector:
-    """A detector by name, one of ``DETECTORS``; an unknown name or a bad size is an ``OptionError``.
+    """A detector by name, one of ``DETECTORS``; an unknown name, a bad size or a ``model_path`` for a
+    detector without a replaceable model file (it would be ignored) is an ``OptionError``.
 
     ``min_face`` None is the detector's own default (``DetectorEntry.min_face``)."""
     entry = DETECTORS.get(name)
     if entry is None:
         raise OptionError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    if model_path is not None and not entry.model_file:
+        raise OptionError(
+            f"detector {name!r} takes no detector model file ({model_path}); "
+            f"one can be given only for: {', '.join(detector_names(model_file=True))}"
+        )
     return entry.build(model_path, entry.min_face if min_face is None else min_face, max_side)
 
 

@@ -6,7 +6,8 @@ Folder scans take the files with an image suffix and count what they skip in the
 ``--annotate OUT_DIR`` is checked before the model is loaded; each annotated copy keeps the input's
 path below its folder (or its file name) and its format when that format holds a colour image (else
 ``.png`` is appended), and a name that is already taken in the run gets ``-2``, ``-3``... so no copy
-overwrites another. A copy that would replace one of the run's inputs stops the run before it starts.
+overwrites another. A copy that would replace one of the run's inputs, or an OUT_DIR inside a folder
+the run scans, stops the run before it starts.
 """
 
 from __future__ import annotations
@@ -71,6 +72,22 @@ class AnnotatedNames:
         return path
 
 
+def check_outside_inputs(out_dir: Path, folders: list[Path]) -> None:
+    """``OptionError`` when ``out_dir`` is a scanned input folder or inside one (links resolved): the
+    copies would land among the inputs and the next scan of that folder would take them as inputs."""
+    from feredge.edge.errors import OptionError
+
+    target = out_dir.resolve()
+    for folder in folders:
+        root = folder.resolve()
+        if target.is_relative_to(root):
+            where = "is" if target == root else "is inside"
+            raise OptionError(
+                f"--annotate: {out_dir} {where} the input folder {folder}, where the next scan would take "
+                "the annotated copies for inputs; choose a folder outside it"
+            )
+
+
 def check_no_overwrite(targets: list[Path], inputs: list[Path]) -> None:
     """``OptionError`` when an annotated copy would replace an input (same path, link or hard link)."""
     from feredge.edge.errors import OptionError
@@ -107,9 +124,11 @@ def run(args: argparse.Namespace) -> int:
         files += found
     targets: list[Path | None] = [None] * len(files)
     if args.annotate is not None:
-        names = AnnotatedNames(check_writable_dir(args.annotate, "annotated images"))
+        names = AnnotatedNames(args.annotate)
         targets = [names.path_for(file, root) for file, root in files]
         check_no_overwrite(targets, [file for file, _ in files])
+        check_outside_inputs(args.annotate, [Path(item) for item in args.inputs if Path(item).is_dir()])
+        check_writable_dir(args.annotate, "annotated images")  # creates it: only once it is known to be usable
     recognizer = build_recognizer(args)
     width = max([len(str(f)) for f, _ in files] + [4])
     if not args.json and files:

@@ -201,7 +201,8 @@ class EmotionRecognizer:
         """Faces found in ``image`` (path, bytes, array or ``ScaledImage``); ``boxes`` (in original
         pixels) skips detection (video tracking).
 
-        No face gives an empty list; an unreadable image raises ``ImageError``.
+        No face gives an empty list; an unreadable image, or an input of another type (``None``, a
+        number, a list: ``predict_batch`` takes several images), raises ``ImageError``.
         """
         self._check_open()
         clock = _Clock()

@@ -32,7 +32,14 @@ from feredge.edge.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE
 from feredge.edge.errors import OptionError
 from feredge.edge.outputs import check_writable_dir
 from feredge.edge.progress import FrameProgress
-from feredge.edge.video import FrameRecord, VideoSummary, check_output, process_video, refuse_input_as_output
+from feredge.edge.video import (
+    FrameRecord,
+    VideoSummary,
+    check_output,
+    process_video,
+    refuse_folder,
+    refuse_input_as_output,
+)
 
 if TYPE_CHECKING:
     import pandas
@@ -76,9 +83,10 @@ def frame_rows(record: FrameRecord, labels: Sequence[str]) -> list[dict[str, Any
 
 
 def check_timeline_path(path: str | Path, source: str | None = None) -> Path:
-    """Refuse, before any work, a timeline type feredge cannot write, Parquet without pyarrow, an
-    unwritable folder or the input video itself."""
+    """Refuse, before any work, an existing folder, a timeline type feredge cannot write, Parquet
+    without pyarrow, an unwritable folder or the input video itself."""
     path = Path(path)
+    refuse_folder(path, "the timeline")
     suffix = path.suffix.lower()
     if suffix not in TIMELINE_SUFFIXES:
         raise OptionError(f"{path}: unsupported timeline type; use one of {', '.join(TIMELINE_SUFFIXES)}")
@@ -91,8 +99,10 @@ def check_timeline_path(path: str | Path, source: str | None = None) -> Path:
 
 
 def check_plot_path(path: str | Path, source: str | None = None) -> Path:
-    """Refuse, before any work, a plot type other than PNG, a missing matplotlib or an unwritable folder."""
+    """Refuse, before any work, an existing folder, a plot type other than PNG, a missing matplotlib,
+    an unwritable folder or the input video itself."""
     path = Path(path)
+    refuse_folder(path, "the plot")
     if path.suffix.lower() not in PLOT_SUFFIXES:
         raise OptionError(f"{path}: the timeline plot is written as PNG; name it *.png")
     if importlib.util.find_spec("matplotlib") is None:
@@ -161,6 +171,7 @@ class TimelineRecorder:
         self._tracks: dict[int, _TrackStats] = {}
         self._frames = 0
         self._first_s = self._last_s = 0.0
+        self._length: float | None = None
         self._stack = ExitStack()
         self._tmp: Path | None = None
         self._csv: Any = None
@@ -188,6 +199,7 @@ class TimelineRecorder:
             self._first_s = record.time
         self._frames += 1
         self._last_s = record.time
+        self._length = record.length
         rows = frame_rows(record, self.labels)
         for row in rows:
             stats = self._tracks.setdefault(row["track_id"], _TrackStats(start_s=row["time_s"]))
@@ -205,12 +217,18 @@ class TimelineRecorder:
         return (self._last_s - self._first_s) / (self._frames - 1) if self._frames > 1 else 0.0
 
     def summary(self) -> list[TrackSummary]:
-        """Each track's duration, share of time per label and dominant label, longest first."""
+        """Each track's duration, share of time per label and dominant label, longest first.
+
+        A track lasts from its first frame to one processing step past its last, but never past the
+        file's end: with ``sample_fps`` the step can be longer than what is left of the video."""
         step = self.frame_interval
         tracks = []
         for track_id, stats in self._tracks.items():
             shares = {label: count / stats.frames for label, count in stats.labels.most_common()}
-            duration = round(stats.end_s - stats.start_s + step, 3)
+            end = stats.end_s + step
+            if self._length is not None:
+                end = min(end, max(self._length, stats.end_s))
+            duration = round(end - stats.start_s, 3)
             dominant = next(iter(shares))
             tracks.append(TrackSummary(track_id, stats.frames, stats.start_s, stats.end_s, duration, shares, dominant))
         return sorted(tracks, key=lambda t: (-t.frames, t.track_id))

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from feredge.edge.atomic import atomic_path
+from feredge.edge.decode import input_file_problem
 from feredge.edge.detectors import Box
 from feredge.edge.draw import annotate
 from feredge.edge.errors import OptionError, VideoError
@@ -52,8 +53,8 @@ class FrameRecord:
     ``faces`` are the tracked faces (smoothed scores, ``track_id``) and ``raw`` the same faces with
     this frame's own scores, in the same order. ``index`` counts the source's frames (a file's frame
     number, also when ``sample_fps`` skips some), ``time`` is seconds into the video (a file's
-    timestamp, or since the start for a live source), and ``total`` is the file's frame count
-    (``None`` for a live source or when the file does not say).
+    timestamp, or since the start for a live source), ``total`` is the file's frame count and
+    ``length`` its duration in seconds (both ``None`` for a live source or when the file does not say).
     """
 
     index: int
@@ -64,6 +65,7 @@ class FrameRecord:
     raw: list[Face]
     timings: StageTimings
     total: int | None = None
+    length: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,8 +100,8 @@ def open_capture(source: str) -> cv2.VideoCapture:
         capture, problem = cv2.VideoCapture(source), "cannot open stream (unreachable or unsupported)"
     else:
         path = Path(source)
-        if not path.is_file():
-            raise VideoError(f"{source}: video file not found")
+        if (not_a_file := input_file_problem(path, "a video")) is not None:
+            raise VideoError(f"{source}: {not_a_file}")
         if path.stat().st_size == 0:
             raise VideoError(f"{source}: empty (0-byte) video file")
         capture, problem = cv2.VideoCapture(str(path)), "cannot open video file (unknown format or corrupt)"
@@ -110,13 +112,21 @@ def open_capture(source: str) -> cv2.VideoCapture:
 
 
 def check_output(path: Path, source: str | None = None) -> None:
-    """Refuse an output type without a codec, a folder that cannot be written, or the input video
-    itself (also through a symlink or hard link), before any work."""
+    """Refuse an existing folder, an output type without a codec, a folder that cannot be written, or
+    the input video itself (also through a symlink or hard link), before any work."""
+    refuse_folder(path, "the video")
     if path.suffix.lower() not in WRITER_CODECS:
         raise VideoError(f"{path}: unsupported output type; use one of {', '.join(WRITER_CODECS)}")
     if source is not None:
         refuse_input_as_output(source, path)
     check_writable_dir(path.parent, "the video")
+
+
+def refuse_folder(path: str | Path, what: str) -> None:
+    """``OptionError`` when the output ``path`` is an existing folder: found only when the finished
+    file is moved into place, it would cost the whole run and name a temporary file."""
+    if Path(path).is_dir():
+        raise OptionError(f"{path}: is a folder; name a file to write {what} to")
 
 
 def refuse_input_as_output(source: str, path: str | Path) -> None:
@@ -333,6 +343,7 @@ def process_video(
     )
     frames = _read_frames(capture, live, live if drop_stale is None else drop_stale, source_fps, sample_fps, summary)
     total = None if live else frame_count(capture)
+    length = None if total is None else total / source_fps
     if show and not display_available():
         log.warning("no display available (or OpenCV is the headless build): --show ignored")
         show = False
@@ -356,7 +367,7 @@ def process_video(
                 summary.frames += 1
                 seconds = now - start if live else stamp
                 if on_frame is not None:
-                    on_frame(FrameRecord(index, seconds, fps, detected, faces, raw, recognizer.timings, total))
+                    on_frame(FrameRecord(index, seconds, fps, detected, faces, raw, recognizer.timings, total, length))
                 if summary.output is not None or show:
                     annotate(frame, faces, fps)
                 if summary.output is not None:

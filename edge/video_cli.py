@@ -28,6 +28,8 @@ from feredge.edge.cli_options import (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from feredge.edge.video import WRITER_CODECS  # here, not at import: feredge.cli imports this module
+
     parser.add_argument("source", metavar="SOURCE", help="video file, camera index (0) or rtsp:// / http:// URL")
     add_recognizer_options(parser)
     speed = parser.add_argument_group("speed (fewer detector runs or frames: faster, less accurate)")
@@ -48,7 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="weight of the newest frame in each face's score average, in (0, 1]; 1 disables smoothing (default: 0.4)",
     )
     outputs = parser.add_argument_group("outputs")
-    outputs.add_argument("--out", metavar="OUT.mp4", help="write the annotated video (.mp4, .avi or .webm)")
+    outputs.add_argument("--out", metavar="OUT.mp4", help=f"write the annotated video ({', '.join(WRITER_CODECS)})")
     outputs.add_argument(
         "--timeline",
         metavar="OUT.csv",

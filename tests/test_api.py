@@ -13,7 +13,7 @@ import pytest
 import feredge
 from feredge.cli import main
 from feredge.edge.detectors import DEFAULT_DETECTOR
-from feredge.edge.errors import OptionError
+from feredge.edge.errors import ImageError, OptionError
 from feredge.edge.labels import FER2013
 from feredge.edge.recognizer import UNCERTAIN, EmotionRecognizer, Face, RecognizerClosedError
 
@@ -89,6 +89,19 @@ def test_recognizer_is_a_context_manager_that_closes(tiny_int8_model, face_scene
     with pytest.raises(RecognizerClosedError, match="was closed"):
         recognizer.predict(face_scene[0])
     recognizer.close()  # closing twice is harmless
+
+
+@pytest.mark.parametrize(("image", "kind"), [(None, "NoneType"), (1, "int"), ([1, 2, 3], "list"), (2.5, "float")])
+def test_predict_names_the_accepted_inputs_for_any_other_type(tiny_int8_model, image, kind):
+    with EmotionRecognizer(tiny_int8_model, threads=1) as recognizer:
+        with pytest.raises(ImageError) as info:
+            recognizer.predict(image)  # 1 was taken for file descriptor 1 (stdout)
+        assert str(info.value) == (
+            f"image: unsupported input of type {kind}; pass a file path (str or pathlib.Path), encoded image "
+            "bytes or a numpy array"
+        )
+        with pytest.raises(ImageError, match="unsupported input of type"):
+            recognizer.predict_batch([image])
 
 
 def test_repr_names_a_custom_detector_and_min_confidence(tiny_int8_model):

@@ -10,7 +10,7 @@ import pytest
 
 from feredge.edge import blazeface, detectors
 from feredge.edge.detectors import BlazeFaceDetector, YuNetDetector, detect_faces, make_detector
-from feredge.edge.errors import ModelLoadError
+from feredge.edge.errors import ModelLoadError, OptionError
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: the detector models are package data
 
@@ -92,6 +92,13 @@ def test_a_corrupt_or_truncated_detector_file_is_a_model_load_error(build, shipp
     for path in (truncated, garbage, tmp_path / "missing"):
         with pytest.raises(ModelLoadError, match=str(path.name)):
             build(path)
+
+
+@pytest.mark.parametrize("name", ["haar", "blazeface", "none"])
+def test_a_model_path_for_a_detector_without_a_model_file_is_refused(name) -> None:
+    with pytest.raises(OptionError, match=f"detector '{name}' takes no detector model file .*only for: yunet$"):
+        make_detector(name, model_path=detectors.YUNET_MODEL)
+    assert make_detector(name, model_path=None).detect(np.zeros((80, 80, 3), np.uint8)) is not None
 
 
 def test_a_tflite_that_is_not_blazeface_is_refused(tiny_int8_model) -> None:

@@ -96,6 +96,31 @@ def test_annotate_writes_images_with_boxes(tiny_int8_model, photos, tmp_path, ca
     assert not np.array_equal(cv2.cvtColor(drawn, cv2.COLOR_BGR2GRAY), original)
 
 
+def test_annotate_into_a_scanned_input_folder_is_refused_before_any_work(tiny_int8_model, face_scene, tmp_path, capsys):
+    mixed, crops = tmp_path / "mixed", tmp_path / "crops"
+    (mixed / "sub").mkdir(parents=True)
+    crops.mkdir()
+    write_image(mixed / "a.png", face_scene[0])
+    write_image(mixed / "sub" / "b.jpg", face_scene[0])
+    write_image(crops / "c.pgm", cv2.cvtColor(face_scene[0], cv2.COLOR_BGR2GRAY))  # its copy: c.pgm.png, no overwrite
+    (tmp_path / "link").symlink_to(mixed)
+    before = sorted(tmp_path.rglob("*"))
+    cases = [(mixed, mixed / "sub", "is inside"), (mixed, mixed / "new" / "deeper", "is inside")]
+    cases += [(mixed, tmp_path / "link" / "out", "is inside"), (crops, crops, "is")]
+    for folder, out, where in cases:
+        code = main(["predict", str(folder), "--model", str(tiny_int8_model), "--annotate", str(out)])
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == ""
+        assert captured.err == (
+            f"feredge predict: error: --annotate: {out} {where} the input folder {folder}, where the next scan "
+            "would take the annotated copies for inputs; choose a folder outside it\n"
+        )
+    assert sorted(tmp_path.rglob("*")) == before  # no copy, not even an empty output folder
+    beside = tmp_path / "annotated"
+    assert main(["predict", str(mixed / "a.png"), "--model", str(tiny_int8_model), "--annotate", str(beside)]) == 0
+    assert (beside / "a.png").is_file()
+
+
 def test_detector_none_on_face_crops(tiny_int8_model, tmp_path, capsys):
     crop = np.zeros((48, 48), np.uint8)
     crop[:, :24] = 255
@@ -266,6 +291,35 @@ def test_detector_choices_come_from_the_one_table():
     assert bench_args(["--detector", "yunet"]).detector == "yunet"
     with pytest.raises(SystemExit):
         bench_args(["--detector", "none"])  # the pipeline benchmark needs a detector that finds faces
+
+
+def _help(parse, argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit):
+        parse(argv)
+    return " ".join(capsys.readouterr().out.split())  # argparse's line wrapping undone
+
+
+def test_help_describes_exactly_the_choices_each_option_takes(capsys):
+    from feredge.benchmarks.cli import parse_args as bench_args
+    from feredge.edge.video import WRITER_CODECS
+
+    assert "none: no detection" in _help(main, ["predict", "--help"], capsys)
+    bench = _help(bench_args, ["--help"], capsys)
+    assert "yunet: YuNet" in bench and "none:" not in bench  # bench refuses --detector none
+    video = _help(main, ["video", "--help"], capsys)
+    assert f"write the annotated video ({', '.join(WRITER_CODECS)})" in video
+    assert "another model file for the detector (yunet;" in video
+
+
+def test_a_detector_model_for_a_detector_without_one_is_refused(tiny_int8_model, photos, tmp_path, capsys):
+    onnx = tmp_path / "other.onnx"
+    onnx.write_bytes(b"unused")
+    argv = ["predict", str(photos / "scene.jpg"), "--model", str(tiny_int8_model), "--detector-model", str(onnx)]
+    assert main([*argv, "--detector", "haar"]) == 2
+    assert capsys.readouterr().err == (
+        f"feredge predict: error: detector 'haar' takes no detector model file ({onnx}); "
+        "one can be given only for: yunet\n"
+    )
 
 
 def test_annotate_gray_pgm_and_same_file_names_from_different_folders(tiny_int8_model, face_scene, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_max_frames(recognizer, clip):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "video file not found"), (b"", "empty"), (b"not a video at all\n" * 50, "cannot open video file")],
+    [(None, "file not found"), (b"", "empty"), (b"not a video at all\n" * 50, "cannot open video file")],
     ids=["missing", "zero-bytes", "text-as-mp4"],
 )
 def test_video_that_cannot_be_opened(recognizer, tmp_path, content, message):
@@ -154,6 +155,18 @@ def test_video_that_cannot_be_opened(recognizer, tmp_path, content, message):
     with pytest.raises(VideoError, match=message) as info:
         process_video(recognizer, str(path))
     assert str(path) in str(info.value)
+
+
+def test_a_video_source_that_is_not_a_regular_file_says_what_it_is(recognizer, tmp_path):
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)  # opening it would block: refused from stat
+    sources = {tmp_path: "is a directory, not a video", fifo: "not a regular file (a FIFO); a video must be a file"}
+    if Path("/dev/null").exists():
+        sources[Path("/dev/null")] = "not a regular file (a character device)"
+    for source, message in sources.items():
+        with pytest.raises(VideoError) as info:
+            process_video(recognizer, str(source))
+        assert str(info.value).startswith(f"{source}: {message}")
 
 
 def test_unsupported_output_type(recognizer, clip, tmp_path):

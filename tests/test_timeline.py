@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 
 from feredge.cli import main
+from feredge.edge.errors import OptionError
 from feredge.edge.labels import FER2013
-from feredge.edge.timeline import analyze_video, timeline_columns
+from feredge.edge.recognizer import StageTimings, face_from_scores
+from feredge.edge.timeline import TimelineRecorder, analyze_video, timeline_columns
+from feredge.edge.video import FrameRecord
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
 
@@ -246,6 +249,57 @@ def test_unsupported_output_types_are_one_line_errors(
     assert main(["video", str(crossing), "--model", str(tiny_int8_model), option, str(tmp_path / name)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize(
+    ("option", "keyword", "name", "what"),
+    [
+        ("--out", "out", "d.mp4", "video"),
+        ("--timeline", "timeline", "dt.csv", "timeline"),
+        ("--plot", "plot", "dp.png", "plot"),
+    ],
+)
+def test_an_output_that_is_an_existing_folder_is_refused_before_any_work(
+    crossing, tmp_path, capsys, option, keyword, name, what
+):
+    folder = tmp_path / name
+    folder.mkdir()
+    missing_model = str(tmp_path / "missing.tflite")  # loaded only if the outputs pass their check
+    assert main(["video", str(crossing), "--model", missing_model, option, str(folder)]) == 2
+    message = f"{folder}: is a folder; name a file to write the {what} to"
+    assert capsys.readouterr().err == f"feredge video: error: {message}\n"
+    with pytest.raises(OptionError, match="is a folder"):
+        analyze_video(crossing, model=missing_model, **{keyword: folder})
+    assert list(folder.iterdir()) == []
+
+
+def record(index: int, time_s: float, length: float | None) -> FrameRecord:
+    probs = np.full(len(FER2013), 0.05, np.float32)
+    probs[FER2013.index("happy")] = 0.7
+    faces = [face_from_scores((10, 10, 50, 50), FER2013, probs, track_id=1)]
+    return FrameRecord(index, time_s, 10.0, True, faces, faces, StageTimings(), 12, length)
+
+
+def test_a_tracks_duration_ends_with_the_video_not_a_sampling_step_past_it():
+    clip = TimelineRecorder(FER2013, keep_rows=False)
+    for index, time_s in ((0, 0.0), (10, 1.0)):  # a 1.2 s clip sampled at 1 FPS
+        clip(record(index, time_s, length=1.2))
+    (track,) = clip.summary()
+    assert track.duration_s == pytest.approx(1.2)
+    assert "(1.2 s, 2 frames, 0.0-1.0 s)" in track.describe()
+    live = TimelineRecorder(FER2013, keep_rows=False)  # no known length: one step past the last frame
+    for index, time_s in ((0, 0.0), (1, 1.0)):
+        live(record(index, time_s, length=None))
+    assert live.summary()[0].duration_s == pytest.approx(2.0)
+
+
+def test_sampled_tracks_end_within_the_video(tiny_int8_model, crossing, capsys):
+    argv = ["video", str(crossing), "--model", str(tiny_int8_model), "--sample-fps", "1", "--summary", "--json"]
+    assert main(argv) == 0
+    *_, last = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert last["summary"] and all(track["end_s"] == 2.0 for track in last["summary"])  # frames 0, 10, 20
+    for track in last["summary"]:  # one 1 s step past 2.0 s would be 0.6 s past the end of the 2.4 s clip
+        assert track["start_s"] + track["duration_s"] == pytest.approx(FRAMES / FPS)
 
 
 def test_timeline_refuses_to_overwrite_the_input(tiny_int8_model, tmp_path, face_drawer, capsys):
