@@ -19,6 +19,7 @@ from feredge.edge.atomic import atomic_write_text
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
+SHOWN_UNREADABLE = 5  # unreadable photos named in the header; results.json names them all
 
 
 def _pct(value: float | None) -> str:
@@ -154,6 +155,7 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"threads {settings['threads']}, min face {_min_face(settings['min_face'])}, detection on copies of at most "
         f"{settings['max_side']} px; load average "
         f"{load['start']} -> {load['end']} (timings on a busy machine are upper bounds)",
+        *_not_scored(photos),
         "A photo without a face is a miss: wrong in the accuracy. Largest face scored.",
         *(
             f"model {name}: photometric {c['photometric']}, crop margin {c['crop_margin']:g}, "
@@ -161,6 +163,19 @@ def _header(results: dict[str, Any]) -> list[str]:
             for name, c in results["models"].items()
         ),
     ]
+
+
+def _not_scored(photos: dict[str, Any]) -> list[str]:
+    """The photos no row counts: unreadable files, and per model the classes it does not know."""
+    lines = []
+    bad = photos["unreadable"]
+    if bad:
+        more = f"; ... ({len(bad)} in {RESULTS_JSON})" if len(bad) > SHOWN_UNREADABLE else ""
+        lines.append(f"unreadable, not scored: {len(bad)} ({'; '.join(bad[:SHOWN_UNREADABLE])}{more})")
+    for name, classes in photos["left_out"].items():
+        counts = ", ".join(f"{label} {n}" for label, n in classes.items())
+        lines.append(f"left out of {name}'s rows (classes it does not know): {sum(classes.values())} ({counts})")
+    return lines
 
 
 def _sections(results: dict[str, Any]) -> list[tuple[str, Table]]:

@@ -23,11 +23,13 @@ from feredge.benchmarks.photos import (
     Framing,
     Photo,
     best_rows,
+    check_known_classes,
     class_counts,
     evaluate_grid,
-    load_photos,
+    read_photos,
     run_detector,
     score_row,
+    unknown_classes,
 )
 from feredge.edge.decode import decode_image
 from feredge.edge.detectors import DEFAULT_MAX_SIDE, DETECTORS, detect_faces, make_detector
@@ -35,6 +37,7 @@ from feredge.edge.model import EmotionModel, load_model
 
 FRAME_FACE_SIDE = 120.0  # the face of the timed 640x480 frame, in pixels
 FRAME_WARMUP = 3
+FER_ROW = "fer (tflite)"  # the model column of fer's row
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,10 @@ class PhotoSettings:
 def run_photos(settings: PhotoSettings) -> dict[str, Any]:
     """The JSON-ready record that ``photo_report`` renders."""
     started = load_average()
-    photos = load_photos(settings.data)
+    photos, unreadable = read_photos(settings.data)
     models = _load_models(settings)
+    for name, model in models.items():
+        check_known_classes(photos, model.labels, name)
     with opencv_threads(settings.threads):
         sizes = {"min_face": settings.min_face, "max_side": settings.max_side}
         detectors = {name: make_detector(name, **sizes) for name in settings.detectors}
@@ -79,7 +84,13 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average": {"start": started, "end": load_average()},
         "settings": asdict(settings),
-        "photos": {"path": str(settings.data), "count": len(photos), "classes": class_counts(photos)},
+        "photos": {
+            "path": str(settings.data),
+            "count": len(photos),
+            "classes": class_counts(photos),
+            "unreadable": unreadable,
+            "left_out": _left_out(photos, models, peer),
+        },
         "models": {name: _contract(model) for name, model in models.items()},
         "rows": rows,
         "best": sorted(best_rows(rows), key=lambda r: -r["accuracy"]),  # most accurate first, for the report
@@ -96,6 +107,16 @@ def _load_models(settings: PhotoSettings) -> dict[str, EmotionModel]:
         return {Path(model.name).stem: model}
     names = display_names(list(settings.models))
     return {name: load_model(path, threads=settings.threads) for name, path in zip(names, settings.models, strict=True)}
+
+
+def _left_out(
+    photos: list[Photo], models: dict[str, EmotionModel], peer: tuple[dict[str, Any], Any, EmotionModel] | None
+) -> dict[str, dict[str, int]]:
+    """Per model (and fer's), the photos per class it was not scored on because it does not know the class."""
+    labels = {name: model.labels for name, model in models.items()}
+    if peer is not None:
+        labels[FER_ROW] = peer[2].labels
+    return {name: left for name, known in labels.items() if (left := unknown_classes(photos, known))}
 
 
 def _contract(model: EmotionModel) -> dict[str, Any]:
@@ -127,13 +148,14 @@ def _fer_peer(photos: list[Photo], threads: int) -> tuple[dict[str, Any], Any, E
     from feredge.benchmarks.fer_pipeline import NAME, fer_face_crop, fer_pipeline
 
     detector, model = fer_pipeline(threads)
+    check_known_classes(photos, model.labels, FER_ROW)
     detections = run_detector(NAME, detector, photos)
     row = score_row(
         model,
         photos,
         detections,
         fer_face_crop,
-        model="fer (tflite)",
+        model=FER_ROW,
         framing="fer: square +10 px",
         margin=None,
         offset=None,

@@ -41,8 +41,11 @@ class Photo:
     image: np.ndarray
 
 
-def load_photos(root: str | Path) -> list[Photo]:
-    """Every readable image under ``root/<class>/``; unreadable files are skipped with a warning."""
+def read_photos(root: str | Path) -> tuple[list[Photo], list[str]]:
+    """Every readable image under ``root/<class>/``, and why each unreadable one was skipped.
+
+    The reasons are returned, not only logged, so a report can say how many photos it did not score.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: photo folder not found")
@@ -57,7 +60,12 @@ def load_photos(root: str | Path) -> list[Photo]:
         log.warning("skipped %d unreadable photo(s): %s", len(bad), "; ".join(bad[:3]))
     if not photos:
         raise DataError(f"{root}: no images in class folders (expected {root}/<class>/*.jpg)")
-    return photos
+    return photos, bad
+
+
+def load_photos(root: str | Path) -> list[Photo]:
+    """The readable photos of ``read_photos``; unreadable files are skipped with a warning."""
+    return read_photos(root)[0]
 
 
 def class_counts(photos: Sequence[Photo]) -> dict[str, int]:
@@ -66,6 +74,20 @@ def class_counts(photos: Sequence[Photo]) -> dict[str, int]:
     for photo in photos:
         counts[photo.label] = counts.get(photo.label, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def unknown_classes(photos: Sequence[Photo], labels: Sequence[str]) -> dict[str, int]:
+    """Photos per class of the classes not among ``labels``: a model cannot be scored on them."""
+    return {label: n for label, n in class_counts(photos).items() if label not in labels}
+
+
+def check_known_classes(photos: Sequence[Photo], labels: Sequence[str], model: str) -> None:
+    """``DataError`` unless some photo's class is among ``labels``: otherwise no row could be scored."""
+    if not any(photo.label in labels for photo in photos):
+        raise DataError(
+            f"no photo class folder is among the labels of model {model} ({', '.join(labels)}); "
+            f"found {', '.join(class_counts(photos))}"
+        )
 
 
 Cropper = Callable[[np.ndarray, Detection], np.ndarray]

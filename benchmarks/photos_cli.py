@@ -15,16 +15,23 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from feredge.edge.cli_options import add_threads_option, non_negative_int, positive_int, run_main
+from feredge.edge.cli_options import add_threads_option, checked_type, non_negative_int, positive_int, run_main
 
 DEFAULT_OUT = "photo-results"
 DEFAULT_MARGINS = (-0.2, -0.1, 0.0, 0.1, 0.2, 0.3)
 
 
+def _framing_value(bounds: tuple[float, float]) -> Callable[[str], float]:
+    """An argparse type: a number within ``bounds``, the range model metadata accepts for the same framing."""
+    low, high = bounds
+    return checked_type(float, f"a number from {low:g} to {high:g}", lambda value: low <= value <= high)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     from feredge.edge.detectors import DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, detector_names
+    from feredge.edge.metadata import MARGIN_RANGE, OFFSET_RANGE
 
     parser.add_argument("data", help="folder of class folders of whole photos (e.g. ../shared/data/jaffe)")
     parser.add_argument("--models", nargs="+", default=[], metavar="MODEL", help="models (default: the shipped one)")
@@ -32,8 +39,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detectors", nargs="+", choices=finders, default=list(finders), help="detectors (default: all)"
     )
-    parser.add_argument("--margins", nargs="+", type=float, default=list(DEFAULT_MARGINS), metavar="M")
-    parser.add_argument("--offsets", nargs="+", type=float, default=[0.0], metavar="O", help="crop moved down")
+    parser.add_argument(
+        "--margins",
+        nargs="+",
+        type=_framing_value(MARGIN_RANGE),
+        default=list(DEFAULT_MARGINS),
+        metavar="M",
+        help=f"crop margins to try, a share of the face side on each edge, {MARGIN_RANGE[0]:g} to "
+        f"{MARGIN_RANGE[1]:g}; negative crops inside the box (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--offsets",
+        nargs="+",
+        type=_framing_value(OFFSET_RANGE),
+        default=[0.0],
+        metavar="O",
+        help=f"crop moved down by this share of the face side, {OFFSET_RANGE[0]:g} to {OFFSET_RANGE[1]:g} "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--align", action="store_true", help="also align faces by their landmarks")
     parser.add_argument("--peer", action="append", default=[], choices=["fer"], help="add fer's whole pipeline")
     parser.add_argument(
@@ -50,8 +73,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="PX",
         help=f"detectors run on a copy no larger than this (default: {DEFAULT_MAX_SIDE})",
     )
-    parser.add_argument("--groups", type=non_negative_int, default=0, metavar="N", help="group-proxy canvases")
-    parser.add_argument("--frames", type=positive_int, default=50, help="timed 640x480 one-face frames")
+    parser.add_argument(
+        "--groups",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="group-proxy canvases for detector recall and false boxes; 0 skips them (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=positive_int,
+        default=50,
+        metavar="N",
+        help="timed 640x480 one-face frames (default: %(default)s)",
+    )
     parser.add_argument("--extra", nargs="*", default=[], metavar="IMAGE", help="more one-face photos for --groups")
     add_threads_option(parser, "interpreter and OpenCV threads (default: 1)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")

@@ -23,7 +23,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port_number, default=7860, help="port (0: any free port) (default: 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
     parser.add_argument(
-        "--detector-model", metavar="PATH", help="YuNet .onnx file; enables the yunet detector (checked at start-up)"
+        "--detector-model",
+        metavar="PATH",
+        help="a YuNet .onnx file to use instead of the shipped one for the yunet detector (the default detector); "
+        "checked at start-up",
     )
     parser.add_argument(
         "--workers",

@@ -303,6 +303,24 @@ def test_detector_model_is_checked_at_start_up(tiny_int8_model: Path, tmp_path: 
     assert "junk.onnx: not a usable YuNet face detector model" in capsys.readouterr().err
 
 
+def test_a_detector_model_goes_only_to_the_detector_that_runs_one(tiny_models: dict[str, Path]) -> None:
+    """``--detector-model`` replaces YuNet's file; the other detectors still serve without one."""
+    from feredge.edge.detectors import YUNET_MODEL, detector_names
+
+    service = DemoService({"int8": tiny_models["int8"]}, detector_model=YUNET_MODEL)
+    for detector in detector_names():
+        analysis = service.analyze(np.full((64, 64, 3), 128, np.uint8), detector=detector)
+        assert analysis.detector == detector
+
+
+def test_demo_help_says_the_detector_model_replaces_the_shipped_yunet(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "instead of the shipped one for the yunet detector (the default detector)" in text
+    assert "enables" not in text
+
+
 def test_labels_option_serves_models_without_metadata(tiny_models: dict[str, Path], face_drawer) -> None:
     from feredge.edge.errors import MetadataError
 

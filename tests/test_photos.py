@@ -91,6 +91,57 @@ def test_evaluate_photos_without_images_is_one_clear_line(tmp_path, capsys):
     assert "no images in class folders" in capsys.readouterr().err
 
 
+def test_photo_classes_the_model_does_not_know_are_one_clear_line(tiny_int8_model, tmp_path, capsys):
+    (tmp_path / "joy").mkdir()
+    cv2.imwrite(str(tmp_path / "joy" / "0.png"), np.zeros((64, 64, 3), np.uint8))
+    argv = ["evaluate-photos", str(tmp_path), "--models", str(tiny_int8_model), "--detectors", "yunet"]
+    assert cli.main([*argv, "--margins", "0", "--out", str(tmp_path / "out")]) == EXIT_USER_ERROR
+    assert capsys.readouterr().err.strip() == (
+        "feredge evaluate-photos: error: no photo class folder is among the labels of model int8 "
+        "(angry, disgust, fear, happy, sad, surprise, neutral); found joy"
+    )
+
+
+def test_unreadable_photos_and_unknown_classes_are_reported(photo_set, tiny_int8_model, tmp_path):
+    data, out = tmp_path / "photos", tmp_path / "out"
+    for label in ("happy", "joy"):
+        (data / label).mkdir(parents=True)
+        (data / label / "0.png").write_bytes((photo_set / "happy" / "0.png").read_bytes())
+    (data / "happy" / "broken.png").write_bytes(b"not a png")
+    argv = ["evaluate-photos", str(data), "--models", str(tiny_int8_model), "--detectors", "yunet"]
+    assert cli.main([*argv, "--margins", "0", "--frames", "1", "--out", str(out)]) == 0
+    photos = json.loads((out / "results.json").read_text())["photos"]
+    assert photos["count"] == 2 and photos["left_out"] == {"int8": {"joy": 1}}
+    assert len(photos["unreadable"]) == 1 and "broken.png: not a readable image" in photos["unreadable"][0]
+    markdown = (out / "results.md").read_text()
+    assert "- unreadable, not scored: 1 (" in markdown and "broken.png" in markdown
+    assert "- left out of int8's rows (classes it does not know): 1 (joy 1)" in markdown
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--margins", "nan", "a number from -0.3 to 1"),
+        ("--margins", "5", "a number from -0.3 to 1"),
+        ("--margins", "inf", "a number from -0.3 to 1"),
+        ("--offsets", "-3", "a number from -0.3 to 0.3"),
+    ],
+)
+def test_framings_outside_the_metadata_range_are_usage_errors(option, value, expected, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate-photos", str(tmp_path), option, "0", value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: expected {expected}, got {value!r}" in capsys.readouterr().err
+
+
+def test_evaluate_photos_help_shows_the_framing_and_timing_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate-photos", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: [-0.2, -0.1, 0.0, 0.1, 0.2, 0.3])" in text and "crop margins to try" in text
+    assert "0 skips them (default: 0)" in text and "one-face frames (default: 50)" in text
+
+
 def test_group_proxy_matching_counts_hits_and_false_boxes() -> None:
     truth = [np.array([0, 0, 100, 100]), np.array([200, 200, 60, 60])]
     found = [(10, 5, 95, 95), (400, 400, 50, 50), (0, 0, 90, 100)]
