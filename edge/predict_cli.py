@@ -120,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
         skipped += passed_over
         if not found:
             failures += 1
-            print(f"error: {item}: no image files in this folder", file=sys.stderr)
+            message = f"{item}: no image files in this folder"
+            print(f"error: {message}", file=sys.stderr)
+            if args.json:  # every failed input has its record, as a file that fails to decode has
+                print(json.dumps({"file": item, "error": message}), flush=True)
         files += found
     targets: list[Path | None] = [None] * len(files)
     if args.annotate is not None:

@@ -82,6 +82,10 @@ def test_missing_file_does_not_stop_the_run(tiny_int8_model, photos, tmp_path, c
     assert f"error: {missing}: file not found" in captured.err
     assert f"error: {empty_dir}: no image files" in captured.err
     assert len(captured.out.splitlines()) == 3
+    main(["predict", str(empty_dir), str(photos / "scene.jpg"), "--model", str(tiny_int8_model), "--json"])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records[0] == {"file": str(empty_dir), "error": f"{empty_dir}: no image files in this folder"}
+    assert records[1]["file"] == str(photos / "scene.jpg") and "faces" in records[1]
 
 
 def test_annotate_writes_images_with_boxes(tiny_int8_model, photos, tmp_path, capsys):
