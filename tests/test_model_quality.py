@@ -114,7 +114,7 @@ def test_a_teacher_with_another_contract_is_refused(stripes, teacher, tmp_path):
 def test_cached_targets_let_a_teacher_of_another_contract_teach(stripes, teacher, tmp_path):
     """A raw-pixel teacher, cached, pulls a CLAHE student towards its answers; its int8 file teaches too."""
     from feredge.train.evaluate import load_predictor
-    from feredge.train.trainer import TEACHER_TARGETS
+    from feredge.train.trainer import TEACHER_TARGETS_FILE
 
     teacher_scores, _ = _val_scores(teacher, stripes)
     clahe = dict(seed=7, photometric="clahe")
@@ -122,7 +122,7 @@ def test_cached_targets_let_a_teacher_of_another_contract_teach(stripes, teacher
     options = dict(teachers=[str(teacher)], distill_alpha=1.0, distill_temperature=2.0, teacher_targets="cached")
     student = _train(stripes, tmp_path / "student", **clahe, **options)
     assert _kl(teacher_scores, _val_scores(student, stripes)[0]) < _kl(teacher_scores, _val_scores(plain, stripes)[0])
-    cached = np.load(student / TEACHER_TARGETS)["scores"]
+    cached = np.load(student / TEACHER_TARGETS_FILE)["scores"]
     data = load_dataset(stripes, val_fraction=0.25, seed=7, workers=1)  # the student's split (its seed)
     faces = data.splits["train"]
     assert cached.shape == (len(faces), len(data.labels)) and np.allclose(cached.sum(1), 1.0, atol=1e-4)
@@ -139,7 +139,8 @@ def test_cached_targets_let_a_teacher_of_another_contract_teach(stripes, teacher
 
 
 @pytest.mark.slow
-def test_cached_targets_put_a_teachers_columns_in_the_students_label_order(stripes, teacher, tmp_path):
+def test_cached_targets_put_a_teachers_columns_in_the_students_label_order(stripes, teacher, tmp_path, monkeypatch):
+    from feredge.train import distill
     from feredge.train.distill import cached_teacher_scores
     from feredge.train.evaluate import load_predictor
 
@@ -147,6 +148,7 @@ def test_cached_targets_put_a_teachers_columns_in_the_students_label_order(strip
     rotated = student.labels[1:] + student.labels[:1]  # a 3-cycle: its inverse is another order
     other = _train(stripes, tmp_path / "other", epochs=2, labels=",".join(rotated))
     faces = load_dataset(stripes, student.labels, val_fraction=0.25, seed=7, workers=1).splits["train"]
+    monkeypatch.setattr(distill, "load_dataset", None)  # the student's contract: its own faces, not a reload
     cached = cached_teacher_scores([other], student, faces, stripes, 0.25, 7, 1)
     predict, meta = load_predictor(other)
     assert meta.labels == rotated
@@ -176,7 +178,7 @@ def test_cached_targets_are_reused_only_for_the_run_that_made_them(tmp_path, mon
     assert calls == [1] and np.array_equal(first, again)
     reseeded = trainer._cached_targets(TrainConfig(**{**config.to_dict(), "seed": 2}), meta, faces, tmp_path)
     assert calls == [1, 2] and reseeded[0, 0] == 2
-    (tmp_path / trainer.TEACHER_TARGETS).write_bytes(b"not an npz")
+    (tmp_path / trainer.TEACHER_TARGETS_FILE).write_bytes(b"not an npz")
     trainer._cached_targets(config, meta, faces, tmp_path)
     assert calls == [1, 2, 1]
 

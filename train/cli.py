@@ -12,7 +12,7 @@ from feredge.edge.errors import FeredgeError
 from feredge.edge.photometric import PHOTOMETRICS
 from feredge.train.augment import AUGMENT_PRESETS
 from feredge.train.backbones import REGISTRY
-from feredge.train.config import TrainConfig
+from feredge.train.config import TEACHER_TARGETS, TrainConfig
 from feredge.train.optimizers import OPTIMIZERS
 
 
@@ -88,7 +88,7 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
     parser.add_argument(
         "--teacher-targets",
         default=d.teacher_targets,
-        choices=("batch", "cached"),
+        choices=TEACHER_TARGETS,
         help="batch: the teachers score every augmented batch the student sees (they must share its input "
         "contract); cached: they score the clean training faces once, each under its own contract "
         "(default: %(default)s)",

@@ -11,6 +11,10 @@ from typing import Any
 from feredge.edge.atomic import atomic_write_text
 from feredge.edge.errors import FeredgeError
 
+# How distillation gets the teachers' scores: batch, on every augmented batch (teachers share the
+# student's input contract); cached, once on the clean training faces, each teacher under its own.
+TEACHER_TARGETS = ("batch", "cached")
+
 
 @dataclass
 class TrainConfig:
@@ -41,7 +45,7 @@ class TrainConfig:
     teachers: list[str] = field(default_factory=list)  # run folders / Keras models to distil from
     distill_alpha: float = 0.7  # weight of the KL term against the teachers
     distill_temperature: float = 3.0
-    teacher_targets: str = "batch"  # batch: teachers score each augmented batch | cached: clean faces, once
+    teacher_targets: str = "batch"  # one of TEACHER_TARGETS
     balance: str = "sqrt"  # none | sqrt | balanced | oversample
     val_fraction: float = 0.1
     crop_margin: float = 0.1

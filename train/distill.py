@@ -97,11 +97,13 @@ def cached_teacher_scores(
 ) -> np.ndarray:
     """(N, K) mean flip-averaged probabilities of the teachers on the student's N clean training faces.
 
-    Each teacher reloads the training data under its own input size and photometric normalization
-    (same source, split fraction and seed, so the same faces in the same order; the class of every
-    row is checked) and its columns are put in the student's label order.
+    A teacher of the student's input size and photometric normalization scores ``train_split`` itself;
+    each other contract reloads the training data once (same source, split fraction and seed, so the
+    same faces in the same order; the class of every row is checked). Columns are put in the
+    student's label order.
     """
     total = np.zeros((len(train_split), len(student.labels)), np.float64)
+    splits = {(student.input_size, student.photometric): train_split}
     for path in paths:
         try:
             predict, meta = load_predictor(path)
@@ -111,12 +113,15 @@ def cached_teacher_scores(
             raise DistillError(
                 f"teacher {path}: labels {', '.join(meta.labels)} differ from the student's {', '.join(student.labels)}"
             )
-        faces = load_dataset(
-            data, student.labels, meta.input_size, val_fraction, seed, workers, photometric=meta.photometric
-        ).splits["train"]
-        if not np.array_equal(faces.targets, train_split.targets):
-            raise DistillError(f"teacher {path}: the training faces changed while loading; cannot cache targets")
-        scores = score_batches(predict, faces, meta.preprocess_spec(), flip=not meta.test_time_flip)
+        contract = (meta.input_size, meta.photometric)
+        if contract not in splits:
+            faces = load_dataset(
+                data, student.labels, meta.input_size, val_fraction, seed, workers, photometric=meta.photometric
+            ).splits["train"]
+            if not np.array_equal(faces.targets, train_split.targets):
+                raise DistillError(f"teacher {path}: the training faces changed while loading; cannot cache targets")
+            splits[contract] = faces
+        scores = score_batches(predict, splits[contract], meta.preprocess_spec(), flip=not meta.test_time_flip)
         total += scores[:, [meta.labels.index(name) for name in student.labels]]
     return (total / len(paths)).astype(np.float32)
 

@@ -37,7 +37,7 @@ from feredge.train.backbones import (
     get_backbone,
     resolve_weights,
 )
-from feredge.train.config import TrainConfig
+from feredge.train.config import TEACHER_TARGETS, TrainConfig
 from feredge.train.distill import (
     DistillConfig,
     DistillError,
@@ -54,7 +54,7 @@ from feredge.train.pipeline import class_weights, make_dataset
 log = logging.getLogger(__name__)
 
 BEST_WEIGHTS = "checkpoints/best_weights.h5"  # legacy HDF5: a ".weights.h5" name switches format
-TEACHER_TARGETS = "teacher_targets.npz"  # --teacher-targets cached: (N, K) teacher scores in face order + fingerprint
+TEACHER_TARGETS_FILE = "teacher_targets.npz"  # --teacher-targets cached: (N, K) scores in face order, fingerprint
 
 
 class RunFolderExists(FeredgeError):
@@ -102,8 +102,10 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
 
     if config.optimizer not in OPTIMIZERS:
         raise FeredgeError(f"unknown optimizer {config.optimizer!r}; choose {', '.join(OPTIMIZERS)}")
-    if config.teacher_targets not in ("batch", "cached"):
-        raise DistillError(f"unknown --teacher-targets {config.teacher_targets!r}; choose batch or cached")
+    if config.teacher_targets not in TEACHER_TARGETS:
+        raise DistillError(
+            f"unknown --teacher-targets {config.teacher_targets!r}; choose {' or '.join(TEACHER_TARGETS)}"
+        )
     if config.teacher_targets == "cached" and not config.teachers:
         raise DistillError("--teacher-targets cached needs at least one --teacher")
     keras.utils.set_random_seed(config.seed)
@@ -254,7 +256,7 @@ def _cached_targets(config: TrainConfig, metadata: ModelMetadata, faces: Split, 
     The file carries a fingerprint of what made it (teachers, data, split, labels, the faces' classes);
     a file of another run, or a damaged one, is recomputed rather than trusted.
     """
-    path = run_dir / TEACHER_TARGETS
+    path = run_dir / TEACHER_TARGETS_FILE
     fingerprint = json.dumps(
         {
             "teachers": [str(Path(t).resolve()) for t in config.teachers],
