@@ -15,7 +15,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from feredge.edge.photometric import apply_photometric, check_photometric
+from feredge.edge.photometric import apply_photometric, photometric_views
 
 ArrayLike = TypeVar("ArrayLike")  # a numpy array or a TensorFlow tensor: normalize serves both
 
@@ -45,11 +45,18 @@ class PreprocessSpec:
     def __post_init__(self) -> None:
         if self.input_size < 8:
             raise ValueError(f"input_size must be >= 8, got {self.input_size}")
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {self.normalization!r}; choose from {', '.join(NORMALIZATIONS)}")
-        check_photometric(self.photometric)
+        views = len(photometric_views(self.photometric))
+        if views > 1 and self.channels != views:
+            raise ValueError(f"photometric {self.photometric!r} stacks {views} views, so channels must be {views}")
+        if views == 1 and self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+
+    @property
+    def stacked(self) -> bool:
+        """True when the gray crop carries one channel per photometric view already."""
+        return "+" in self.photometric
 
     def scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel affine constants, repeated or cut to ``channels`` entries."""
@@ -66,7 +73,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 
 def prepare_face(image: np.ndarray, input_size: int, photometric: str = "none") -> np.ndarray:
-    """Gray + resize + photometric normalization: the cacheable, augmentation-free part (uint8, S x S).
+    """Gray + resize + photometric normalization: the cacheable, augmentation-free part (uint8, S x S[ x V]).
 
     Training caches these pixels and augments them; the runtime normalizes them directly. Both get
     them from here, so a photometric step can never be applied on one side only.
@@ -82,9 +89,12 @@ def prepare_face(image: np.ndarray, input_size: int, photometric: str = "none") 
 
 
 def normalize(gray: ArrayLike, spec: PreprocessSpec) -> ArrayLike:
-    """(..., S, S) gray in [0, 255] -> (..., S, S, C) model input; numpy or TensorFlow."""
+    """(..., S, S) gray in [0, 255] -> (..., S, S, C) model input; numpy or TensorFlow.
+
+    Stacked photometric views arrive as (..., S, S, V) and keep their channel axis.
+    """
     scale, offset = spec.scale_offset()
-    return gray[..., None] * scale + offset
+    return (gray if spec.stacked else gray[..., None]) * scale + offset
 
 
 def preprocess_face(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

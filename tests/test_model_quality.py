@@ -219,11 +219,59 @@ def test_ensemble_artefact_equals_the_mean_of_its_members(stripes, teacher, tmp_
     np.testing.assert_allclose(score_batches(artefact.predict, split, spec), np.mean(member_scores, axis=0), atol=1e-5)
 
 
-def _val_scores_on(run: Path, split) -> np.ndarray:
+@pytest.mark.slow
+def test_ensemble_of_raw_and_clahe_members_feeds_each_its_own_view(stripes, teacher, tmp_path):
+    clahe = _train(stripes, tmp_path / "clahe", alpha=2, epochs=1, seed=4, photometric="clahe", test_time_flip=True)
+    ensemble = tmp_path / "ensemble"
+    code, err = _cli("ensemble", str(teacher), str(clahe), "--out", str(ensemble))
+    assert code == 0, err
+    meta = ModelMetadata.load(ensemble / "metadata.json")
+    assert (meta.photometric, meta.channels, meta.test_time_flip) == ("none+clahe", 2, True)
+    code, err = _cli(
+        "convert",
+        str(ensemble),
+        "--format",
+        "fp32,int8",
+        "--no-calibrate",
+        "--check-data",
+        str(stripes),
+        "--calibration-data",
+        str(stripes),
+    )
+    assert code == 0, err
+    artefact = load_model(ensemble / "model_fp32.tflite")
+    stacked = load_dataset(stripes, artefact.labels, 48, make_val=False, workers=1, photometric="none+clahe")
+    scores = score_batches(artefact.predict, stacked.splits["train"], artefact.metadata.preprocess_spec())
+    members = []
+    for run, view in ((teacher, "none"), (clahe, "clahe")):
+        split = load_dataset(stripes, artefact.labels, 48, make_val=False, workers=1, photometric=view).splits["train"]
+        members.append(_val_scores_on(run, split, flip=True))
+    np.testing.assert_allclose(scores, np.mean(members, axis=0), atol=1e-5)
+    quantized = load_model(ensemble / "model_int8.tflite")
+    assert quantized.metadata.photometric == "none+clahe"
+    agreement = (
+        score_batches(quantized.predict, stacked.splits["train"], quantized.metadata.preprocess_spec()).argmax(1)
+        == scores.argmax(1)
+    ).mean()
+    assert agreement > 0.9
+
+
+@pytest.mark.slow
+def test_ensemble_of_mixed_views_refuses_a_colour_or_stacked_member(stripes, teacher, tmp_path):
+    clahe = _train(stripes, tmp_path / "clahe", epochs=1, seed=4, photometric="clahe")
+    stacked = tmp_path / "stacked"
+    assert _cli("ensemble", str(teacher), str(clahe), "--out", str(stacked))[0] == 0
+    code, err = _cli("ensemble", str(stacked), str(teacher), "--out", str(tmp_path / "bad"))
+    assert code == 2 and "gray single-view" in err and not (tmp_path / "bad" / "model.keras").exists()
+    code, err = _cli("ensemble", str(teacher), str(clahe), "--out", str(tmp_path / "soup"), "--weight-average")
+    assert code == 2 and "photometric" in err
+
+
+def _val_scores_on(run: Path, split, flip: bool = False) -> np.ndarray:
     from feredge.train.evaluate import load_predictor
 
     predict, meta = load_predictor(run)
-    return score_batches(predict, split, meta.preprocess_spec())
+    return score_batches(predict, split, meta.preprocess_spec(), flip=flip and not meta.test_time_flip)
 
 
 @pytest.mark.slow

@@ -72,3 +72,30 @@ def test_a_newer_schema_is_refused_rather_than_half_read():
     data["schema_version"] = 3
     with pytest.raises(MetadataError, match="newer"):
         ModelMetadata.from_dict(data)
+
+
+def test_stacked_views_are_each_single_view_as_a_channel():
+    face = _low_contrast_face()
+    spec = PreprocessSpec(48, 2, "unit", "none+clahe")
+    stacked = preprocess_face(face, spec)
+    assert stacked.shape == (48, 48, 2)
+    for channel, view in enumerate(("none", "clahe")):
+        np.testing.assert_array_equal(
+            stacked[..., channel], preprocess_face(face, PreprocessSpec(48, 1, "unit", view))[..., 0]
+        )
+    batch = np.stack([prepare_face(face, 48)] * 2)
+    assert apply_photometric(batch, "clahe+none").shape == (2, 48, 48, 2)
+
+
+@pytest.mark.parametrize(
+    ("channels", "photometric", "problem"),
+    [
+        (1, "none+clahe", "channels must be 2"),
+        (2, "clahe+clahe", "unknown"),
+        (2, "none+", "unknown"),
+        (2, "clahe", "1 or 3"),
+    ],
+)
+def test_stacked_views_need_one_channel_each_and_distinct_names(channels, photometric, problem):
+    with pytest.raises(MetadataError, match=problem):
+        ModelMetadata(labels=FER2013, channels=channels, photometric=photometric)

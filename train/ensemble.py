@@ -2,8 +2,10 @@
 
 Users who prefer accuracy to speed get a single artefact that converts, gates and ships like any
 other model: the members' softmax outputs are averaged by a layer, so the runtime needs no notion of
-an ensemble and the int8 converter sees one graph. Members must share the input contract and labels;
-mixing contracts would feed at least one member pixels it was never trained on.
+an ensemble and the int8 converter sees one graph. Members must share labels, input size and
+normalization. Gray members may differ in photometric normalization (raw pixels and CLAHE, say): the
+ensemble then takes the views stacked as channels (``photometric: none+clahe``) and hands each member
+its own channel, so every member still sees exactly the pixels it was trained on.
 """
 
 from __future__ import annotations
@@ -25,35 +27,65 @@ class EnsembleError(FeredgeError):
     """Members that cannot be averaged: too few, or different labels or input contracts."""
 
 
-def _contract(source: SourceModel) -> tuple[Any, ...]:
+def _contract(source: SourceModel, mixed: bool = False) -> tuple[Any, ...]:
+    """What members must share; members of ``mixed`` views share all but channels and photometric."""
     meta = source.metadata
+    if mixed:
+        return meta.labels, meta.input_size, meta.normalization
     return meta.labels, meta.input_size, meta.channels, meta.normalization, meta.photometric
 
 
-def check_members(sources: Sequence[SourceModel]) -> None:
+def ensemble_views(sources: Sequence[SourceModel]) -> tuple[str, ...]:
+    """The photometric views the ensemble's input stacks, in first-member order."""
+    return tuple(dict.fromkeys(source.metadata.photometric for source in sources))
+
+
+def check_members(sources: Sequence[SourceModel], *, mixed_views: bool = False) -> None:
+    """Raise unless the members can share one input: ``mixed_views`` lets gray members differ in photometric."""
     if len(sources) < 2:
         raise EnsembleError(f"an ensemble needs at least two members, got {len(sources)}")
-    first = _contract(sources[0])
-    for source in sources[1:]:
-        if _contract(source) != first:
+    mixed = mixed_views and len(ensemble_views(sources)) > 1
+    first = _contract(sources[0], mixed)
+    for source in sources:
+        if mixed and (source.metadata.channels != 1 or "+" in source.metadata.photometric):
             raise EnsembleError(
-                f"{source.path}: labels/input contract {_contract(source)} differ from "
-                f"{sources[0].path}'s {first}; members must share labels, size, channels, normalization "
-                "and photometric normalization"
+                f"{source.path}: members of different photometric normalizations must be gray single-view "
+                f"models (channels 1), not channels {source.metadata.channels} / {source.metadata.photometric!r}"
+            )
+        if _contract(source, mixed) != first:
+            shared = (
+                "size and normalization" if mixed else "size, channels, normalization and photometric normalization"
+            )
+            raise EnsembleError(
+                f"{source.path}: labels/input contract {_contract(source, mixed)} differ from "
+                f"{sources[0].path}'s {first}; members must share labels, {shared}"
             )
 
 
 def build_ensemble_model(sources: Sequence[SourceModel]):
-    """A functional model whose output is the mean of the members' probability outputs."""
+    """A functional model whose output is the mean of the members' probability outputs.
+
+    With members of several photometric views the input has one channel per view, and a fixed 1x1
+    convolution (a one-hot kernel, exact in int8) picks each member's channel.
+    """
+    import numpy as np
     import tf_keras as keras
 
-    check_members(sources)
-    inputs = keras.Input(sources[0].model.input_shape[1:], name="face")
+    check_members(sources, mixed_views=True)
+    views = ensemble_views(sources)
+    size = sources[0].metadata.input_size
+    inputs = keras.Input((size, size, len(views)) if len(views) > 1 else sources[0].model.input_shape[1:], name="face")
+    selected = {views[0]: inputs}
+    if len(views) > 1:
+        for index, view in enumerate(views):
+            select = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False, name=f"view_{view}")
+            selected[view] = select(inputs)
+            select.set_weights([np.eye(len(views), dtype=np.float32)[:, index].reshape(1, 1, len(views), 1)])
     outputs = []
     for index, source in enumerate(sources):
         member = source.model
         member._name = f"member{index}"  # nested models need unique names in one graph
-        outputs.append(member(inputs))
+        outputs.append(member(selected[source.metadata.photometric]))
     averaged = keras.layers.Average(name="ensemble_mean", dtype="float32")(outputs)
     return keras.Model(inputs, averaged, name="feredge_ensemble")
 
@@ -112,9 +144,14 @@ def build_ensemble(
     first = sources[0].metadata
     kind = "weight-average" if weight_average else "ensemble"
     mixed = {"mix": list(shares)} if weight_average else {}
+    views = ensemble_views(sources)
     metadata = first.replace(
         backbone=f"{kind}({', '.join(s.metadata.backbone for s in sources)})",
-        test_time_flip=all(s.metadata.test_time_flip for s in sources),
+        photometric="+".join(views),
+        channels=len(views) if len(views) > 1 else first.channels,
+        # a member trained without the mirror still reads mirrored faces (flips are training augmentation),
+        # so one flip-trained member turns flip averaging on for the whole ensemble
+        test_time_flip=any(s.metadata.test_time_flip for s in sources),
         extra={**first.extra, "members": [str(s.path) for s in sources], **mixed},
     )
     out.mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,10 @@ def load_source(
 
 def _metadata(model, model_file: Path, labels, normalization: str | None) -> ModelMetadata:
     shape = tuple(model.input_shape)
-    if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):
-        raise ModelLoadError(f"{model_file}: expected a square gray or colour image input, got {shape}")
+    if len(shape) != 4 or shape[1] != shape[2] or not shape[3]:
+        raise ModelLoadError(
+            f"{model_file}: expected a square image input (gray, colour or stacked views), got {shape}"
+        )
     meta_file = model_file.parent / "metadata.json"
     if not meta_file.is_file() and labels is None:
         raise MetadataError(
