@@ -74,8 +74,8 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
         _mark_defaults(rows, models)
         peer = _fer_peer(photos, settings.threads) if "fer" in settings.peers else None
         if peer is not None:
-            rows.append(peer[0])
-        finders = {**detectors, **({"fer": peer[1]} if peer else {})}
+            rows.append(peer.row)
+        finders = {**detectors, **({"fer": peer.detector} if peer else {})}
         consensus = _consensus_detectors()
         group = _groups(settings, photos, finders, consensus) if settings.groups else None
         frames = _frame_rates(settings, photos, detectors, consensus, models, rows, peer)
@@ -109,13 +109,11 @@ def _load_models(settings: PhotoSettings) -> dict[str, EmotionModel]:
     return {name: load_model(path, threads=settings.threads) for name, path in zip(names, settings.models, strict=True)}
 
 
-def _left_out(
-    photos: list[Photo], models: dict[str, EmotionModel], peer: tuple[dict[str, Any], Any, EmotionModel] | None
-) -> dict[str, dict[str, int]]:
+def _left_out(photos: list[Photo], models: dict[str, EmotionModel], peer: Peer | None) -> dict[str, dict[str, int]]:
     """Per model (and fer's), the photos per class it was not scored on because it does not know the class."""
     labels = {name: model.labels for name, model in models.items()}
     if peer is not None:
-        labels[FER_ROW] = peer[2].labels
+        labels[FER_ROW] = peer.model.labels
     return {name: left for name, known in labels.items() if (left := unknown_classes(photos, known))}
 
 
@@ -143,7 +141,16 @@ def _mark_defaults(rows: list[dict[str, Any]], models: dict[str, EmotionModel]) 
         row["default"] = not row["align"] and (row["margin"], row["offset"]) == (margin, offset)
 
 
-def _fer_peer(photos: list[Photo], threads: int) -> tuple[dict[str, Any], Any, EmotionModel]:
+@dataclass(frozen=True)
+class Peer:
+    """A peer's whole pipeline: its scored row, and its detector and model (for groups and frame rates)."""
+
+    row: dict[str, Any]
+    detector: Any
+    model: EmotionModel
+
+
+def _fer_peer(photos: list[Photo], threads: int) -> Peer:
     """fer's whole pipeline as one row, and its detector and model (for the proxy and the frame rates)."""
     from feredge.benchmarks.fer_pipeline import NAME, fer_face_crop, fer_pipeline
 
@@ -162,7 +169,7 @@ def _fer_peer(photos: list[Photo], threads: int) -> tuple[dict[str, Any], Any, E
         align=False,
     )
     row["default"] = True
-    return row, detector, model
+    return Peer(row, detector, model)
 
 
 def _consensus_detectors() -> dict[str, Any]:
@@ -200,7 +207,7 @@ def _frame_rates(
     consensus: dict[str, Any],
     models: dict[str, EmotionModel],
     rows: list[dict[str, Any]],
-    peer: tuple[dict[str, Any], Any, EmotionModel] | None,
+    peer: Peer | None,
 ) -> list[dict[str, Any]]:
     """Detect + crop (or align) + classify on a 640x480 frame with one face: ms and frames/s per pipeline.
 
@@ -219,7 +226,7 @@ def _frame_rates(
     if peer is not None:
         from feredge.benchmarks.fer_pipeline import fer_face_crop
 
-        pipelines["fer"] = (peer[1], fer_face_crop, peer[2], "fer")
+        pipelines["fer"] = (peer.detector, fer_face_crop, peer.model, "fer")
     out = []
     for name, (detector, crop, pipeline_model, framing_name) in pipelines.items():
         times, found = [], 0
