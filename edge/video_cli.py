@@ -34,7 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_recognizer_options(parser)
     speed = parser.add_argument_group("speed (fewer detector runs or frames: faster, less accurate)")
     speed.add_argument(
-        "--detect-every", type=positive_int, default=3, metavar="N", help="run the detector every N frames (default: 3)"
+        "--detect-every",
+        type=positive_int,
+        default=3,
+        metavar="N",
+        help="run the detector every N processed frames, counted after --sample-fps skips (default: 3)",
     )
     speed.add_argument(
         "--sample-fps",
