@@ -59,8 +59,13 @@ class PreprocessSpec:
         return "+" in self.photometric
 
     def scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel affine constants, repeated or cut to ``channels`` entries."""
+        """Per-channel affine constants, repeated or cut to ``channels`` entries.
+
+        Stacked views are each one gray channel, so each takes the gray (first) constants.
+        """
         scale, offset = NORMALIZATIONS[self.normalization]
+        if self.stacked:
+            return np.full(self.channels, scale[0], np.float32), np.full(self.channels, offset[0], np.float32)
         return (
             np.resize(np.asarray(scale, np.float32), self.channels),
             np.resize(np.asarray(offset, np.float32), self.channels),

@@ -183,6 +183,21 @@ def test_shipped_default_model_is_int8_with_metadata_and_small():
     assert shipped_models()[0] == DEFAULT_MODEL
 
 
+def test_shipped_accurate_model_feeds_each_member_its_own_view():
+    """The accurate ensemble takes raw and CLAHE pixels as two channels; the runtime stacks them itself."""
+    path = DEFAULT_MODEL.with_name("feredge_accurate_int8.tflite")
+    model = load_model(path)
+    meta = model.metadata
+    assert (meta.photometric, meta.channels, meta.format) == ("none+clahe", 2, "tflite-int8")
+    assert meta.backbone.startswith("ensemble(") and len(meta.extra["members"]) >= 2
+    assert path in shipped_models() and shipped_models()[0] == DEFAULT_MODEL
+    face = np.random.default_rng(0).integers(90, 140, (64, 64)).astype(np.uint8)
+    batch = model.preprocess([face])
+    assert batch.shape == (1, 48, 48, 2) and not np.array_equal(batch[..., 0], batch[..., 1])
+    scores = model.predict_crops([face])
+    assert scores.shape == (1, len(FER2013)) and np.isclose(scores.sum(), 1.0, atol=1e-3)
+
+
 # --- interpreter fallback chain ---
 
 

@@ -99,3 +99,10 @@ def test_stacked_views_are_each_single_view_as_a_channel():
 def test_stacked_views_need_one_channel_each_and_distinct_names(channels, photometric, problem):
     with pytest.raises(MetadataError, match=problem):
         ModelMetadata(labels=FER2013, channels=channels, photometric=photometric)
+
+
+def test_stacked_views_each_take_the_gray_normalization_constants():
+    face = _low_contrast_face()
+    stacked = preprocess_face(face, PreprocessSpec(48, 2, "imagenet", "clahe+none"))
+    gray = preprocess_face(face, PreprocessSpec(48, 1, "imagenet"))
+    np.testing.assert_allclose(stacked[..., 1], gray[..., 0], rtol=1e-6)

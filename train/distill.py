@@ -68,7 +68,8 @@ def load_teachers(paths: Sequence[str | Path], student: ModelMetadata) -> list:
         if mine != theirs:
             raise DistillError(
                 f"teacher {path}: labels/input contract {theirs} differ from the student's {mine}; a teacher "
-                "must see the pixels the student sees and name the same classes"
+                "must see the pixels the student sees and name the same classes (--teacher-targets cached lets a "
+                "teacher of the same classes score the faces under its own contract)"
             )
         source.model.trainable = False
         models.append(source.model)

@@ -62,11 +62,21 @@ def check_members(sources: Sequence[SourceModel], *, mixed_views: bool = False) 
             )
 
 
+def runtime_flip(sources: Sequence[SourceModel]) -> bool:
+    """Whether the runtime flip-averages the ensemble: only when every member is served that way.
+
+    When members disagree, each flip-averaged member mirrors its own input inside the graph, so every
+    member is scored exactly as it is served alone, and the others pay for no mirror image.
+    """
+    return all(source.metadata.test_time_flip for source in sources)
+
+
 def build_ensemble_model(sources: Sequence[SourceModel]):
     """A functional model whose output is the mean of the members' probability outputs.
 
     With members of several photometric views the input has one channel per view, and a fixed 1x1
-    convolution (a one-hot kernel, exact in int8) picks each member's channel.
+    convolution (a one-hot kernel; in int8 its output is rounded to its own scale) picks each
+    member's channel.
     """
     import numpy as np
     import tf_keras as keras
@@ -81,13 +91,34 @@ def build_ensemble_model(sources: Sequence[SourceModel]):
             select = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False, name=f"view_{view}")
             selected[view] = select(inputs)
             select.set_weights([np.eye(len(views), dtype=np.float32)[:, index].reshape(1, 1, len(views), 1)])
+    mirror_in_graph = not runtime_flip(sources)
+    mirrored: dict[str, Any] = {}
     outputs = []
     for index, source in enumerate(sources):
         member = source.model
         member._name = f"member{index}"  # nested models need unique names in one graph
-        outputs.append(member(selected[source.metadata.photometric]))
+        view = source.metadata.photometric
+        scores = member(selected[view])
+        if mirror_in_graph and source.metadata.test_time_flip:
+            if view not in mirrored:
+                mirrored[view] = _mirror(selected[view], size, name=f"mirror_{view}")
+            scores = keras.layers.Average(name=f"member{index}_flip_mean")([scores, member(mirrored[view])])
+        outputs.append(scores)
     averaged = keras.layers.Average(name="ensemble_mean", dtype="float32")(outputs)
     return keras.Model(inputs, averaged, name="feredge_ensemble")
+
+
+def _mirror(x, size: int, name: str):
+    """Left-right mirror of (N, S, S, C) images from built-in layers only (the file loads anywhere):
+    width to the last axis, a fixed anti-diagonal matrix, and back."""
+    import numpy as np
+    import tf_keras as keras
+
+    flip = keras.layers.Dense(size, use_bias=False, trainable=False, name=name)
+    x = keras.layers.Permute((1, 3, 2), name=f"{name}_to_width")(x)
+    x = flip(x)
+    flip.set_weights([np.eye(size, dtype=np.float32)[::-1]])
+    return keras.layers.Permute((1, 3, 2), name=f"{name}_back")(x)
 
 
 def build_weight_average_model(sources: Sequence[SourceModel], mix: Sequence[float]):
@@ -149,9 +180,7 @@ def build_ensemble(
         backbone=f"{kind}({', '.join(s.metadata.backbone for s in sources)})",
         photometric="+".join(views),
         channels=len(views) if len(views) > 1 else first.channels,
-        # a member trained without the mirror still reads mirrored faces (flips are training augmentation),
-        # so one flip-trained member turns flip averaging on for the whole ensemble
-        test_time_flip=any(s.metadata.test_time_flip for s in sources),
+        test_time_flip=runtime_flip(sources),
         extra={**first.extra, "members": [str(s.path) for s in sources], **mixed},
     )
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,12 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("members", nargs="+", help="run folders or Keras models (.keras) sharing labels and input")
+    parser.add_argument(
+        "members",
+        nargs="+",
+        help="run folders or Keras models (.keras) sharing labels, input size and normalization; gray members of "
+        "different --photometric (none, clahe) make an ensemble whose input stacks those views as channels",
+    )
     parser.add_argument("--out", required=True, help="new run folder for the ensemble (model.keras + metadata.json)")
     parser.add_argument(
         "--weight-average",

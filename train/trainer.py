@@ -65,6 +65,11 @@ def resolve_spec(config: TrainConfig) -> PreprocessSpec:
     """The model input a config implies; checks the backbone, size and weights before any data loads."""
     backbone = get_backbone(config.backbone)
     resolve_weights(config.weights, backbone)
+    if "+" in config.photometric:
+        raise FeredgeError(
+            f"photometric {config.photometric!r} stacks several views, which only `feredge ensemble` builds; "
+            "train each member on one (none or clahe)"
+        )
     try:
         return PreprocessSpec(
             config.input_size or backbone.default_size, backbone.channels, backbone.normalization, config.photometric
