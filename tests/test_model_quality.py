@@ -221,7 +221,8 @@ def test_ensemble_artefact_equals_the_mean_of_its_members(stripes, teacher, tmp_
 
 @pytest.mark.slow
 def test_ensemble_of_clahe_and_raw_members_feeds_each_its_own_view(stripes, teacher, tmp_path):
-    """Views in member order; the flip-averaged member mirrors inside the graph, the other is scored once."""
+    """Views in member order; the flip-averaged member mirrors inside the graph, the other is scored once
+    (or mirrored too, with --test-time-flip)."""
     clahe = _train(stripes, tmp_path / "clahe", alpha=2, epochs=1, seed=4, photometric="clahe", test_time_flip=True)
     assert not ModelMetadata.load(teacher / "metadata.json").test_time_flip
     ensemble = tmp_path / "ensemble"
@@ -235,15 +236,26 @@ def test_ensemble_of_clahe_and_raw_members_feeds_each_its_own_view(stripes, teac
     artefact = load_model(ensemble / "model_fp32.tflite")
     stacked = load_dataset(stripes, artefact.labels, 48, make_val=False, workers=1, photometric="clahe+none")
     scores = score_batches(artefact.predict, stacked.splits["train"], artefact.metadata.preprocess_spec())
-    members = []
-    for run, view in ((clahe, "clahe"), (teacher, "none"), (clahe, "clahe")):
-        split = load_dataset(stripes, artefact.labels, 48, make_val=False, workers=1, photometric=view).splits["train"]
-        members.append(_val_scores_on(run, split))
+    views = {
+        view: load_dataset(stripes, artefact.labels, 48, make_val=False, workers=1, photometric=view).splits["train"]
+        for view in ("clahe", "none")
+    }
+    members = [
+        _val_scores_on(run, views[view]) for run, view in ((clahe, "clahe"), (teacher, "none"), (clahe, "clahe"))
+    ]
     np.testing.assert_allclose(scores, np.mean(members, axis=0), atol=1e-5)
     quantized = load_model(ensemble / "model_int8.tflite")
     assert quantized.metadata.photometric == "clahe+none"
     int8_scores = score_batches(quantized.predict, stacked.splits["train"], quantized.metadata.preprocess_spec())
     assert (int8_scores.argmax(1) == scores.argmax(1)).mean() > 0.9
+
+    flip_all = tmp_path / "flip_all"
+    assert _cli("ensemble", str(clahe), str(teacher), "--test-time-flip", "--out", str(flip_all))[0] == 0
+    assert ModelMetadata.load(flip_all / "metadata.json").test_time_flip
+    mirrored = [
+        _val_scores_on(run, split, flip=True) for run, split in ((clahe, views["clahe"]), (teacher, views["none"]))
+    ]
+    np.testing.assert_allclose(_val_scores_on(flip_all, stacked.splits["train"]), np.mean(mirrored, axis=0), atol=1e-5)
 
 
 @pytest.mark.slow
@@ -261,11 +273,12 @@ def test_stacked_views_are_refused_as_a_member_a_soup_and_for_training(stripes, 
     assert code == 2 and "--teacher-targets cached" in err
 
 
-def _val_scores_on(run: Path, split) -> np.ndarray:
+def _val_scores_on(run: Path, split, flip: bool = False) -> np.ndarray:
+    """A model's scores as it is served (``flip``: also mirrored when it is served without)."""
     from feredge.train.evaluate import load_predictor
 
     predict, meta = load_predictor(run)
-    return score_batches(predict, split, meta.preprocess_spec())
+    return score_batches(predict, split, meta.preprocess_spec(), flip=flip and not meta.test_time_flip)
 
 
 @pytest.mark.slow

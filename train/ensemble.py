@@ -62,16 +62,16 @@ def check_members(sources: Sequence[SourceModel], *, mixed_views: bool = False) 
             )
 
 
-def runtime_flip(sources: Sequence[SourceModel]) -> bool:
-    """Whether the runtime flip-averages the ensemble: only when every member is served that way.
+def runtime_flip(sources: Sequence[SourceModel], flip_all: bool = False) -> bool:
+    """Whether the runtime flip-averages the ensemble: when every member is served that way, or ``flip_all``.
 
     When members disagree, each flip-averaged member mirrors its own input inside the graph, so every
     member is scored exactly as it is served alone, and the others pay for no mirror image.
     """
-    return all(source.metadata.test_time_flip for source in sources)
+    return flip_all or all(source.metadata.test_time_flip for source in sources)
 
 
-def build_ensemble_model(sources: Sequence[SourceModel]):
+def build_ensemble_model(sources: Sequence[SourceModel], flip_all: bool = False):
     """A functional model whose output is the mean of the members' probability outputs.
 
     With members of several photometric views the input has one channel per view, and a fixed 1x1
@@ -91,7 +91,7 @@ def build_ensemble_model(sources: Sequence[SourceModel]):
             select = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False, name=f"view_{view}")
             selected[view] = select(inputs)
             select.set_weights([np.eye(len(views), dtype=np.float32)[:, index].reshape(1, 1, len(views), 1)])
-    mirror_in_graph = not runtime_flip(sources)
+    mirror_in_graph = not runtime_flip(sources, flip_all)
     mirrored: dict[str, Any] = {}
     outputs = []
     for index, source in enumerate(sources):
@@ -159,11 +159,13 @@ def build_ensemble(
     *,
     weight_average: bool = False,
     mix: Sequence[float] | None = None,
+    flip_all: bool = False,
 ) -> Path:
     """Write a run folder (model.keras + metadata.json) that ``feredge convert`` takes like any run.
 
     By default the members' outputs are averaged in one graph; ``weight_average`` averages their
-    weights into one network instead, in the shares ``mix``."""
+    weights into one network instead, in the shares ``mix``. ``flip_all`` flip-averages every member at
+    run time, members served without the mirror too (twice their cost, for a little accuracy)."""
     out = Path(out)
     if (out / MODEL_FILE).exists():
         raise EnsembleError(f"{out} already holds a model; choose another --out")
@@ -171,7 +173,7 @@ def build_ensemble(
         raise EnsembleError("--mix sets the shares of --weight-average; outputs are averaged equally")
     sources = [load_source(member) for member in members]
     shares = check_mix(mix, len(sources))
-    model = build_weight_average_model(sources, shares) if weight_average else build_ensemble_model(sources)
+    model = build_weight_average_model(sources, shares) if weight_average else build_ensemble_model(sources, flip_all)
     first = sources[0].metadata
     kind = "weight-average" if weight_average else "ensemble"
     mixed = {"mix": list(shares)} if weight_average else {}
@@ -180,7 +182,7 @@ def build_ensemble(
         backbone=f"{kind}({', '.join(s.metadata.backbone for s in sources)})",
         photometric="+".join(views),
         channels=len(views) if len(views) > 1 else first.channels,
-        test_time_flip=runtime_flip(sources),
+        test_time_flip=runtime_flip(sources, flip_all),
         extra={**first.extra, "members": [str(s.path) for s in sources], **mixed},
     )
     out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "best one fine-tuned from the other) instead of averaging their outputs",
     )
     parser.add_argument(
+        "--test-time-flip",
+        action="store_true",
+        help="flip-average every member at run time, also members trained to be scored once (default: only those "
+        "served flip-averaged, mirrored inside the graph)",
+    )
+    parser.add_argument(
         "--mix", type=float, nargs="+", metavar="SHARE", help="--weight-average: each member's share (default: equal)"
     )
 
@@ -27,5 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from feredge.train.ensemble import build_ensemble
 
-    print(build_ensemble(args.members, args.out, weight_average=args.weight_average, mix=args.mix))
+    print(
+        build_ensemble(
+            args.members, args.out, weight_average=args.weight_average, mix=args.mix, flip_all=args.test_time_flip
+        )
+    )
     return 0
