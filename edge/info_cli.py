@@ -232,6 +232,7 @@ def shipped_model_info() -> list[dict[str, Any]]:
             entry |= {
                 "format": metadata.format,
                 "input": [metadata.input_size, metadata.input_size, metadata.channels],
+                "photometric": metadata.photometric,
                 "labels": list(metadata.labels),
                 "test_time_flip": metadata.test_time_flip,
             }
@@ -339,7 +340,11 @@ def format_text(report: dict[str, Any]) -> str:
         labels = ", ".join(model.get("labels", [])) or "no metadata"
         mark = "*" if model["default"] else " "
         size = model["size_bytes"] / 2**20
-        lines.append(f"  {mark} {model['name']:<30} {model.get('format', '?'):<12} {shape:<8} {size:.2f} MiB  {labels}")
+        photometric = model.get("photometric", "?")
+        lines.append(
+            f"  {mark} {model['name']:<30} {model.get('format', '?'):<12} {shape:<8} {photometric:<10} {size:.2f} MiB  "
+            f"{labels}"
+        )
     lines += ["", "detectors (* the default; no model: its model file is missing, pass --detector-model)"]
     for detector in report["detectors"]:
         mark = "*" if detector["default"] else " "

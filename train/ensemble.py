@@ -183,7 +183,7 @@ def build_ensemble(
         photometric="+".join(views),
         channels=len(views) if len(views) > 1 else first.channels,
         test_time_flip=runtime_flip(sources, flip_all),
-        extra={**first.extra, "members": [str(s.path) for s in sources], **mixed},
+        extra={"members": [str(s.path) for s in sources], **mixed},
     )
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / MODEL_FILE) as tmp:
