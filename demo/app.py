@@ -26,6 +26,7 @@ from feredge.edge.errors import FeredgeError
 
 MAX_CHARTS = 4
 IDLE_MESSAGE = "Upload an image, take a webcam snapshot or pick an example."
+COMPARE_IDLE_MESSAGE = "Upload an image: every model answers for the same faces, the default first."
 # System fonts: the default theme fetches Google Fonts, which an offline Pi cannot reach.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
@@ -74,6 +75,24 @@ def build_blocks(service: DemoService) -> gr.Blocks:
                     record = gr.JSON(label="Result")
         with gr.Tab("Video", elem_id="tab-video"):
             build_video_tab(service, *controls)
+        with gr.Tab("Compare models", elem_id="tab-compare"), gr.Row():
+            with gr.Column():
+                compare_image = gr.Image(
+                    label="Image", type="filepath", sources=["upload", "webcam", "clipboard"], elem_id="compare-image"
+                )
+                compare_button = gr.Button("Compare", variant="primary")
+            with gr.Column():
+                comparison = gr.Markdown(COMPARE_IDLE_MESSAGE, elem_id="comparison")
+                with gr.Accordion("JSON (one record per model)", open=False):
+                    compare_record = gr.JSON(label="Results")
+        gr.on(
+            [compare_image.change, compare_button.click],
+            partial(compare_upload, service),
+            inputs=[compare_image, detector, threads],
+            outputs=[comparison, compare_record],
+            preprocess=False,
+            api_name="compare",
+        )
         outputs = [annotated, status, record, *charts]
         gr.on(
             [image.change, button.click, model.change, detector.change, threads.release],
@@ -109,6 +128,32 @@ def predict_upload(
         return _message(IDLE_MESSAGE)
     path = Path(payload["path"])
     return _respond(service, path.read_bytes(), model, detector, threads, payload.get("orig_name") or path.name)
+
+
+def compare_upload(
+    service: DemoService, payload: dict[str, Any] | None, detector: str, threads: float
+) -> tuple[str, Any]:
+    """Gradio handler of the Compare tab: every model on one upload, as a table and JSON records."""
+    if not payload:
+        return COMPARE_IDLE_MESSAGE, None
+    path = Path(payload["path"])
+    try:
+        analyses = service.compare(path.read_bytes(), detector, int(threads), payload.get("orig_name") or path.name)
+    except FeredgeError as exc:
+        gr.Warning(str(exc))
+        return f"**Error:** {exc}", {"error": str(exc)}
+    return comparison_table(analyses, service.default_model), [analysis.to_dict() for analysis in analyses]
+
+
+def comparison_table(analyses: list[Analysis], default_model: str) -> str:
+    """Markdown: one row per model with each face's label and confidence, and the model's times."""
+    rows = ["| model | faces | infer ms | total ms |", "| --- | --- | ---: | ---: |"]
+    for analysis in analyses:
+        faces = ", ".join(f"{face.label} {face.confidence:.0%}" for face in analysis.faces) or "no face found"
+        name = f"{analysis.model} (default)" if analysis.model == default_model else analysis.model
+        t = analysis.timings
+        rows.append(f"| {name} | {faces} | {t['infer_ms']:.1f} | {t['total_ms']:.1f} |")
+    return "\n".join(rows)
 
 
 def predict_frame(service: DemoService, frame: np.ndarray | None, model: str, detector: str, threads: float) -> tuple:

@@ -191,6 +191,23 @@ class DemoService:
             timings = replace(recognizer.timings, decode_ms=decode_ms).as_dict()
         return Analysis(model, detector, threads, faces, timings, decoded)
 
+    def compare(
+        self, image: bytes | np.ndarray, detector: str | None = None, threads: int | None = None, name: str = "upload"
+    ) -> list[Analysis]:
+        """Every model's answer for one image, decoded once: the default beside the others, same faces.
+
+        Raises what ``analyze`` raises.
+        """
+        first = self.analyze(image, self.default_model, detector, threads, name)
+        analyses = [first]
+        for model in self.models:
+            if model != first.model:
+                with self.recognizer(model, first.detector, first.threads) as recognizer:
+                    faces = recognizer.predict(first.decoded)
+                    timings = replace(recognizer.timings, decode_ms=first.timings["decode_ms"]).as_dict()
+                analyses.append(Analysis(model, first.detector, first.threads, faces, timings, first.decoded))
+        return analyses
+
     @contextlib.contextmanager
     def recognizer(
         self, model: str | None = None, detector: str | None = None, threads: int | None = None

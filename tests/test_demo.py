@@ -18,7 +18,7 @@ from test_edge_images import png_header
 
 from feredge import cli
 from feredge.demo import EXAMPLES_DIR
-from feredge.demo.app import predict_frame
+from feredge.demo.app import compare_upload, comparison_table, predict_frame
 from feredge.demo.service import (
     MAX_UPLOAD_BYTES,
     DemoRequestError,
@@ -117,6 +117,25 @@ def test_service_rejects_bad_requests_with_clear_errors(
         service.analyze(png(face_drawer()) if data is None else data, **options)
 
 
+def test_compare_gives_every_models_answer_for_the_same_faces(service: DemoService, face_scene) -> None:
+    scene, placed = face_scene
+    analyses = service.compare(png(scene), threads=1, name="scene.png")
+    assert [a.model for a in analyses] == list(service.models) == ["int8", "float16"]
+    for analysis in analyses:
+        alone = service.analyze(png(scene), analysis.model, threads=1)
+        assert [f.box for f in analysis.faces] == [f.box for f in alone.faces] and len(alone.faces) == len(placed)
+        assert [f.label for f in analysis.faces] == [f.label for f in alone.faces]
+        np.testing.assert_allclose(
+            [list(f.scores.values()) for f in analysis.faces], [list(f.scores.values()) for f in alone.faces], atol=1e-6
+        )
+    table = comparison_table(analyses, service.default_model)
+    assert "| int8 (default) |" in table and "| float16 |" in table and table.count("\n") == 1 + len(analyses)
+    markdown, records = compare_upload(service, None, DEFAULT_DETECTOR, 1)
+    assert records is None and "Upload an image" in markdown
+    with pytest.raises(ImageError, match="not a readable image"):
+        service.compare(b"just text")
+
+
 def test_large_upload_is_decoded_reduced_and_reports_its_original_size(service: DemoService) -> None:
     wide = cv2.imencode(".jpg", np.full((120, 4400, 3), 90, np.uint8))[1].tobytes()
     analysis = service.analyze(wide, name="panorama.jpg")
@@ -210,6 +229,12 @@ def test_gradio_client_calls_the_predict_api(demo_server, face_drawer, tmp_path:
     sky = handle_file(str(EXAMPLES_DIR / "no_face.png"))
     _, status, *_ = client.predict(sky, "int8", "haar", 2, api_name="/predict")
     assert status.startswith("**No face found.**")
+
+    table, records = client.predict(handle_file(str(face)), "haar", 1, api_name="/compare")
+    assert [r["model"] for r in records] == ["int8", "float16"] and all(len(r["faces"]) == 1 for r in records)
+    assert "| int8 (default) |" in table
+    table, records = client.predict(handle_file(str(junk)), "haar", 1, api_name="/compare")
+    assert table.startswith("**Error:** junk.jpg") and "error" in records
 
 
 def test_cli_reports_a_busy_port_and_a_missing_model(tiny_int8_model: Path, capsys: pytest.CaptureFixture) -> None:
