@@ -26,15 +26,17 @@ from feredge.edge.errors import FeredgeError
 
 MAX_CHARTS = 4
 IDLE_MESSAGE = "Upload an image, take a webcam snapshot or pick an example."
-COMPARE_IDLE_MESSAGE = "Upload an image: every model answers for the same faces, the default first."
+COMPARE_IDLE_MESSAGE = (
+    "Upload an image: every model answers for the same faces, the default first (the Model choice does not apply)."
+)
 # System fonts: the default theme fetches Google Fonts, which an offline Pi cannot reach.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
 def build_blocks(service: DemoService) -> gr.Blocks:
     """The demo page: shared model, detector and thread controls, then an Image tab (upload, webcam
-    snapshot or live webcam; exposed to ``gradio_client`` as ``/predict``) and a Video tab (a short
-    clip; ``/analyze_video``)."""
+    snapshot or live webcam; exposed to ``gradio_client`` as ``/predict``), a Video tab (a short
+    clip; ``/analyze_video``) and a Compare tab (every model on one image; ``/compare``)."""
     examples = example_images()
     with gr.Blocks(title="feredge demo", analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
         gr.Markdown(
@@ -86,7 +88,7 @@ def build_blocks(service: DemoService) -> gr.Blocks:
                 with gr.Accordion("JSON (one record per model)", open=False):
                     compare_record = gr.JSON(label="Results")
         gr.on(
-            [compare_image.change, compare_button.click],
+            [compare_image.change, compare_button.click, detector.change, threads.release],
             partial(compare_upload, service),
             inputs=[compare_image, detector, threads],
             outputs=[comparison, compare_record],
@@ -138,7 +140,7 @@ def compare_upload(
         return COMPARE_IDLE_MESSAGE, None
     path = Path(payload["path"])
     try:
-        analyses = service.compare(path.read_bytes(), detector, int(threads), payload.get("orig_name") or path.name)
+        analyses = service.compare(path.read_bytes(), detector, threads, payload.get("orig_name") or path.name)
     except FeredgeError as exc:
         gr.Warning(str(exc))
         return f"**Error:** {exc}", {"error": str(exc)}
@@ -167,7 +169,7 @@ def _respond(
     service: DemoService, image: bytes | np.ndarray, model: str, detector: str, threads: float, name: str
 ) -> tuple:
     try:
-        analysis = service.analyze(image, model, detector, int(threads), name=name)
+        analysis = service.analyze(image, model, detector, threads, name=name)
     except FeredgeError as exc:
         gr.Warning(str(exc))
         return _message(f"**Error:** {exc}", {"error": str(exc)})
@@ -260,7 +262,7 @@ def predict_clip(
             progress((done, total), desc="frames", unit="frames")
 
     try:
-        result = analyze_clip(service, path, name, model, detector, int(threads), int(detect_every), on_progress)
+        result = analyze_clip(service, path, name, model, detector, threads, int(detect_every), on_progress)
     except FeredgeError as exc:
         gr.Warning(str(exc))
         return None, None, None, f"**Error:** {exc}"

@@ -194,18 +194,18 @@ class DemoService:
     def compare(
         self, image: bytes | np.ndarray, detector: str | None = None, threads: int | None = None, name: str = "upload"
     ) -> list[Analysis]:
-        """Every model's answer for one image, decoded once: the default beside the others, same faces.
-
-        Raises what ``analyze`` raises.
-        """
+        """Every model's answer for one image, the default model first: the image is decoded and its
+        faces detected once, so the rows differ only in the model. Raises what ``analyze`` raises."""
         first = self.analyze(image, self.default_model, detector, threads, name)
+        boxes = [face.box for face in first.faces]
         analyses = [first]
-        for model in self.models:
-            if model != first.model:
-                with self.recognizer(model, first.detector, first.threads) as recognizer:
-                    faces = recognizer.predict(first.decoded)
-                    timings = replace(recognizer.timings, decode_ms=first.timings["decode_ms"]).as_dict()
-                analyses.append(Analysis(model, first.detector, first.threads, faces, timings, first.decoded))
+        for model in list(self.models)[1:]:
+            with self.recognizer(model, first.detector, first.threads) as recognizer:
+                faces = recognizer.predict(first.decoded, boxes=boxes)
+                timings = replace(
+                    recognizer.timings, decode_ms=first.timings["decode_ms"], detect_ms=first.timings["detect_ms"]
+                ).as_dict()
+            analyses.append(Analysis(model, first.detector, first.threads, faces, timings, first.decoded))
         return analyses
 
     @contextlib.contextmanager
@@ -229,10 +229,13 @@ class DemoService:
         with self._pools_lock:
             return {key: pool.made for key, pool in self._pools.items()}
 
-    def _choices(self, model: str | None, detector: str | None, threads: int | None) -> tuple[str, str, int]:
+    def _choices(self, model: str | None, detector: str | None, threads: Any) -> tuple[str, str, int]:
         model = model or self.default_model
         detector = detector or self.default_detector
-        threads = self.default_threads if threads is None else threads
+        if threads is None:
+            threads = self.default_threads
+        elif not isinstance(threads, int) or isinstance(threads, bool):
+            threads = _whole_number(threads)
         if model not in self.models:
             raise DemoRequestError(f"unknown model {model!r}; choose from {', '.join(self.models)}")
         if detector not in self.detectors:
@@ -249,3 +252,14 @@ class DemoService:
             labels=self.labels,
             detector_model=self.detector_model if DETECTORS[detector].model_file else None,
         )
+
+
+def _whole_number(value: Any) -> int:
+    """An API caller's thread count ("2", 2.0 from a slider) as an int; anything else is a request error."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number.is_integer():
+        raise DemoRequestError(f"threads must be a whole number, got {value!r}")
+    return int(number)

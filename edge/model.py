@@ -32,7 +32,8 @@ DEFAULT_MODEL = MODELS_DIR / "feredge_default_int8.tflite"
 
 
 def shipped_models() -> list[Path]:
-    """Model files installed with the package (the int8 default, its fp16 twin, the crops model), the default first."""
+    """Model files installed with the package (the int8 default, its fp16 twin, the accurate ensemble, the crops
+    model), the default first."""
     return sorted(MODELS_DIR.glob("*.tflite"), key=lambda p: (p.name != DEFAULT_MODEL.name, p.name))
 
 

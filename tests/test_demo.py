@@ -108,6 +108,8 @@ def test_detector_none_treats_the_whole_image_as_a_face(service: DemoService) ->
         (None, {"model": "nope"}, DemoRequestError, "unknown model 'nope'; choose from int8, float16"),
         (None, {"detector": "mtcnn"}, DemoRequestError, "unknown detector 'mtcnn'"),
         (None, {"threads": 99}, DemoRequestError, "threads must be between 1 and"),
+        (None, {"threads": "two"}, DemoRequestError, "threads must be a whole number, got 'two'"),
+        (None, {"threads": 1.5}, DemoRequestError, "threads must be a whole number, got 1.5"),
     ],
 )
 def test_service_rejects_bad_requests_with_clear_errors(
@@ -119,10 +121,13 @@ def test_service_rejects_bad_requests_with_clear_errors(
 
 def test_compare_gives_every_models_answer_for_the_same_faces(service: DemoService, face_scene) -> None:
     scene, placed = face_scene
-    analyses = service.compare(png(scene), threads=1, name="scene.png")
+    analyses = service.compare(png(scene), detector="haar", threads="1", name="scene.png")
     assert [a.model for a in analyses] == list(service.models) == ["int8", "float16"]
+    assert {(a.detector, a.threads, a.timings["detect_ms"]) for a in analyses} == {
+        ("haar", 1, analyses[0].timings["detect_ms"])
+    }  # one detection, shared
     for analysis in analyses:
-        alone = service.analyze(png(scene), analysis.model, threads=1)
+        alone = service.analyze(png(scene), analysis.model, "haar", threads=1)
         assert [f.box for f in analysis.faces] == [f.box for f in alone.faces] and len(alone.faces) == len(placed)
         assert [f.label for f in analysis.faces] == [f.label for f in alone.faces]
         np.testing.assert_allclose(

@@ -13,6 +13,7 @@ from feredge.edge import tflite_runner
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError
 from feredge.edge.labels import FER2013
 from feredge.edge.model import DEFAULT_MODEL, load_model, shipped_models
+from feredge.edge.preprocess import PreprocessSpec, preprocess_face
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
 
@@ -193,9 +194,14 @@ def test_shipped_accurate_model_feeds_each_member_its_own_view():
     assert path in shipped_models() and shipped_models()[0] == DEFAULT_MODEL
     face = np.random.default_rng(0).integers(90, 140, (64, 64)).astype(np.uint8)
     batch = model.preprocess([face])
-    assert batch.shape == (1, 48, 48, 2) and not np.array_equal(batch[..., 0], batch[..., 1])
+    assert batch.shape == (1, 48, 48, 2)
+    for channel, view in enumerate(("none", "clahe")):  # the metadata's view order is the channel order
+        np.testing.assert_array_equal(
+            batch[0, ..., channel], preprocess_face(face, PreprocessSpec(photometric=view))[..., 0]
+        )
     scores = model.predict_crops([face])
     assert scores.shape == (1, len(FER2013)) and np.isclose(scores.sum(), 1.0, atol=1e-3)
+    assert np.abs(model.predict(batch[..., ::-1]) - scores).max() > 0.01  # the graph tells the views apart
 
 
 # --- interpreter fallback chain ---

@@ -67,6 +67,8 @@ def test_json_has_every_section(capsys):
     default = report["models"][0]
     assert default["name"] == DEFAULT_MODEL.name and default["default"] and default["input"] == [48, 48, 1]
     assert len(default["labels"]) == 7 and default["size_bytes"] == DEFAULT_MODEL.stat().st_size
+    views = {m["name"]: (m["input"][2], m["photometric"]) for m in report["models"]}
+    assert views[DEFAULT_MODEL.name] == (1, "clahe") and views["feredge_accurate_int8.tflite"] == (2, "none+clahe")
     assert [d["name"] for d in report["detectors"]] == list(DETECTORS)
     assert [d["name"] for d in report["detectors"] if d["default"]] == [DEFAULT_DETECTOR]
     assert [d["name"] for d in report["detectors"] if d["ready"]] == list(available_detectors())

@@ -271,6 +271,15 @@ def test_stacked_views_are_refused_as_a_member_a_soup_and_for_training(stripes, 
         _train(stripes, tmp_path / "trained", epochs=1, photometric="none+clahe")
     code, err = _cli("train", str(stripes), "--teacher", str(stacked), "--out", str(tmp_path / "student"))
     assert code == 2 and "--teacher-targets cached" in err
+    from feredge.train.evaluate import load_predictor
+    from feredge.train.trainer import TEACHER_TARGETS_FILE
+
+    cached = dict(teachers=[str(stacked)], teacher_targets="cached", seed=7)
+    student = _train(stripes, tmp_path / "student", epochs=1, photometric="clahe", **cached)
+    faces = load_dataset(stripes, val_fraction=0.25, seed=7, workers=1, photometric="none+clahe").splits["train"]
+    predict, meta = load_predictor(stacked)  # as the advice says: the stacked ensemble teaches on its own views
+    expected = score_batches(predict, faces, meta.preprocess_spec(), flip=not meta.test_time_flip)
+    np.testing.assert_allclose(np.load(student / TEACHER_TARGETS_FILE)["scores"], expected, atol=1e-5)
 
 
 def _val_scores_on(run: Path, split, flip: bool = False) -> np.ndarray:
