@@ -232,10 +232,7 @@ class DemoService:
     def _choices(self, model: str | None, detector: str | None, threads: Any) -> tuple[str, str, int]:
         model = model or self.default_model
         detector = detector or self.default_detector
-        if threads is None:
-            threads = self.default_threads
-        elif not isinstance(threads, int) or isinstance(threads, bool):
-            threads = _whole_number(threads)
+        threads = self.default_threads if threads is None else _whole_number(threads)
         if model not in self.models:
             raise DemoRequestError(f"unknown model {model!r}; choose from {', '.join(self.models)}")
         if detector not in self.detectors:

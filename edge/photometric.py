@@ -31,6 +31,11 @@ def photometric_views(name: str) -> tuple[str, ...]:
     return views
 
 
+def is_stacked(name: str) -> bool:
+    """Whether a photometric name stacks several views (the one place that knows the "+" spelling)."""
+    return "+" in name
+
+
 def check_photometric(name: str) -> str:
     photometric_views(name)
     return name

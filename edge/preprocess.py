@@ -15,7 +15,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from feredge.edge.photometric import apply_photometric, photometric_views
+from feredge.edge.photometric import apply_photometric, is_stacked, photometric_views
 
 ArrayLike = TypeVar("ArrayLike")  # a numpy array or a TensorFlow tensor: normalize serves both
 
@@ -56,7 +56,7 @@ class PreprocessSpec:
     @property
     def stacked(self) -> bool:
         """True when the gray crop carries one channel per photometric view already."""
-        return "+" in self.photometric
+        return is_stacked(self.photometric)
 
     def scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel affine constants, repeated or cut to ``channels`` entries.

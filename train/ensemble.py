@@ -47,7 +47,7 @@ def check_members(sources: Sequence[SourceModel], *, mixed_views: bool = False) 
     mixed = mixed_views and len(ensemble_views(sources)) > 1
     first = _contract(sources[0], mixed)
     for source in sources:
-        if mixed and (source.metadata.channels != 1 or "+" in source.metadata.photometric):
+        if mixed and source.metadata.channels != 1:  # colour, or views already stacked (channels = views)
             raise EnsembleError(
                 f"{source.path}: members of different photometric normalizations must be gray single-view "
                 f"models (channels 1), not channels {source.metadata.channels} / {source.metadata.photometric!r}"

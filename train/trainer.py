@@ -26,6 +26,7 @@ from feredge.edge.dataset import Dataset, Split, load_dataset, score_batches
 from feredge.edge.errors import FeredgeError
 from feredge.edge.metadata import ModelMetadata
 from feredge.edge.metrics import classification_metrics, format_report
+from feredge.edge.photometric import is_stacked
 from feredge.edge.preprocess import PreprocessSpec
 from feredge.plots import plot_confusion_matrix
 from feredge.train.augment import AugmentConfig
@@ -65,7 +66,7 @@ def resolve_spec(config: TrainConfig) -> PreprocessSpec:
     """The model input a config implies; checks the backbone, size and weights before any data loads."""
     backbone = get_backbone(config.backbone)
     resolve_weights(config.weights, backbone)
-    if "+" in config.photometric:
+    if is_stacked(config.photometric):
         raise FeredgeError(
             f"photometric {config.photometric!r} stacks several views, which only `feredge ensemble` builds; "
             "train each member on one (none or clahe)"
