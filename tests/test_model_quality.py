@@ -203,6 +203,27 @@ def _cli(*args: str) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+def _framed(margin: float, framing: dict) -> object:
+    from feredge.train.keras_io import SourceModel
+
+    meta = ModelMetadata(labels=("a", "b"), crop_margin=margin, framing=framing)
+    return SourceModel(model=None, metadata=meta, path=Path(f"m{margin}.keras"), config=None)
+
+
+def test_an_ensemble_records_only_the_framing_its_members_agree_on(caplog):
+    from feredge.train.ensemble import shared_framing
+
+    yunet = {"margin": -0.05, "offset": 0.0}
+    same = [_framed(0.0, {"yunet": yunet, "haar": {"margin": 0.0}}), _framed(0.0, {"yunet": yunet})]
+    assert shared_framing(same) == (0.0, {"yunet": yunet})
+    assert "haar" in caplog.text  # the dropped measurement is named
+    caplog.clear()
+    assert shared_framing([_framed(0.0, {}), _framed(0.2, {})]) == (0.1, {})
+    assert "evaluate-photos" in caplog.text
+    caplog.clear()
+    assert shared_framing(same[1:] * 2) == (0.0, {"yunet": yunet}) and not caplog.text
+
+
 @pytest.mark.slow
 def test_ensemble_artefact_equals_the_mean_of_its_members(stripes, teacher, tmp_path):
     other = _train(stripes, tmp_path / "other", alpha=2, epochs=3, seed=3)

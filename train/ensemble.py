@@ -121,6 +121,31 @@ def _mirror(x, size: int, name: str):
     return keras.layers.Permute((1, 3, 2), name=f"{name}_back")(x)
 
 
+def shared_framing(sources: Sequence[SourceModel]) -> tuple[float, dict[str, dict[str, float]]]:
+    """The crop margin and per-detector framing the ensemble records: what every member agrees on.
+
+    Where members were framed differently, no one member's measurement describes the ensemble, so the
+    margin falls back to the members' mean and a detector's entry is dropped; measure it with
+    ``feredge evaluate-photos`` and record it with ``feredge convert --framing``.
+    """
+    margins = [source.metadata.crop_margin for source in sources]
+    margin = margins[0] if len(set(margins)) == 1 else round(sum(margins) / len(margins), 4)
+    detectors = dict.fromkeys(d for source in sources for d in source.metadata.framing)
+    framing = {}
+    for detector in detectors:
+        frames = {json.dumps(source.metadata.framing.get(detector), sort_keys=True) for source in sources}
+        if len(frames) == 1:
+            framing[detector] = dict(sources[0].metadata.framing[detector])
+    dropped = [d for d in detectors if d not in framing]
+    if len(set(margins)) > 1 or dropped:
+        log.warning(
+            "members are framed differently (crop margins %s%s); the ensemble records margin %s: measure its "
+            "framing with feredge evaluate-photos and set it with feredge convert --framing",
+            margins, f", framing for {', '.join(dropped)}" if dropped else "", margin,
+        )
+    return margin, framing
+
+
 def build_weight_average_model(sources: Sequence[SourceModel], mix: Sequence[float]):
     """One network whose weights are the ``mix``-weighted mean of the members' (a "model soup").
 
@@ -178,11 +203,14 @@ def build_ensemble(
     kind = "weight-average" if weight_average else "ensemble"
     mixed = {"mix": list(shares)} if weight_average else {}
     views = ensemble_views(sources)
+    margin, framing = shared_framing(sources)
     metadata = first.replace(
         backbone=f"{kind}({', '.join(s.metadata.backbone for s in sources)})",
         photometric="+".join(views),
         channels=len(views) if len(views) > 1 else first.channels,
         test_time_flip=runtime_flip(sources, flip_all),
+        crop_margin=margin,
+        framing=framing,
         extra={"members": [str(s.path) for s in sources], **mixed},
     )
     out.mkdir(parents=True, exist_ok=True)
