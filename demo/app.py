@@ -142,8 +142,7 @@ def compare_upload(
     try:
         analyses = service.compare(path.read_bytes(), detector, threads, payload.get("orig_name") or path.name)
     except FeredgeError as exc:
-        gr.Warning(str(exc))
-        return f"**Error:** {exc}", {"error": str(exc)}
+        return _error(exc), {"error": str(exc)}
     return comparison_table(analyses, service.default_model), [analysis.to_dict() for analysis in analyses]
 
 
@@ -171,8 +170,7 @@ def _respond(
     try:
         analysis = service.analyze(image, model, detector, threads, name=name)
     except FeredgeError as exc:
-        gr.Warning(str(exc))
-        return _message(f"**Error:** {exc}", {"error": str(exc)})
+        return _message(_error(exc), {"error": str(exc)})
     shown = [
         gr.Label(
             value=face.scores,
@@ -184,6 +182,12 @@ def _respond(
     ]
     annotated = cv2.cvtColor(annotate(analysis.decoded, analysis.faces), cv2.COLOR_BGR2RGB)
     return (annotated, summary(analysis), analysis.to_dict(), *shown, *_hidden_charts(MAX_CHARTS - len(shown)))
+
+
+def _error(exc: FeredgeError) -> str:
+    """Toast the user's error and give its Markdown line: a bad input is a message, never a crash."""
+    gr.Warning(str(exc))
+    return f"**Error:** {exc}"
 
 
 def summary(analysis: Analysis) -> str:
@@ -264,7 +268,6 @@ def predict_clip(
     try:
         result = analyze_clip(service, path, name, model, detector, threads, int(detect_every), on_progress)
     except FeredgeError as exc:
-        gr.Warning(str(exc))
-        return None, None, None, f"**Error:** {exc}"
+        return None, None, None, _error(exc)
     plot = str(result.plot) if result.plot is not None else None
     return str(result.video), plot, str(result.timeline), result.status
