@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 
 from feredge.convert.formats import FORMATS, check_options, parse_formats
-from feredge.edge.cli_options import add_labels_option, add_threads_option
+from feredge.edge.cli_options import add_labels_option, add_threads_option, checked_type
 from feredge.edge.detectors import DETECTORS
+from feredge.edge.errors import FeredgeError
 from feredge.edge.preprocess import NORMALIZATIONS
+
+temperature_value = checked_type(float, "a temperature from 0.01 to 100", lambda v: 0.01 <= v <= 100)
 
 
 def framing_entry(text: str) -> tuple[str, dict[str, float]]:
@@ -100,6 +103,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="fit a softmax temperature on the check set, as the runtime scores the artefact, and store it "
         "in the metadata so confidences mean what they say (default: on)",
     )
+    parser.add_argument(
+        "--temperature",
+        type=temperature_value,
+        metavar="T",
+        help="store this softmax temperature instead of fitting one: for a model with no held-out faces "
+        "left (a --final-fit run), the temperature fitted for its validated twin; ECE is still reported",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     from feredge.convert.onnx_export import DEFAULT_OPSET
     from feredge.train.keras_io import load_source
 
+    if args.temperature is not None and not args.calibrate:
+        raise FeredgeError("--temperature sets the calibration that --no-calibrate turns off; give one of them")
     formats = parse_formats(args.formats)
     requested = {"qat": args.qat, "edgetpu": args.edgetpu, "opset": args.opset is not None}
     check_options(formats, [name for name, wanted in requested.items() if wanted])
@@ -128,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset or DEFAULT_OPSET,
         threads=args.threads,
         calibrate=args.calibrate,
+        temperature=args.temperature,
     )
     outcomes = convert(source, data, formats, options)
     print(format_summary(outcomes))

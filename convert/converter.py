@@ -27,7 +27,7 @@ from feredge.convert.onnx_export import DEFAULT_OPSET
 from feredge.convert.qat import quantization_aware
 from feredge.edge.artifacts import QAT_VARIANT
 from feredge.edge.atomic import atomic_write_bytes
-from feredge.edge.calibration import cross_fitted_calibration
+from feredge.edge.calibration import cross_fitted_calibration, given_temperature_calibration
 from feredge.edge.dataset import Split, score_batches
 from feredge.edge.errors import FeredgeError
 from feredge.edge.metadata import ModelMetadata
@@ -50,6 +50,7 @@ class ConvertOptions:
     opset: int = DEFAULT_OPSET
     threads: int | None = None
     calibrate: bool = True  # fit a temperature on the check set, as the runtime scores the artefact
+    temperature: float | None = None  # store this one instead of fitting (still scored on the check set)
 
 
 @dataclass
@@ -142,8 +143,11 @@ class Converter:
             # EmotionModel.predict flip-averages by itself when the embedded metadata asks for it
             scores = score_batches(runtime.predict, self.data.check, self.spec)
         calibration = None
-        if self.options.calibrate:
+        if self.options.temperature is not None:
+            calibration = given_temperature_calibration(scores, self.data.check.targets, self.options.temperature)
+        elif self.options.calibrate:
             calibration = cross_fitted_calibration(scores, self.data.check.targets)
+        if calibration is not None:
             metadata = metadata.replace(temperature=round(calibration["temperature"], 4))
             data = embed_metadata(data, fmt.artifact.runtime, metadata)
         result = compare(self.data.check.targets, self.float_scores, scores, metadata.labels, self.options.max_f1_drop)

@@ -98,10 +98,11 @@ def report_markdown(report: dict[str, Any]) -> str:
 def _calibration_line(calibration: dict[str, float] | None) -> str:
     if not calibration:
         return "- calibration: none (temperature 1)"
+    how = "given, not fitted here" if calibration.get("given") else "after: 2-fold cross-fitted on the check set"
     return (
         f"- calibration: temperature {calibration['temperature']:.3f}; ECE (15 bins) "
         f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}, NLL {calibration['nll_before']:.4f} -> "
-        f"{calibration['nll_after']:.4f} (after: 2-fold cross-fitted on the check set)"
+        f"{calibration['nll_after']:.4f} ({how})"
     )
 
 

@@ -332,6 +332,32 @@ def test_conversion_stores_a_fitted_temperature_and_reports_ece(stripes, teacher
 
 
 @pytest.mark.slow
+def test_conversion_stores_a_given_temperature_and_scores_it(stripes, teacher, tmp_path):
+    code, err = _cli("convert", str(teacher), "--format", "fp32", "--temperature", "2.5", "--out", str(tmp_path))
+    assert code == 0, err
+    artefact = load_model(tmp_path / "model_fp32.tflite")
+    calibration = json.loads((tmp_path / "model_fp32.report.json").read_text())["calibration"]
+    assert artefact.metadata.temperature == calibration["temperature"] == 2.5 and calibration["given"]
+    assert "given, not fitted here" in (tmp_path / "model_fp32.report.md").read_text()
+    code, err = _cli("convert", str(teacher), "--format", "fp32", "--temperature", "2.5", "--no-calibrate")
+    assert code == 2 and "--no-calibrate" in err
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(io.StringIO()):
+        main(["convert", str(teacher), "--temperature", "0"])  # outside the metadata's range: a usage error
+    assert exit_info.value.code == 2
+
+
+def test_a_given_temperature_is_scored_not_fitted():
+    from feredge.edge.calibration import given_temperature_calibration
+
+    probs, truth = _overconfident(2000, seed=3)
+    fitted = fit_temperature(probs, truth)
+    at_fit = given_temperature_calibration(probs, truth, fitted)
+    elsewhere = given_temperature_calibration(probs, truth, 1.0)
+    assert at_fit["nll_after"] < elsewhere["nll_after"] == pytest.approx(at_fit["nll_before"])
+    assert at_fit["temperature"] == fitted and at_fit["given"]
+
+
+@pytest.mark.slow
 def test_weight_average_is_one_network_with_the_mixed_weights(stripes, teacher, tmp_path):
     import tf_keras as keras
 

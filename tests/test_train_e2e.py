@@ -226,3 +226,21 @@ def test_failed_imagenet_download_says_what_to_do(monkeypatch):
     monkeypatch.setattr(data_utils, "get_file", offline)
     with pytest.raises(FeredgeError, match=r"--weights PATH.*--weights none"):
         build_model("mobilenet_v2", 7, 96, weights="imagenet", alpha=0.35)
+
+
+def test_final_fit_trains_on_train_and_val_for_the_fixed_epochs_and_reports_only_test(tmp_path, capsys):
+    data = write_fer_csv(tmp_path / "fer.csv", per_class=4)  # 28 Training, 14 PublicTest, 14 PrivateTest faces
+    run = tmp_path / "run"
+    argv = ["train", str(data), "--backbone", "tiny", "--epochs", "2", "--out", str(run), *FAST]
+    assert main([*argv, "--final-fit"]) == 2  # the default plateau schedule needs a validation score
+    assert "--schedule cosine" in capsys.readouterr().err and not (run / "model.keras").exists()
+
+    assert main([*argv, "--final-fit", "--schedule", "cosine", "--patience", "1"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "val" not in metrics and "test" in metrics  # PublicTest was trained on; PrivateTest is still held out
+    state = json.loads((run / "state.json").read_text())
+    assert state["best_epoch"] == "finetune:2"  # the last epoch, whatever its loss: nothing chose it
+    assert all("val_macro_f1" not in row for row in state["history"])
+    meta = ModelMetadata.load(run / "metadata.json")
+    assert "train=42" in meta.training_data and "final fit, 2 epochs" in meta.training_data
+    assert (run / "confusion_matrix.png").stat().st_size > 0  # of the test split

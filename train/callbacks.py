@@ -39,11 +39,17 @@ class MacroF1(keras.callbacks.Callback):
 
 
 class RunState(keras.callbacks.Callback):
-    """After each epoch: checkpoint, best weights (by val macro-F1), history.csv and state.json."""
+    """After each epoch: checkpoint, best weights (by val macro-F1), history.csv and state.json.
 
-    def __init__(self, run_dir: Path, state: dict, manager, epochs: int, best_weights: str) -> None:
+    ``keep_last`` (a final fit, with no validation split) makes every epoch the kept one.
+    """
+
+    def __init__(
+        self, run_dir: Path, state: dict, manager, epochs: int, best_weights: str, keep_last: bool = False
+    ) -> None:
         super().__init__()
         self.run_dir, self.state, self.manager, self.epochs = run_dir, state, manager, epochs
+        self.keep_last = keep_last
         self.best_weights = run_dir / best_weights
         self.started = time.time()
 
@@ -61,7 +67,7 @@ class RunState(keras.callbacks.Callback):
         }
         state["history"].append(row)
         f1 = row.get("val_macro_f1", -1.0)
-        if f1 > state["best_f1"]:
+        if self.keep_last or f1 > state["best_f1"]:
             state.update(best_f1=f1, best_epoch=f"{state['stage']}:{epoch + 1}")
             with atomic_path(self.best_weights) as tmp:  # the temporary name keeps the .h5 suffix
                 self.model.save_weights(str(tmp))

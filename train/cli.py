@@ -36,6 +36,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "best.json; options on the command line win",
     )
     add_train_options(parser)
+    parser.add_argument(
+        "--final-fit",
+        action="store_true",
+        help="train on the training and validation faces together for exactly --epochs (fix the count "
+        "beforehand, from a validated run of the same recipe) and keep the last epoch; no validation score "
+        "is left, so none is reported (a test split, when the data has one, still is)",
+    )
 
 
 def add_train_options(parser: argparse.ArgumentParser | Any) -> None:

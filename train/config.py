@@ -50,6 +50,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     crop_margin: float = 0.1
     test_time_flip: bool = False
+    final_fit: bool = False  # train on train + val for exactly `epochs`, keep the last
     seed: int = 42
     mixed_precision: bool = False
     strategy: str = "default"  # default | mirrored | multiworker

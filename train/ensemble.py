@@ -141,7 +141,9 @@ def shared_framing(sources: Sequence[SourceModel]) -> tuple[float, dict[str, dic
         log.warning(
             "members are framed differently (crop margins %s%s); the ensemble records margin %s: measure its "
             "framing with feredge evaluate-photos and set it with feredge convert --framing",
-            margins, f", framing for {', '.join(dropped)}" if dropped else "", margin,
+            margins,
+            f", framing for {', '.join(dropped)}" if dropped else "",
+            margin,
         )
     return margin, framing
 

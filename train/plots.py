@@ -33,6 +33,7 @@ def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> Pat
     for ax in axes:
         for s in switches:
             ax.axvline(s, color="black", linestyle="--", alpha=0.4)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a final fit has no validation curve
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,8 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         config.workers,
         photometric=spec.photometric,
     )
+    if config.final_fit:
+        dataset = merge_validation(dataset, config)
     log.info("data: %s", dataset.describe())
     labels = dataset.labels
     metadata = ModelMetadata(
@@ -137,7 +140,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         photometric=spec.photometric,
         crop_margin=config.crop_margin,
         backbone=f"{config.backbone}(alpha={config.alpha})",
-        training_data=dataset.describe(),
+        training_data=dataset.describe() + (f"; final fit, {config.epochs} epochs" if config.final_fit else ""),
         format="keras",
         test_time_flip=config.test_time_flip,
         extra=_distillation_record(config),
@@ -168,7 +171,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         teacher=(lambda x: teacher_scores(teachers, x)) if teachers else None,
         soft_targets=soft_targets,
     )
-    val_split = dataset.splits["val"]
+    val_split = dataset.splits.get("val")
 
     strategy = _strategy(config.strategy)
     with strategy.scope():
@@ -202,11 +205,12 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
             log.info("restored %s", manager.latest_checkpoint)
         if initial_epoch >= epochs:
             continue
-        callbacks = [
-            MacroF1(val_split, spec, labels, config.test_time_flip),  # first: the others read its logs
-            RunState(run_dir, state, manager, epochs, BEST_WEIGHTS),
-            keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=config.patience, verbose=1),
-        ]
+        callbacks = [RunState(run_dir, state, manager, epochs, BEST_WEIGHTS, keep_last=config.final_fit)]
+        if not config.final_fit:
+            callbacks.insert(0, MacroF1(val_split, spec, labels, config.test_time_flip))  # the others read its logs
+            callbacks.append(
+                keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=config.patience, verbose=1)
+            )
         if on_epoch is not None:  # after RunState: the epoch is on disk before the observer may stop the run
             callbacks.insert(
                 2,
@@ -240,6 +244,22 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         fit_svm_head(model, dataset.splits["train"], spec, config.svm_c, config.balance != "none", config.seed)
     finish_run(model, run_dir, dataset, spec, metadata, state)
     return run_dir
+
+
+def merge_validation(dataset: Dataset, config: TrainConfig) -> Dataset:
+    """The data of a final fit: the validation faces join the training faces, and no validation split is left.
+
+    Nothing is held out to choose an epoch on, so the count must be fixed beforehand and the plateau
+    schedule, which reads a validation score, cannot run.
+    """
+    if config.schedule == "plateau":
+        raise FeredgeError("--final-fit leaves no validation score for --schedule plateau; use --schedule cosine")
+    if "val" not in dataset.splits:
+        raise FeredgeError(f"--final-fit: {dataset.source} has no validation split to add to the training faces")
+    train, val = dataset.splits["train"], dataset.splits["val"]
+    merged = Split(np.concatenate([train.images, val.images]), np.concatenate([train.targets, val.targets]))
+    rest = {name: split for name, split in dataset.splits.items() if name not in ("train", "val")}
+    return replace(dataset, splits={"train": merged, **rest})
 
 
 def _distillation_record(config: TrainConfig) -> dict[str, Any]:
@@ -390,7 +410,9 @@ def finish_run(
     for name in ("val", "test"):
         if name in results:
             log.info("%s:\n%s", name, format_report(results[name]))
-    plot_confusion_matrix(results["val"], run_dir / "confusion_matrix.png", title=f"{run_dir.name} (val)")
+    held_out = next((name for name in ("val", "test") if name in results), None)
+    if held_out:  # a final fit on data without a test split has no held-out face left to plot
+        plot_confusion_matrix(results[held_out], run_dir / "confusion_matrix.png", title=f"{run_dir.name} ({held_out})")
     plot_training_curves(state["history"], run_dir / "training_curves.png")
     state["done"] = True
     atomic_write_text(run_dir / "state.json", json.dumps(state, indent=1))
