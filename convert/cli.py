@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from feredge.convert.formats import FORMATS, check_options, parse_formats
 from feredge.edge.cli_options import add_labels_option, add_threads_option, checked_type
@@ -10,6 +11,7 @@ from feredge.edge.detectors import DETECTORS
 from feredge.edge.errors import FeredgeError
 from feredge.edge.preprocess import NORMALIZATIONS
 
+log = logging.getLogger(__name__)
 temperature_value = checked_type(float, "a temperature from 0.01 to 100", lambda v: 0.01 <= v <= 100)
 
 
@@ -27,6 +29,19 @@ def framing_entry(text: str) -> tuple[str, dict[str, float]]:
     if len(numbers) not in (1, 2):
         raise argparse.ArgumentTypeError(f"expected DETECTOR=MARGIN[,OFFSET] with numbers, got {text!r}")
     return detector, {"margin": numbers[0], "offset": numbers[1] if len(numbers) == 2 else 0.0}
+
+
+def check_final_fit(config, args: argparse.Namespace) -> None:
+    """A final fit learned its validation faces: fitting a temperature on them would flatter its confidence."""
+    if config is None or not config.final_fit:
+        return
+    log.warning("%s is a final fit: its scores on its validation faces are not held-out scores", args.model)
+    if args.calibrate and args.temperature is None and args.check_data is None:
+        raise FeredgeError(
+            f"{args.model} is a final fit, trained on its validation split, so a temperature fitted there would "
+            "flatter it; give --temperature T (its validated twin's), --check-data with held-out faces, "
+            "or --no-calibrate"
+        )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         source.metadata = source.metadata.replace(test_time_flip=args.test_time_flip)
     if args.framing:
         source.metadata = source.metadata.replace(framing={**source.metadata.framing, **dict(args.framing)})
+    check_final_fit(source.config, args)
     need_train = any(f.needs_calibration for f in formats)
     data = resolve_data(source, args.check_data, args.calibration_data, need_train)
     options = ConvertOptions(

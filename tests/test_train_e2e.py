@@ -244,3 +244,13 @@ def test_final_fit_trains_on_train_and_val_for_the_fixed_epochs_and_reports_only
     meta = ModelMetadata.load(run / "metadata.json")
     assert "train=42" in meta.training_data and "final fit, 2 epochs" in meta.training_data
     assert (run / "confusion_matrix.png").stat().st_size > 0  # of the test split
+    capsys.readouterr()
+
+    convert = ["convert", str(run), "--format", "fp32", "--out", str(tmp_path / "export")]
+    assert main(convert) == 2  # its default check set is the validation split it learned
+    assert "--temperature" in capsys.readouterr().err and not (tmp_path / "export" / "model_fp32.tflite").exists()
+    assert main([*convert, "--temperature", "1.2"]) == 0
+    from feredge.edge.model import load_model
+
+    assert load_model(tmp_path / "export" / "model_fp32.tflite").metadata.temperature == 1.2
+    assert ModelMetadata.load(run / "metadata.json").temperature == 1.0  # the run itself is untouched
