@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from feredge.edge.cli_options import (
+    EXIT_PARTIAL,
     add_detector_options,
     add_labels_option,
     add_threads_option,
@@ -134,7 +135,13 @@ def run(args: argparse.Namespace) -> int:
     failed = sum(m["status"] != "ok" for m in results["models"])
     if failed:
         print(f"feredge bench: {failed} of {len(results['models'])} model(s) failed", file=sys.stderr)
-    return outcome_code(len(results["models"]) - failed, failed)
+    code = outcome_code(len(results["models"]) - failed, failed)
+    measured = [m for m in results["models"] if m["status"] == "ok"]
+    for what, asked in (("accuracy", data is not None), ("photos", photos is not None)):
+        if asked and measured and all(m[f"{what}_skipped"] for m in measured):
+            print(f"feredge bench: {what} was asked for and measured for no model (reasons above)", file=sys.stderr)
+            code = max(code, EXIT_PARTIAL)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -62,6 +62,7 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
     """The JSON-ready record that ``photo_report`` renders."""
     started = load_average()
     photos, unreadable = read_photos(settings.data)
+    extras = [decode_image(path) for path in settings.extra]  # before the grid: a bad path must not waste it
     models = _load_models(settings)
     for name, model in models.items():
         check_known_classes(photos, model.labels, name)
@@ -77,7 +78,7 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
             rows.append(peer.row)
         finders = {**detectors, **({"fer": peer.detector} if peer else {})}
         consensus = _consensus_detectors()
-        group = _groups(settings, photos, finders, consensus) if settings.groups else None
+        group = _groups(settings, photos, extras, finders, consensus) if settings.groups else None
         frames = _frame_rates(settings, photos, detectors, consensus, models, rows, peer)
     return {
         "feredge": __version__,
@@ -182,9 +183,13 @@ def _consensus_detectors() -> dict[str, Any]:
 
 
 def _groups(
-    settings: PhotoSettings, photos: list[Photo], detectors: dict[str, Any], consensus: dict[str, Any]
+    settings: PhotoSettings,
+    photos: list[Photo],
+    extras: list[np.ndarray],
+    detectors: dict[str, Any],
+    consensus: dict[str, Any],
 ) -> dict[str, Any]:
-    images = [photo.image for photo in photos] + [decode_image(path) for path in settings.extra]
+    images = [photo.image for photo in photos] + extras
     sources, self_iou = groups.consensus_sources(images, consensus)
     if not sources:
         return {"error": "no photo has a face that two detectors agree on"}

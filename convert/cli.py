@@ -6,13 +6,14 @@ import argparse
 import logging
 
 from feredge.convert.formats import FORMATS, check_options, parse_formats
-from feredge.edge.cli_options import add_labels_option, add_threads_option, checked_type
+from feredge.edge.cli_options import add_labels_option, add_threads_option, checked_type, positive_int
 from feredge.edge.detectors import DETECTORS
 from feredge.edge.errors import FeredgeError
 from feredge.edge.preprocess import NORMALIZATIONS
 
 log = logging.getLogger(__name__)
 temperature_value = checked_type(float, "a temperature from 0.01 to 100", lambda v: 0.01 <= v <= 100)
+f1_drop_value = checked_type(float, "a macro-F1 drop from 0 to 1", lambda v: 0 <= v <= 1)
 
 
 def framing_entry(text: str) -> tuple[str, dict[str, float]]:
@@ -62,7 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-f1-drop",
-        type=float,
+        type=f1_drop_value,
         default=0.01,
         help="largest macro-F1 loss vs the float model that passes the gate (default: %(default)s)",
     )
@@ -72,14 +73,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--calibration-size",
-        type=int,
+        type=positive_int,
         default=300,
         help="calibration faces, stratified by class (default: %(default)s)",
     )
     parser.add_argument(
         "--qat", action="store_true", help="int8: also build a quantization-aware fine-tuned model (*_int8_qat.tflite)"
     )
-    parser.add_argument("--qat-epochs", type=int, default=2, help="QAT fine-tuning epochs (default: %(default)s)")
+    parser.add_argument(
+        "--qat-epochs", type=positive_int, default=2, help="QAT fine-tuning epochs (default: %(default)s)"
+    )
     parser.add_argument(
         "--edgetpu",
         action="store_true",
@@ -131,11 +134,14 @@ def run(args: argparse.Namespace) -> int:
     from feredge.convert.converter import ConvertOptions, convert, format_summary, raise_for_outcomes
     from feredge.convert.data import resolve_data
     from feredge.convert.onnx_export import DEFAULT_OPSET
+    from feredge.edge.outputs import check_writable_dir
     from feredge.train.keras_io import load_source
 
     if args.temperature is not None and not args.calibrate:
         raise FeredgeError("--temperature sets the calibration that --no-calibrate turns off; give one of them")
     formats = parse_formats(args.formats)
+    if args.out:  # before the model and data load, which a bad --out would otherwise waste
+        check_writable_dir(args.out, "converted models")
     requested = {"qat": args.qat, "edgetpu": args.edgetpu, "opset": args.opset is not None}
     check_options(formats, [name for name, wanted in requested.items() if wanted])
     source = load_source(args.model, args.labels, args.normalization)

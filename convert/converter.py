@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from feredge.convert.data import ConversionData, calibration_sample, representative_dataset
 from feredge.convert.edgetpu import compile_edgetpu
 from feredge.convert.embed import embed_metadata
@@ -74,6 +76,11 @@ class Converter:
         self.float_scores = score_batches(
             source.model.predict_on_batch, data.check, self.spec, source.metadata.test_time_flip
         )
+        if not np.isfinite(self.float_scores).all():
+            raise ConversionError(
+                f"{source.path}: the model's scores on the check faces are not all finite (NaN or infinite "
+                "weights?); nothing to convert"
+            )
         self._calibration: Split | None = None
         self._qat_model = None
 
@@ -143,9 +150,10 @@ class Converter:
             # EmotionModel.predict flip-averages by itself when the embedded metadata asks for it
             scores = score_batches(runtime.predict, self.data.check, self.spec)
         calibration = None
-        if self.options.temperature is not None:
+        finite = np.isfinite(scores).all()  # NaN scores fail the gate below; no temperature fits them
+        if finite and self.options.temperature is not None:
             calibration = given_temperature_calibration(scores, self.data.check.targets, self.options.temperature)
-        elif self.options.calibrate:
+        elif finite and self.options.calibrate:
             calibration = cross_fitted_calibration(scores, self.data.check.targets)
         if calibration is not None:
             metadata = metadata.replace(temperature=round(calibration["temperature"], 4))
@@ -182,7 +190,8 @@ class Converter:
         )
         reason = ""
         if not result.passed:
-            reason = f"macro-F1 drop {result.f1_drop:.4f} > {result.max_f1_drop:.4f}; kept as {path.name}"
+            why = f"macro-F1 drop {result.f1_drop:.4f} > {result.max_f1_drop:.4f}" if result.finite else "NaN scores"
+            reason = f"{why}; kept as {path.name}"
             reason += f"; {earlier}" if earlier else ""
         return Outcome(name, status, path, reason, report)
 

@@ -24,6 +24,7 @@ class GateResult:
     top1_agreement: float
     max_abs_prob_diff: float
     max_f1_drop: float
+    finite: bool = True  # every converted score is a number: NaN scores would make every metric meaningless
 
     @property
     def f1_drop(self) -> float:
@@ -31,11 +32,12 @@ class GateResult:
 
     @property
     def passed(self) -> bool:
-        return self.f1_drop <= self.max_f1_drop
+        return self.finite and self.f1_drop <= self.max_f1_drop
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
+            "finite_scores": self.finite,
             "macro_f1_drop": self.f1_drop,
             "max_f1_drop": self.max_f1_drop,
             "top1_agreement": self.top1_agreement,
@@ -58,8 +60,9 @@ def compare(
         float_metrics=classification_metrics(targets, float_top, labels),
         converted_metrics=classification_metrics(targets, converted_top, labels),
         top1_agreement=float(np.mean(float_top == converted_top)),
-        max_abs_prob_diff=float(np.abs(float_scores - converted_scores).max()),
+        max_abs_prob_diff=float(np.nan_to_num(np.abs(float_scores - converted_scores), nan=np.inf).max()),
         max_f1_drop=max_f1_drop,
+        finite=bool(np.isfinite(converted_scores).all()),
     )
 
 

@@ -18,6 +18,7 @@ from feredge.cli import main
 from feredge.convert.edgetpu import compile_edgetpu
 from feredge.convert.errors import ConversionError
 from feredge.convert.formats import FORMATS
+from feredge.convert.gate import compare
 from feredge.edge.metadata import METADATA_KEY, ModelMetadata, read_tflite_metadata
 from feredge.edge.model import load_model
 
@@ -186,10 +187,16 @@ def test_every_other_format_converts_with_metadata_and_shrinks(int8_run, float_r
     assert 0.9 < sizes["onnx"] / sizes["fp32"] < 1.1
 
 
-def test_gate_rejection_exits_nonzero_and_keeps_an_earlier_passing_artefact(run_dir, tmp_path):
+def test_gate_rejection_exits_nonzero_and_keeps_an_earlier_passing_artefact(run_dir, tmp_path, monkeypatch):
+    from feredge.convert import converter
+
+    def demanding(*args):  # a gate no conversion passes: it asks for a gain of a whole macro-F1
+        return dataclasses.replace(compare(*args), max_f1_drop=-1.0)
+
+    monkeypatch.setattr(converter, "compare", demanding)
     earlier = tmp_path / "model_fp32.tflite"
     earlier.write_bytes(b"from an earlier conversion")
-    code, stdout, stderr = convert_cli(str(run_dir), "--format", "fp32", "--max-f1-drop", "-1", "--out", str(tmp_path))
+    code, stdout, stderr = convert_cli(str(run_dir), "--format", "fp32", "--out", str(tmp_path))
     assert code == 2
     assert "accuracy gate" in stderr and "model_fp32.REJECTED.tflite" in stderr
     assert "model_fp32.tflite is from an earlier conversion that passed the gate, not from this run" in stderr
@@ -257,6 +264,30 @@ def test_parity_failure_writes_nothing(run_dir, tmp_path, monkeypatch):
     assert code == 2 and "| fp16 | failed |" in stdout
     assert "disagrees with the Keras model" in stderr and "not written" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "option", [("--max-f1-drop", "nan"), ("--max-f1-drop", "-1"), ("--calibration-size", "0"), ("--qat-epochs", "0")]
+)
+def test_out_of_range_gate_and_calibration_options_are_usage_errors(run_dir, option):
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(io.StringIO()) as err:
+        main(["convert", str(run_dir), *option])
+    assert exit_info.value.code == 2 and option[0] in err.getvalue()
+
+
+def test_a_model_with_nan_scores_is_not_converted(run_dir, tmp_path, monkeypatch):
+    from feredge.convert import converter
+
+    monkeypatch.setattr(converter, "score_batches", lambda *args, **kwargs: np.full((4, 7), np.nan))
+    code, _, stderr = convert_cli(str(run_dir), "--format", "fp32", "--out", str(tmp_path))
+    assert code == 2 and "not all finite" in stderr and not list(tmp_path.glob("*.tflite"))
+
+
+def test_nan_converted_scores_fail_the_gate():
+    targets = np.array([0, 1, 1, 0])
+    good = np.eye(2)[targets]
+    result = compare(targets, good, np.full_like(good, np.nan), ("a", "b"), max_f1_drop=1.0)
+    assert not result.passed and not result.to_dict()["finite_scores"]
 
 
 def test_qat_runs_one_epoch_and_reports_beside_ptq(run_dir, tmp_path):

@@ -367,6 +367,8 @@ def test_unwritable_annotate_and_video_out_fail_before_any_work(tiny_int8_model,
         captured = capsys.readouterr()
         assert code == 2 and captured.out == ""
         assert f"feredge predict: error: cannot write annotated images to {folder}:" in captured.err
+        if folder.parent.is_file():
+            assert f"{folder.parent} is a file, not a folder" in captured.err
         code = main(["video", "missing.avi", "--model", "missing.tflite", "--out", str(folder / "y.mp4")])
         assert code == 2
         assert f"feredge video: error: cannot write the video to {folder}:" in capsys.readouterr().err

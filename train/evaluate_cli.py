@@ -25,8 +25,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from feredge.edge.metrics import format_report
+    from feredge.edge.outputs import check_writable_dir
     from feredge.train.evaluate import evaluate, write_evaluation
 
+    if args.out:  # before the evaluation, which a bad --out would otherwise waste
+        check_writable_dir(args.out, "the evaluation")
     metrics = evaluate(args.model, args.data, args.split, args.labels, args.threads)
     print(
         json.dumps(metrics, indent=2)
