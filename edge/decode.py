@@ -240,11 +240,14 @@ def _check_pixels(label: str, width: int, height: int) -> None:
 
 
 def _reduction(info: ImageInfo | None, max_side: int | None) -> int:
-    """1, 2, 4 or 8: the smallest decode reduction that brings the longest side to ``max_side``."""
+    """1, 2, 4 or 8: the smallest decode reduction that brings the longest side to ``max_side``.
+
+    It never exceeds the short side: OpenCV shrinks non-JPEG formats to ``side // factor`` pixels and
+    fails on 0, so a 5000x1 PNG is decoded at full height (a thin image is small anyway)."""
     if info is None or max_side is None:
         return 1
-    longest, factor = max(info.width, info.height), 1
-    while longest > max_side * factor and factor < 8:
+    longest, shortest, factor = max(info.width, info.height), min(info.width, info.height), 1
+    while longest > max_side * factor and factor < 8 and factor * 2 <= shortest:
         factor *= 2
     return factor
 
@@ -255,6 +258,8 @@ def _normalize_array(image: np.ndarray, label: str) -> np.ndarray:
     if image.dtype.kind == "u" and image.dtype.itemsize == 2:  # uint16 in either byte order
         image = _high_bytes(image)
     elif image.dtype in (np.float32, np.float64):
+        if not np.isfinite(image).any():  # all NaN or infinite: no pixel to scale, nothing to recognize
+            raise ImageError(f"{label}: float image has no finite pixel value (all NaN or infinite)")
         peak = 1.0 if float(np.nanmax(image)) <= 1.0 else 255.0
         image = np.clip(np.nan_to_num(image) * (255.0 / peak), 0, 255).astype(np.uint8)
     elif image.dtype == np.bool_:

@@ -9,6 +9,7 @@ in the ``flatbuffers`` package or TensorFlow for one lookup would defeat the sma
 from __future__ import annotations
 
 import json
+import numbers
 import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
@@ -25,6 +26,9 @@ SCHEMA = "feredge.model"
 SCHEMA_VERSION = 2
 MARGIN_RANGE = (-0.3, 1.0)
 OFFSET_RANGE = (-0.3, 0.3)
+TEMPERATURE_RANGE = (0.01, 100.0)
+# A face model's square input side in pixels: far below or above this is a corrupt field, not a model.
+INPUT_SIZE_RANGE = (8, 1024)
 METADATA_KEY = "feredge"
 
 
@@ -51,18 +55,43 @@ class ModelMetadata:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "labels", resolve_labels(list(self.labels)))
+        # JSON gives any type for any field: a float size or a "no" flag would load and then misbehave at
+        # predict time, so each field is checked for its type here and stored as the plain Python type.
+        if not isinstance(self.labels, list | tuple) or not all(isinstance(label, str) for label in self.labels):
+            raise MetadataError(f"labels must be a list of names (strings), got {self.labels!r:.80}")
+        _set(self, "labels", resolve_labels(list(self.labels)))
+        _set(self, "input_size", _integer("input_size", self.input_size, *INPUT_SIZE_RANGE))
+        if not _is_integer(self.channels):
+            raise MetadataError(
+                f"channels must be the integer 1 or 3 (or the number of stacked photometric views), "
+                f"got {self.channels!r}"
+            )
+        _set(self, "channels", int(self.channels))
+        for name in ("normalization", "photometric", "backbone", "training_data", "format", "source_model", "schema"):
+            if not isinstance(getattr(self, name), str):
+                raise MetadataError(f"{name} must be a string, got {getattr(self, name)!r:.80}")
         self.preprocess_spec()  # validates size, channels, normalization and photometric
-        _check_framing("crop_margin", self.crop_margin, MARGIN_RANGE)
+        _set(self, "crop_margin", _number("crop_margin", self.crop_margin, MARGIN_RANGE))
         if not isinstance(self.framing, dict):
             raise MetadataError(f"framing must map detector names to margin/offset, got {self.framing!r}")
+        framing = {}
         for detector, frame in self.framing.items():
+            if not isinstance(detector, str):
+                raise MetadataError(f"framing keys must be detector names (strings), got {detector!r:.80}")
             if not isinstance(frame, dict) or set(frame) - {"margin", "offset"}:
                 raise MetadataError(f"framing[{detector!r}] must hold only 'margin' and 'offset', got {frame!r}")
-            _check_framing(f"framing[{detector!r}].margin", frame.get("margin", self.crop_margin), MARGIN_RANGE)
-            _check_framing(f"framing[{detector!r}].offset", frame.get("offset", 0.0), OFFSET_RANGE)
-        if not isinstance(self.temperature, int | float) or not 0.01 <= self.temperature <= 100:
-            raise MetadataError(f"temperature must be a number within [0.01, 100], got {self.temperature!r}")
+            framing[detector] = {
+                key: _number(f"framing[{detector!r}].{key}", value, MARGIN_RANGE if key == "margin" else OFFSET_RANGE)
+                for key, value in frame.items()
+            }
+        _set(self, "framing", framing)
+        _set(self, "temperature", _number("temperature", self.temperature, TEMPERATURE_RANGE))
+        _set(self, "calibration_size", _integer("calibration_size", self.calibration_size, 0))
+        if not isinstance(self.test_time_flip, bool):
+            raise MetadataError(f"test_time_flip must be true or false, got {self.test_time_flip!r:.80}")
+        if not isinstance(self.extra, dict):
+            raise MetadataError(f"extra must be a JSON object, got {self.extra!r:.80}")
+        _set(self, "schema_version", _schema_version(self.schema_version))
 
     def preprocess_spec(self) -> PreprocessSpec:
         try:
@@ -94,12 +123,11 @@ class ModelMetadata:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
-        if not isinstance(data, dict):
-            raise MetadataError("metadata is not a JSON object")
+        _check_object(data)
         if data.get("schema", SCHEMA) != SCHEMA:
-            raise MetadataError(f"unknown metadata schema {data.get('schema')!r}")
-        version = data.get("schema_version", SCHEMA_VERSION)
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise MetadataError(f"unknown metadata schema {data.get('schema')!r:.80}")
+        version = _schema_version(data.get("schema_version", SCHEMA_VERSION))
+        if version > SCHEMA_VERSION:
             raise MetadataError(
                 f"metadata schema version {version} is newer than this feredge understands "
                 f"({SCHEMA_VERSION}); upgrade feredge"
@@ -134,12 +162,52 @@ class ModelMetadata:
         path = Path(path)
         if not path.is_file():
             raise MetadataError(f"{path}: metadata file not found")
-        return cls.from_json(path.read_text())
+        try:
+            return cls.from_json(path.read_text())
+        except MetadataError as exc:
+            raise MetadataError(f"{path}: {exc}") from exc
 
 
-def _check_framing(name: str, value: Any, bounds: tuple[float, float]) -> None:
-    if not isinstance(value, int | float) or not bounds[0] <= value <= bounds[1]:
-        raise MetadataError(f"{name} must be a number within [{bounds[0]}, {bounds[1]}], got {value!r}")
+def _set(metadata: ModelMetadata, name: str, value: Any) -> None:
+    """Store a checked field on the frozen dataclass."""
+    object.__setattr__(metadata, name, value)
+
+
+def _is_integer(value: Any) -> bool:
+    """An int (numpy's too), not a bool: JSON's true would otherwise pass for 1."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if not _is_integer(value) or value < low or (high is not None and value > high):
+        within = f"within [{low}, {high}]" if high is not None else f">= {low}"
+        raise MetadataError(f"{name} must be an integer {within}, got {value!r:.80}")
+    return int(value)
+
+
+def _number(name: str, value: Any, bounds: tuple[float, float]) -> float:
+    """A real (int or float, numpy's too, not a bool) within ``bounds``, as a float; NaN and infinities
+    fail the (finite) bounds check."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not real or not bounds[0] <= value <= bounds[1]:
+        raise MetadataError(f"{name} must be a number within [{bounds[0]}, {bounds[1]}], got {value!r:.80}")
+    return float(value)
+
+
+def _schema_version(value: Any) -> int:
+    if not _is_integer(value) or value < 1:
+        raise MetadataError(f"metadata schema_version must be an integer >= 1, got {value!r:.80}")
+    return int(value)
+
+
+_JSON_KINDS = {list: "a JSON list", str: "a JSON string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def _check_object(data: Any) -> None:
+    """Metadata is a JSON object; a list or a scalar would fail later with a bare TypeError."""
+    if not isinstance(data, dict):
+        kind = "null" if data is None else _JSON_KINDS.get(type(data), type(data).__name__)
+        raise MetadataError(f"metadata must be a JSON object ({{...}}), got {kind}")
 
 
 def resolve_metadata(
@@ -161,6 +229,8 @@ def resolve_metadata(
             data = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MetadataError(f"embedded metadata is not valid JSON: {exc}") from exc
+    if data is not None:
+        _check_object(data)
     overrides: dict[str, Any] = {}
     if labels is not None:
         overrides["labels"] = list(resolve_labels(labels))

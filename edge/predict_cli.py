@@ -21,6 +21,8 @@ from pathlib import Path
 
 from feredge.edge.cli_options import add_recognizer_options, build_recognizer, outcome_code
 
+EMPTY_INPUT = "empty input path (''); give an image file or a folder ('.' for the current folder)"
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMG_OR_DIR", help="image files or folders (searched recursively)")
@@ -116,11 +118,12 @@ def run(args: argparse.Namespace) -> int:
 
     files, failures, skipped = [], 0, 0
     for item in args.inputs:
-        found, passed_over = expand(Path(item))
+        # Path("") is ".": an empty argument (an unset shell variable) would scan the current folder
+        found, passed_over = expand(Path(item)) if item else ([], 0)
         skipped += passed_over
         if not found:
             failures += 1
-            message = f"{item}: no image files in this folder"
+            message = f"{item}: no image files in this folder" if item else EMPTY_INPUT
             print(f"error: {message}", file=sys.stderr)
             if args.json:  # every failed input has its record, as a file that fails to decode has
                 print(json.dumps({"file": item, "error": message}), flush=True)
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         names = AnnotatedNames(args.annotate)
         targets = [names.path_for(file, root) for file, root in files]
         check_no_overwrite(targets, [file for file, _ in files])
-        check_outside_inputs(args.annotate, [Path(item) for item in args.inputs if Path(item).is_dir()])
+        check_outside_inputs(args.annotate, [Path(item) for item in args.inputs if item and Path(item).is_dir()])
         check_writable_dir(args.annotate, "annotated images")  # creates it: only once it is known to be usable
     recognizer = build_recognizer(args)
     width = max([len(str(f)) for f, _ in files] + [4])

@@ -12,6 +12,9 @@ Every face of a call goes through one batched model invocation.
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,12 +29,13 @@ from feredge.edge.detectors import (
     DEFAULT_DETECTOR,
     DEFAULT_MAX_SIDE,
     DEFAULT_MIN_FACE,
+    DETECTORS,
     Box,
     Detector,
     detector_name,
     make_detector,
 )
-from feredge.edge.errors import FeredgeError, OptionError
+from feredge.edge.errors import FeredgeError, ImageError, OptionError
 from feredge.edge.model import EmotionModel, default_threads, load_model
 from feredge.edge.preprocess import crop_face
 
@@ -136,6 +140,9 @@ class EmotionRecognizer:
 
     ``with EmotionRecognizer() as recognizer:`` frees the interpreter and detector when the block
     ends (``close()``), rather than whenever the garbage collector gets to them.
+
+    Arguments of the wrong type or out of range raise ``OptionError`` here, before any model is
+    loaded: ``threads``, ``min_face`` and ``max_side`` are ints (not bools), ``min_confidence`` a number.
     """
 
     def __init__(
@@ -151,8 +158,11 @@ class EmotionRecognizer:
         max_side: int = DEFAULT_MAX_SIDE,
         min_confidence: float = 0.0,
     ) -> None:
-        if not 0.0 <= min_confidence <= 1.0:
-            raise OptionError(f"min_confidence must be between 0 and 1, got {min_confidence}")
+        _check_arguments(model, detector, normalization, detector_model, min_confidence)
+        threads = _checked_int("threads", threads, 1, optional=True)
+        min_face = _checked_int("min_face", min_face, 0, optional=True)
+        max_side = _checked_int("max_side", max_side, 1)
+        labels = _checked_labels(labels)
         if isinstance(model, EmotionModel):
             self.model = model
         else:
@@ -201,6 +211,11 @@ class EmotionRecognizer:
         """Faces found in ``image`` (path, bytes, array or ``ScaledImage``); ``boxes`` (in original
         pixels) skips detection (video tracking).
 
+        Each given box (x, y, w, h) is clipped to the image, as a detector's boxes are, and its face is
+        reported with the clipped box: a tracked face moving out of the frame keeps its visible part.
+        A box that is not four finite numbers, has no width or height, or lies wholly outside the image
+        raises ``OptionError``.
+
         No face gives an empty list; an unreadable image, or an input of another type (``None``, a
         number, a list: ``predict_batch`` takes several images), raises ``ImageError``.
         """
@@ -211,8 +226,14 @@ class EmotionRecognizer:
         return self._classify([decoded], [boxes], clock)[0]
 
     def predict_batch(self, images: Iterable[ImageInput]) -> list[list[Face]]:
-        """Faces of each image; all faces of all images go through one model call."""
+        """Faces of each image; all faces of all images go through one model call.
+
+        ``images`` is a list (or any iterable) of images; one image (a path, bytes or an array that is
+        one gray or colour picture) raises ``ImageError`` rather than being taken apart row by row or
+        character by character.
+        """
         self._check_open()
+        _check_batch(images)
         clock = _Clock()
         decoded = []
         for image in images:
@@ -234,7 +255,7 @@ class EmotionRecognizer:
         found: list[list[tuple[Box, Box]]] = []  # per image: (box in original pixels, box in its pixels)
         for scaled, known in zip(images, given, strict=True):
             if known is not None:
-                found.append([(tuple(box), scaled.to_image(box)) for box in known])
+                found.append([(box, scaled.to_image(box)) for box in _given_boxes(known, scaled.original_size)])
             else:
                 found.append([(scaled.to_original(box), box) for box in self.detector.detect(scaled.image)])
             clock.lap("detect")
@@ -253,3 +274,108 @@ class EmotionRecognizer:
         clock.timings.faces = len(probs)
         self.timings = clock.timings
         return results
+
+
+def _is_int(value: object) -> bool:
+    """An int (numpy's too) but not a bool, which would pass for 0 or 1 threads."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _described(value: object) -> str:
+    """A wrong argument for a message: its repr, cut short, and its type, which is often the problem."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    return f"{value!r:.80} ({type(value).__name__})"
+
+
+def _checked_int(name: str, value: object, low: int, optional: bool = False) -> int | None:
+    """``value`` as a plain int (LiteRT refuses numpy's), or None when ``optional``; else ``OptionError``."""
+    if value is None and optional:
+        return None
+    if _is_int(value) and value >= low:
+        return int(value)
+    none = " or None" if optional else ""
+    raise OptionError(f"{name} must be >= {low} (an int{none}), got {_described(value)}")
+
+
+def _check_arguments(
+    model: object, detector: object, normalization: object, detector_model: object, min_confidence: object
+) -> None:
+    """``OptionError`` for a constructor argument of the wrong type or range, before anything is loaded:
+    later it would surface as a bare ``TypeError``, or blame the model (LiteRT calls a model "not valid"
+    when given 1.5 threads)."""
+    valid_model = model is None or isinstance(model, str | os.PathLike | EmotionModel)
+    if not valid_model or (isinstance(model, str) and not model):
+        raise OptionError(
+            "model must be a model file path (str or pathlib.Path), an EmotionModel or None for the default "
+            f"model, got {_described(model)}"
+        )
+    if not isinstance(detector, str) and not callable(getattr(detector, "detect", None)):
+        raise OptionError(
+            f"detector must be a detector name ({', '.join(DETECTORS)}) or an object with a detect(image) "
+            f"method, got {_described(detector)}"
+        )
+    if normalization is not None and not isinstance(normalization, str):
+        raise OptionError(f"normalization must be a name (str) or None, got {_described(normalization)}")
+    if detector_model is not None and not isinstance(detector_model, str | os.PathLike):
+        raise OptionError(f"detector_model must be a file path or None, got {_described(detector_model)}")
+    if not _is_number(min_confidence) or not 0.0 <= min_confidence <= 1.0:
+        raise OptionError(f"min_confidence must be between 0 and 1 (a number), got {_described(min_confidence)}")
+
+
+def _checked_labels(labels: object) -> str | tuple[str, ...] | None:
+    """``labels`` as ``load_model`` takes it: None, a preset or comma list, or the names as a tuple (a
+    generator is read once, here)."""
+    if labels is None or isinstance(labels, str):
+        return labels
+    if isinstance(labels, Iterable) and not isinstance(labels, bytes | bytearray):
+        names = tuple(labels)
+        if all(isinstance(name, str) for name in names):
+            return names
+    raise OptionError(
+        f"labels must be a preset name (e.g. 'fer2013'), a comma-separated string or a list of names, "
+        f"got {_described(labels)}"
+    )
+
+
+def _check_batch(images: object) -> None:
+    """``ImageError`` for one image given where several are expected: iterating it would feed each
+    character of a path, or each row of an array, to the decoder as an image."""
+    single = isinstance(images, str | os.PathLike | bytes | bytearray | ScaledImage)
+    if isinstance(images, np.ndarray):  # a batch is (N, H, W) gray or (N, H, W, C); else it is one image
+        single = images.ndim < 3 or (images.ndim == 3 and images.shape[2] in (1, 3, 4))
+    if single or not isinstance(images, Iterable):
+        raise ImageError(
+            f"predict_batch takes a list of images, got {_described(images)}; pass a list such as [image], "
+            "or call predict for one image"
+        )
+
+
+def _given_boxes(boxes: object, size: tuple[int, int]) -> list[Box]:
+    """A caller's (x, y, w, h) boxes clipped to an image of ``size`` (width, height) in original pixels;
+    ``OptionError`` for a malformed box or one with no pixel in the image."""
+    if isinstance(boxes, str | bytes | bytearray) or not isinstance(boxes, Iterable):
+        raise OptionError(f"boxes must be a list of (x, y, w, h) boxes or None, got {_described(boxes)}")
+    return [_clipped_box(box, size) for box in boxes]
+
+
+def _clipped_box(box: object, size: tuple[int, int]) -> Box:
+    values: tuple[object, ...] = ()
+    if isinstance(box, Iterable) and not isinstance(box, str | bytes | bytearray):
+        values = tuple(box)
+    if len(values) != 4 or not all(_is_int(v) or (_is_number(v) and math.isfinite(v)) for v in values):
+        raise OptionError(
+            f"a box must be 4 finite numbers (x, y, w, h) in the image's pixels, got {_described(box)}; "
+            "boxes takes a list of them"
+        )
+    x, y, w, h = (int(v) for v in values)
+    if w <= 0 or h <= 0:
+        raise OptionError(f"box {(x, y, w, h)!r:.80} has no area: its width and height must be at least 1 pixel")
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(size[0], x + w), min(size[1], y + h)
+    if x1 <= x0 or y1 <= y0:
+        raise OptionError(f"box {(x, y, w, h)!r:.80} lies outside the {size[0]}x{size[1]} image")
+    return x0, y0, x1 - x0, y1 - y0

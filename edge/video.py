@@ -137,13 +137,14 @@ def refuse_input_as_output(source: str, path: str | Path) -> None:
         raise VideoError(f"{path}: is the input video {source}; write the output to another file")
 
 
-def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-    """An OpenCV writer for ``path`` itself (``process_video`` gives it a temporary name)."""
+def open_writer(path: Path, fps: float, size: tuple[int, int], name: Path | None = None) -> cv2.VideoWriter:
+    """An OpenCV writer for ``path`` itself; errors name ``name``, the file the user asked for, when
+    ``path`` is its temporary stand-in (as in ``process_video``)."""
     check_output(path)
     codec = WRITER_CODECS[path.suffix.lower()]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
     if not writer.isOpened():
-        raise VideoError(f"{path}: cannot write video with codec {codec}")
+        raise VideoError(f"{name or path}: cannot write video with codec {codec} at {fps:g} frames/s")
     return writer
 
 
@@ -373,7 +374,7 @@ def process_video(
                 if summary.output is not None:
                     if writer is None:
                         partial = outputs.enter_context(atomic_path(summary.output))
-                        writer = open_writer(partial, rate, (frame.shape[1], frame.shape[0]))
+                        writer = open_writer(partial, rate, (frame.shape[1], frame.shape[0]), summary.output)
                         outputs.callback(writer.release)
                     writer.write(frame)
                 if show:
