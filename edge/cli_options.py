@@ -72,7 +72,11 @@ def checked_type(kind: Callable[[str], Any], what: str, accept: Callable[[Any], 
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not math.isfinite(value) or not accept(value):
+        try:
+            finite = value is not None and math.isfinite(value)
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite or not accept(value):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from feredge.edge.cli_options import add_labels_option
+from feredge.edge.cli_options import add_labels_option, checked_type
 from feredge.edge.errors import FeredgeError
 from feredge.edge.photometric import PHOTOMETRICS
 from feredge.train.augment import AUGMENT_PRESETS
 from feredge.train.backbones import REGISTRY
-from feredge.train.config import TEACHER_TARGETS, TrainConfig
+from feredge.train.config import LIMITS, TEACHER_TARGETS, ConfigError, TrainConfig, check_field
 from feredge.train.optimizers import OPTIMIZERS
 
 
@@ -51,17 +52,21 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
     add_labels_option(parser, "label set: fer2013, fer5, or a comma list (default: the data's classes)")
     parser.add_argument("--backbone", default=d.backbone, choices=sorted(REGISTRY))
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | PATH to a weights file")
-    parser.add_argument("--alpha", type=float, default=d.alpha, help="width multiplier")
-    parser.add_argument("--input-size", type=int, help="square input side (default: the backbone's)")
+    parser.add_argument("--alpha", type=limited("alpha"), default=d.alpha, help="width multiplier")
+    parser.add_argument("--input-size", type=limited("input_size"), help="square input side (default: the backbone's)")
     parser.add_argument("--head", default=d.head, choices=["softmax", "svm"])
-    parser.add_argument("--svm-c", type=float, default=d.svm_c)
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="stage-two (or from-scratch) epochs")
+    parser.add_argument("--svm-c", type=limited("svm_c"), default=d.svm_c)
+    parser.add_argument("--epochs", type=limited("epochs"), default=d.epochs, help="stage-two (or from-scratch) epochs")
     parser.add_argument(
-        "--head-epochs", type=int, help="stage-one epochs on a frozen base (default: 5 with pretrained weights, else 0)"
+        "--head-epochs",
+        type=limited("head_epochs"),
+        help="stage-one epochs on a frozen base (default: 5 with pretrained weights, else 0)",
     )
-    parser.add_argument("--unfreeze", type=int, default=d.unfreeze, help="top base layers to fine-tune; -1 = all")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument(
+        "--unfreeze", type=limited("unfreeze"), default=d.unfreeze, help="top base layers to fine-tune; -1 = all"
+    )
+    parser.add_argument("--batch-size", type=limited("batch_size"), default=d.batch_size)
+    parser.add_argument("--lr", type=limited("lr"), default=d.lr)
     parser.add_argument(
         "--optimizer",
         default=d.optimizer,
@@ -70,13 +75,15 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
         "FER2013 VGG recipe (pair it with --schedule plateau and a larger --lr, e.g. 0.01; weight decay here "
         "is decoupled, so that recipe's L2 of 1e-4 is about --weight-decay 1e-3)",
     )
-    parser.add_argument("--finetune-lr-factor", type=float, default=d.finetune_lr_factor)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--finetune-lr-factor", type=limited("finetune_lr_factor"), default=d.finetune_lr_factor)
+    parser.add_argument("--weight-decay", type=limited("weight_decay"), default=d.weight_decay)
     parser.add_argument("--schedule", default=d.schedule, choices=["plateau", "cosine"])
-    parser.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
-    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    parser.add_argument("--dropout", type=float, default=d.dropout)
-    parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
+    parser.add_argument("--warmup-epochs", type=limited("warmup_epochs"), default=d.warmup_epochs)
+    parser.add_argument("--label-smoothing", type=limited("label_smoothing"), default=d.label_smoothing)
+    parser.add_argument("--dropout", type=limited("dropout"), default=d.dropout)
+    parser.add_argument(
+        "--patience", type=limited("patience"), default=d.patience, help="early-stopping patience (epochs)"
+    )
     parser.add_argument(
         "--augment",
         default=d.augment,
@@ -102,13 +109,13 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
     )
     parser.add_argument(
         "--distill-alpha",
-        type=float,
+        type=limited("distill_alpha"),
         default=d.distill_alpha,
         help="weight of the KL term to the teachers; 1 - alpha goes to the hard labels (default: %(default)s)",
     )
     parser.add_argument(
         "--distill-temperature",
-        type=float,
+        type=limited("distill_temperature"),
         default=d.distill_temperature,
         help="softmax temperature of the KL term (default: %(default)s)",
     )
@@ -126,23 +133,28 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
     )
     parser.add_argument(
         "--val-fraction",
-        type=float,
+        type=limited("val_fraction"),
         default=d.val_fraction,
         help="stratified validation share when the data has no val split",
     )
     parser.add_argument(
         "--crop-margin",
-        type=float,
+        type=limited("crop_margin"),
         default=d.crop_margin,
         help="face-crop margin the runtime should use (written to metadata)",
     )
     parser.add_argument(
         "--test-time-flip", action="store_true", help="score crop + mirror (select and serve with flip averaging)"
     )
-    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--seed", type=limited("seed"), default=d.seed)
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
     parser.add_argument("--strategy", default=d.strategy, choices=["default", "mirrored", "multiworker"])
-    parser.add_argument("--workers", type=int, default=d.workers, help="image decoding threads")
+    parser.add_argument("--workers", type=limited("workers"), default=d.workers, help="image decoding threads")
+
+
+def limited(name: str) -> Callable[[str], Any]:
+    """The argparse type of TrainConfig field ``name``: its ``LIMITS``, as a usage error on the command line."""
+    return checked_type(*LIMITS[name])
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -152,19 +164,25 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         path = path / "config.json"
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         raise FeredgeError(f"cannot read training options from {path}: {exc}") from exc
     data = data.get("config", data) if isinstance(data, dict) else None  # best.json keeps them under "config"
     if not isinstance(data, dict):
         raise FeredgeError(f"{path}: not a config.json or best.json")
-    return TrainConfig.known(data)
+    options = TrainConfig.known(data)
+    for name in LIMITS.keys() & options.keys():
+        try:
+            check_field(name, options[name])
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    return options
 
 
 class ConfigFileAction(argparse.Action):
     """``--config FILE`` fills the options still at their defaults, so options given before or after it win.
 
-    Its values meet the same ``choices`` as the command line's (a hand-edited ``"schedule": "cosin"``
-    would otherwise train with the default schedule without a word).
+    Its values meet the same ``choices`` and ranges as the command line's (a hand-edited ``"schedule": "cosin"``
+    would otherwise train with the default schedule without a word, and ``"lr": NaN`` with a NaN loss).
 
     DATA is filled in ``config_from_args``: argparse assigns an absent optional positional after the options.
     """

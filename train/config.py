@@ -3,17 +3,64 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from feredge.edge.atomic import atomic_write_text
-from feredge.edge.errors import FeredgeError
+from feredge.edge.errors import OptionError
+from feredge.edge.metadata import MARGIN_RANGE
+from feredge.train.backbones import REGISTRY
 
 # How distillation gets the teachers' scores: batch, on every augmented batch (teachers share the
 # student's input contract); cached, once on the clean training faces, each teacher under its own.
 TEACHER_TARGETS = ("batch", "cached")
+
+
+class ConfigError(OptionError):
+    """A training configuration is not an object of options, or holds a value out of its field's range."""
+
+
+class Limit(NamedTuple):
+    """The values a numeric field takes; the arguments of ``checked_type``, so the CLI checks the same range."""
+
+    kind: type[int] | type[float]
+    what: str
+    accept: Callable[[Any], bool]
+
+
+MIN_INPUT_SIZE = min(backbone.min_size for backbone in REGISTRY.values())  # each backbone checks its own too
+_MARGIN_LOW, _MARGIN_HIGH = MARGIN_RANGE
+
+# One table for TrainConfig and the argparse types of `feredge train` and `feredge tune`: they cannot drift apart.
+LIMITS: dict[str, Limit] = {
+    "alpha": Limit(float, "a number > 0", lambda v: v > 0),
+    "input_size": Limit(int, f"a whole number >= {MIN_INPUT_SIZE}", lambda v: v >= MIN_INPUT_SIZE),
+    "svm_c": Limit(float, "a number > 0", lambda v: v > 0),
+    "epochs": Limit(int, "a whole number >= 1", lambda v: v >= 1),
+    "head_epochs": Limit(int, "a whole number >= 0", lambda v: v >= 0),
+    "unfreeze": Limit(int, "-1 (all layers) or a whole number >= 0", lambda v: v >= -1),
+    "batch_size": Limit(int, "a whole number >= 1", lambda v: v >= 1),
+    "lr": Limit(float, "a number > 0", lambda v: v > 0),
+    "finetune_lr_factor": Limit(float, "a number > 0", lambda v: v > 0),
+    "weight_decay": Limit(float, "a number >= 0", lambda v: v >= 0),
+    "warmup_epochs": Limit(int, "a whole number >= 0", lambda v: v >= 0),
+    "label_smoothing": Limit(float, "a number in [0, 1)", lambda v: 0 <= v < 1),
+    "dropout": Limit(float, "a number in [0, 1)", lambda v: 0 <= v < 1),
+    "patience": Limit(int, "a whole number >= 1", lambda v: v >= 1),
+    "distill_alpha": Limit(float, "a number in [0, 1]", lambda v: 0 <= v <= 1),
+    "distill_temperature": Limit(float, "a number > 0", lambda v: v > 0),
+    # the data set refuses 0 and 1 when it has to split off validation; a val/ split ignores the fraction
+    "val_fraction": Limit(float, "a number in (0, 1)", lambda v: 0 < v < 1),
+    "crop_margin": Limit(
+        float, f"a number in [{_MARGIN_LOW}, {_MARGIN_HIGH}]", lambda v: _MARGIN_LOW <= v <= _MARGIN_HIGH
+    ),
+    "seed": Limit(int, "a whole number from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32),  # NumPy's seed range
+    "workers": Limit(int, "a whole number >= 1", lambda v: v >= 1),
+}
 
 
 @dataclass
@@ -56,6 +103,18 @@ class TrainConfig:
     strategy: str = "default"  # default | mirrored | multiworker
     workers: int = 4
 
+    def __post_init__(self) -> None:
+        """Refuse out-of-range numbers at once, before a run folder is written: configs also come from
+        config.json, best.json and Python callers (``feredge tune``'s ``replace``), not only the CLI."""
+        for name in LIMITS:
+            check_field(name, getattr(self, name))
+        if self.input_size is not None and self.backbone in REGISTRY:  # an unknown name is refused by train
+            least = REGISTRY[self.backbone].min_size
+            if self.input_size < least:
+                raise ConfigError(
+                    f"input_size (--input-size) must be >= {least} for backbone {self.backbone}, got {self.input_size}"
+                )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -66,9 +125,12 @@ class TrainConfig:
     def load(cls, path: str | Path) -> TrainConfig:
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise FeredgeError(f"cannot read run config {path}: {exc}") from exc
-        return cls.from_dict(data)
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
+            raise ConfigError(f"cannot read run config {path}: {exc}") from exc
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"run config {path}: {exc}") from exc
 
     @classmethod
     def known(cls, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,4 +142,20 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """A config from the field items of ``data`` (``known``); the others are ignored."""
-        return cls(**cls.known(data))
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"not a training config: expected an object of options, got {type(data).__name__}")
+        known = cls.known(data)
+        if "data" not in known:
+            raise ConfigError("not a training config: it names no training data ('data')")
+        return cls(**known)
+
+
+def check_field(name: str, value: Any) -> None:
+    """Raise ConfigError unless ``value`` is a finite number of field ``name``'s kind within its ``LIMITS``,
+    or None where that is the field's default (the backbone's input size, the default head epochs)."""
+    if value is None and next(f.default for f in fields(TrainConfig) if f.name == name) is None:
+        return
+    kind, what, accept = LIMITS[name]
+    number = isinstance(value, Integral if kind is int else Real) and not isinstance(value, bool)
+    if not (number and (isinstance(value, Integral) or math.isfinite(value)) and accept(value)):
+        raise ConfigError(f"{name} (--{name.replace('_', '-')}) must be {what}, got {value!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -172,11 +173,18 @@ def build_weight_average_model(sources: Sequence[SourceModel], mix: Sequence[flo
 
 
 def check_mix(mix: Sequence[float] | None, members: int) -> tuple[float, ...]:
-    """The members' shares of a weight average, summing to 1 (equal shares when None)."""
+    """The members' shares of a weight average, summing to 1 (equal shares when None).
+
+    A NaN or infinite share (or shares whose sum overflows) would make every weight NaN or 0, and
+    ensemble.json invalid JSON, without any error, so those are refused with the negative ones.
+    """
     if mix is None:
         return (1.0 / members,) * members
-    if len(mix) != members or any(m < 0 for m in mix) or sum(mix) <= 0:
-        raise EnsembleError(f"--mix needs {members} non-negative shares, one per member, not all 0; got {list(mix)}")
+    finite = all(math.isfinite(m) and m >= 0 for m in mix) and math.isfinite(sum(mix))
+    if len(mix) != members or not finite or sum(mix) <= 0:
+        raise EnsembleError(
+            f"--mix needs {members} finite non-negative shares, one per member, not all 0; got {list(mix)}"
+        )
     return tuple(m / sum(mix) for m in mix)
 
 
@@ -198,8 +206,8 @@ def build_ensemble(
         raise EnsembleError(f"{out} already holds a model; choose another --out")
     if mix is not None and not weight_average:
         raise EnsembleError("--mix sets the shares of --weight-average; outputs are averaged equally")
+    shares = check_mix(mix, len(members))  # before the members load: that takes TensorFlow and seconds
     sources = [load_source(member) for member in members]
-    shares = check_mix(mix, len(sources))
     model = build_weight_average_model(sources, shares) if weight_average else build_ensemble_model(sources, flip_all)
     first = sources[0].metadata
     kind = "weight-average" if weight_average else "ensemble"

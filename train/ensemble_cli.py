@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from feredge.edge.cli_options import checked_type
+
+# a finite share >= 0: NaN or inf would give a model of NaN weights, refused by check_mix too
+share = checked_type(float, "a share >= 0", lambda v: v >= 0)
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -26,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "served flip-averaged, mirrored inside the graph)",
     )
     parser.add_argument(
-        "--mix", type=float, nargs="+", metavar="SHARE", help="--weight-average: each member's share (default: equal)"
+        "--mix", type=share, nargs="+", metavar="SHARE", help="--weight-average: each member's share (default: equal)"
     )
 
 

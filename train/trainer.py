@@ -57,6 +57,15 @@ log = logging.getLogger(__name__)
 
 BEST_WEIGHTS = "checkpoints/best_weights.h5"  # legacy HDF5: a ".weights.h5" name switches format
 TEACHER_TARGETS_FILE = "teacher_targets.npz"  # --teacher-targets cached: (N, K) scores in face order, fingerprint
+# state.json, as RunState writes it: field -> whether a saved value is one it could have written
+STATE_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "stage": lambda v: v in (None, "head", "finetune"),
+    "epoch": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "best_f1": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "best_epoch": lambda v: v is None or isinstance(v, str),
+    "history": lambda v: isinstance(v, list) and all(isinstance(row, dict) for row in v),
+    "done": lambda v: isinstance(v, bool),
+}
 
 
 class RunFolderExists(FeredgeError):
@@ -97,7 +106,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         if not state_path.exists():
             raise FeredgeError(f"{run_dir}: nothing to resume (no state.json); start a new run without --resume")
         config = TrainConfig.load(run_dir / "config.json")
-        state = json.loads(state_path.read_text())
+        state = _load_state(state_path)
         log.info("resuming %s at stage %s, epoch %d", run_dir, state["stage"], state["epoch"])
     else:
         if state_path.exists():
@@ -244,6 +253,25 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         fit_svm_head(model, dataset.splits["train"], spec, config.svm_c, config.balance != "none", config.seed)
     finish_run(model, run_dir, dataset, spec, metadata, state)
     return run_dir
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """The progress ``RunState`` saved in ``state.json``; a damaged file is refused rather than guessed at,
+    since a wrong stage or epoch would silently retrain or skip part of the run."""
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as exc:  # bad JSON or not UTF-8; an unreadable file is the OSError it is
+        raise _damaged_state(path, str(exc)) from exc
+    if not isinstance(state, dict):
+        raise _damaged_state(path, f"a JSON {type(state).__name__}, not an object")
+    bad = [name for name, valid in STATE_FIELDS.items() if name not in state or not valid(state[name])]
+    if bad:
+        raise _damaged_state(path, f"missing or invalid {', '.join(bad)}")
+    return state
+
+
+def _damaged_state(path: Path, detail: str) -> FeredgeError:
+    return FeredgeError(f"{path} is damaged ({detail}); the run cannot be resumed: start a new run with another --out")
 
 
 def merge_validation(dataset: Dataset, config: TrainConfig) -> Dataset:
