@@ -21,7 +21,7 @@ from feredge.benchmarks.models import Subject
 from feredge.edge.errors import ModelLoadError
 from feredge.edge.labels import FER2013
 from feredge.edge.metadata import ModelMetadata
-from feredge.edge.model import EmotionModel, load_model
+from feredge.edge.model import EmotionModel, check_model_file, load_model
 from feredge.edge.preprocess import to_gray
 
 PEERS = ("fer",)
@@ -84,8 +84,7 @@ class KerasRunner:
     backend = "tensorflow"
 
     def __init__(self, path: Path, threads: int) -> None:
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: model file not found")
+        check_model_file(path)
         import tensorflow as tf
 
         # Once TensorFlow has started it keeps its thread pool and refuses a new size.

@@ -48,7 +48,7 @@ def read_photos(root: str | Path) -> tuple[list[Photo], list[str]]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: photo folder not found")
+        raise DataError(f"{root}: {'is a file, not a photo folder' if root.exists() else 'photo folder not found'}")
     photos, bad = [], []
     for folder in sorted(d for d in root.iterdir() if d.is_dir()):
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):

@@ -22,6 +22,7 @@ import numpy as np
 
 from feredge.edge.detectors import Found
 from feredge.edge.errors import ModelLoadError
+from feredge.edge.model import check_model_file
 from feredge.edge.tflite_runner import create_interpreter
 
 INPUT_SIZE = 128
@@ -114,8 +115,7 @@ class BlazeFaceModel:
         self, path: str | Path, score_threshold: float = 0.5, iou_threshold: float = 0.3, threads: int = 1
     ) -> None:
         path = Path(path)
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: detector model file not found")
+        check_model_file(path, "detector model")
         self._interpreter, _ = create_interpreter(path.read_bytes(), threads, str(path))
         inputs = self._interpreter.get_input_details()
         outputs = {tuple(o["shape"][1:]): o["index"] for o in self._interpreter.get_output_details()}

@@ -329,10 +329,11 @@ class WholeImage:
 
 
 def _model_file(explicit: ModelPath, shipped: Path) -> Path:
+    from feredge.edge.model import check_model_file
+
     path = shipped if explicit is None else Path(explicit)
-    if not path.is_file():
-        where = "" if explicit is not None else " (the package was installed without its detector models)"
-        raise ModelLoadError(f"{path}: detector model file not found{where}")
+    where = "" if explicit is not None else " (the package was installed without its detector models)"
+    check_model_file(path, "detector model", where)
     return path
 
 

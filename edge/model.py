@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from feredge.edge.calibration import apply_temperature
+from feredge.edge.decode import input_file_problem
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
 from feredge.edge.metadata import METADATA_KEY, ModelMetadata, resolve_metadata, tflite_metadata_entries
 from feredge.edge.preprocess import preprocess_face
@@ -158,9 +159,18 @@ def load_model(
     return EmotionModel(runner, metadata, str(path), threads)
 
 
+def check_model_file(path: Path, kind: str = "model", hint: str = "") -> None:
+    """``ModelLoadError`` unless ``path`` is a regular file: a folder or a FIFO is named as such, not
+    reported "not found" (``hint`` follows a missing file's message)."""
+    problem = input_file_problem(path, f"a {kind} file")
+    if problem == "file not found":
+        raise ModelLoadError(f"{path}: {kind} file not found{hint}")
+    if problem is not None:
+        raise ModelLoadError(f"{path}: {problem}")
+
+
 def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: model file not found")
+    check_model_file(path)
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path}: empty (0-byte) model file")
 

@@ -292,3 +292,23 @@ def test_an_empty_path_beside_annotate_inside_the_current_folder_fails_alone(
     args = ["--model", str(tiny_int8_model), "--detector", "none", "--threads", "1", "--annotate", "out"]
     assert main(["predict", "", str(source), *args]) == 1  # one input failed, the other was done
     assert (tmp_path / "out" / "face.png").is_file()
+
+
+def test_a_folder_given_as_a_model_is_named_a_folder_not_missing(tmp_path):
+    from feredge.edge.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="is a directory, not a model file"):
+        load_model(tmp_path)
+    with pytest.raises(ModelLoadError, match="is a directory, not a detector model file"):
+        EmotionRecognizer(detector="yunet", detector_model=tmp_path)
+    with pytest.raises(ModelLoadError, match="model file not found"):
+        load_model(tmp_path / "missing.tflite")
+
+
+def test_a_file_given_as_an_output_folder_is_named_a_file(tmp_path, capsys):
+    blocker = tmp_path / "results.png"
+    blocker.write_bytes(b"not a folder")
+    assert main(["evaluate-photos", str(tmp_path), "--out", str(blocker)]) == 2
+    assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
+    assert main(["evaluate-photos", str(blocker), "--out", str(tmp_path / "out")]) == 2
+    assert "is a file, not a photo folder" in capsys.readouterr().err

@@ -36,8 +36,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from feredge.edge.outputs import check_writable_dir
     from feredge.train.ensemble import build_ensemble
 
+    check_writable_dir(args.out, "the ensemble")  # before the members load
     print(
         build_ensemble(
             args.members, args.out, weight_average=args.weight_average, mix=args.mix, flip_all=args.test_time_flip
