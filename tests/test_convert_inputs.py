@@ -122,6 +122,16 @@ def test_a_model_without_metadata_needs_labels(models):
         load_source(models["bare"], labels="fer2013")
 
 
+def test_a_damaged_metadata_json_is_named(models, tmp_path):
+    from feredge.train.keras_io import load_source
+
+    run = tmp_path / "run"
+    shutil.copytree(models["run"], run)
+    (run / "metadata.json").write_text("{bad")
+    with pytest.raises(MetadataError, match=r"run/metadata\.json: metadata is not valid JSON"):
+        load_source(run)
+
+
 def test_missing_run_data_asks_for_check_data(models):
     from feredge.train.keras_io import load_source
 
