@@ -23,6 +23,7 @@ import numpy as np
 from feredge.edge.calibration import apply_temperature
 from feredge.edge.decode import input_file_problem
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
+from feredge.edge.labels import resolve_labels
 from feredge.edge.metadata import METADATA_KEY, ModelMetadata, resolve_metadata, tflite_metadata_entries
 from feredge.edge.preprocess import preprocess_face
 from feredge.edge.tflite_runner import TFLiteRunner
@@ -135,6 +136,12 @@ def load_model(
                 f"no default model is installed (expected {DEFAULT_MODEL}); pass a model path (--model)"
             )
         path = DEFAULT_MODEL
+    if labels is not None:  # the user's labels, checked apart: their fault is not the model's
+        labels = labels if isinstance(labels, str) else tuple(labels)  # a generator is read once, here
+        try:
+            resolve_labels(labels)
+        except LabelError as exc:
+            raise LabelError(f"labels {labels!r}: {exc}") from exc
     path = Path(path)
     runner: Runner
     if path.suffix.lower() == ".onnx":

@@ -312,3 +312,13 @@ def test_a_file_given_as_an_output_folder_is_named_a_file(tmp_path, capsys):
     assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
     assert main(["evaluate-photos", str(blocker), "--out", str(tmp_path / "out")]) == 2
     assert "is a file, not a photo folder" in capsys.readouterr().err
+
+
+def test_bad_labels_given_by_the_user_are_not_blamed_on_the_model(tiny_int8_model):
+    from feredge.edge.errors import LabelError
+
+    with pytest.raises(LabelError) as info:
+        load_model(tiny_int8_model, labels="a,a")
+    assert str(info.value).startswith("labels 'a,a': duplicate labels") and str(tiny_int8_model) not in str(info.value)
+    model = load_model(tiny_int8_model, labels=(name for name in load_model(tiny_int8_model).labels))
+    assert model.labels == load_model(tiny_int8_model).labels  # a generator is read once, not emptied
