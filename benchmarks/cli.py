@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"feredge bench: {failed} of {len(results['models'])} model(s) failed", file=sys.stderr)
     code = outcome_code(len(results["models"]) - failed, failed)
     measured = [m for m in results["models"] if m["status"] == "ok"]
-    for what, asked in (("accuracy", data is not None), ("photos", photos is not None)):
+    for what, asked in (("accuracy", args.data not in (None, "none")), ("photos", photos is not None)):
         if asked and measured and all(m[f"{what}_skipped"] for m in measured):
             print(f"feredge bench: {what} was asked for and measured for no model (reasons above)", file=sys.stderr)
             code = max(code, EXIT_PARTIAL)

@@ -62,7 +62,8 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
     """The JSON-ready record that ``photo_report`` renders."""
     started = load_average()
     photos, unreadable = read_photos(settings.data)
-    extras = [decode_image(path) for path in settings.extra]  # before the grid: a bad path must not waste it
+    # before the grid, which a bad path would otherwise waste; only --groups uses them
+    extras = [decode_image(path) for path in settings.extra] if settings.groups else []
     models = _load_models(settings)
     for name, model in models.items():
         check_known_classes(photos, model.labels, name)

@@ -32,7 +32,7 @@ from feredge.edge.atomic import atomic_write_bytes
 from feredge.edge.calibration import cross_fitted_calibration, given_temperature_calibration
 from feredge.edge.dataset import Split, score_batches
 from feredge.edge.errors import FeredgeError
-from feredge.edge.metadata import ModelMetadata
+from feredge.edge.metadata import TEMPERATURE_RANGE, ModelMetadata, is_real
 from feredge.train.config import TrainConfig
 from feredge.train.keras_io import SIZE_BASIS, SourceModel
 
@@ -53,6 +53,16 @@ class ConvertOptions:
     threads: int | None = None
     calibrate: bool = True  # fit a temperature on the check set, as the runtime scores the artefact
     temperature: float | None = None  # store this one instead of fitting (still scored on the check set)
+
+    def __post_init__(self) -> None:
+        """The API refuses what the CLI refuses, before any conversion work."""
+        if self.temperature is None:
+            return
+        if not self.calibrate:
+            raise ConversionError("a given temperature is a calibration: it cannot go with calibrate=False")
+        low, high = TEMPERATURE_RANGE
+        if not is_real(self.temperature) or not low <= self.temperature <= high:
+            raise ConversionError(f"temperature must be a number within [{low}, {high}], got {self.temperature!r}")
 
 
 @dataclass
@@ -160,7 +170,7 @@ class Converter:
             data = embed_metadata(data, fmt.artifact.runtime, metadata)
         result = compare(self.data.check.targets, self.float_scores, scores, metadata.labels, self.options.max_f1_drop)
         check_seconds = time.perf_counter() - start
-        if fmt.parity_tolerance is not None and result.max_abs_prob_diff > fmt.parity_tolerance:
+        if fmt.parity_tolerance is not None and result.finite and result.max_abs_prob_diff > fmt.parity_tolerance:
             raise ParityError(
                 f"{final.name} disagrees with the Keras model: max |probability difference| "
                 f"{result.max_abs_prob_diff:.2e} > {fmt.parity_tolerance:.0e}; not written"

@@ -22,7 +22,7 @@ class GateResult:
     float_metrics: dict[str, Any]
     converted_metrics: dict[str, Any]
     top1_agreement: float
-    max_abs_prob_diff: float
+    max_abs_prob_diff: float | None  # None when a converted score is NaN
     max_f1_drop: float
     finite: bool = True  # every converted score is a number: NaN scores would make every metric meaningless
 
@@ -56,14 +56,19 @@ def compare(
 ) -> GateResult:
     """Metrics of both models, how often their top-1 agrees, and their largest probability difference."""
     float_top, converted_top = float_scores.argmax(1), converted_scores.argmax(1)
+    finite = bool(np.isfinite(converted_scores).all())
     return GateResult(
         float_metrics=classification_metrics(targets, float_top, labels),
         converted_metrics=classification_metrics(targets, converted_top, labels),
         top1_agreement=float(np.mean(float_top == converted_top)),
-        max_abs_prob_diff=float(np.nan_to_num(np.abs(float_scores - converted_scores), nan=np.inf).max()),
+        max_abs_prob_diff=float(np.abs(float_scores - converted_scores).max()) if finite else None,
         max_f1_drop=max_f1_drop,
-        finite=bool(np.isfinite(converted_scores).all()),
+        finite=finite,
     )
+
+
+def _difference(value: float | None) -> str:
+    return "none: the converted scores are NaN" if value is None else f"{value:.5f}"
 
 
 def _kib(n: int) -> str:
@@ -83,7 +88,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- check set: {cv['samples']} faces from {report['check_data']}; "
         f"calibration faces: {report['metadata']['calibration_size'] or 'none'}",
         f"- top-1 agreement with the float model: {report['top1_agreement']:.4f}; "
-        f"max |probability difference|: {report['max_abs_prob_diff']:.5f}",
+        f"max |probability difference|: {_difference(report['max_abs_prob_diff'])}",
         f"- macro-F1 drop: {report['macro_f1_drop']:+.4f} (limit {report['max_f1_drop']:+.4f})",
         _calibration_line(report.get("calibration")),
         "",

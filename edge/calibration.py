@@ -89,13 +89,7 @@ def cross_fitted_calibration(probs: np.ndarray, targets: np.ndarray, folds: int 
         held = fold_of == fold
         temperature = fit_temperature(probs[~held], targets[~held])
         calibrated[held] = apply_temperature(probs[held], temperature)
-    return {
-        "temperature": fit_temperature(probs, targets),
-        "ece_before": expected_calibration_error(probs, targets),
-        "ece_after": expected_calibration_error(calibrated, targets),
-        "nll_before": nll(probs, targets),
-        "nll_after": nll(calibrated, targets),
-    }
+    return {"temperature": fit_temperature(probs, targets), **_before_after(probs, calibrated, targets)}
 
 
 def given_temperature_calibration(probs: np.ndarray, targets: np.ndarray, temperature: float) -> dict[str, Any]:
@@ -105,9 +99,11 @@ def given_temperature_calibration(probs: np.ndarray, targets: np.ndarray, temper
     make it look better calibrated than it is on new ones.
     """
     calibrated = apply_temperature(probs, temperature)
+    return {"temperature": float(temperature), "given": True, **_before_after(probs, calibrated, targets)}
+
+
+def _before_after(probs: np.ndarray, calibrated: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     return {
-        "temperature": float(temperature),
-        "given": True,
         "ece_before": expected_calibration_error(probs, targets),
         "ece_after": expected_calibration_error(calibrated, targets),
         "nll_before": nll(probs, targets),

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
 from feredge.edge.labels import resolve_labels
 from feredge.edge.preprocess import NORMALIZATIONS, PreprocessSpec
@@ -61,7 +63,7 @@ class ModelMetadata:
             raise MetadataError(f"labels must be a list of names (strings), got {self.labels!r:.80}")
         _set(self, "labels", resolve_labels(list(self.labels)))
         _set(self, "input_size", _integer("input_size", self.input_size, *INPUT_SIZE_RANGE))
-        if not _is_integer(self.channels):
+        if not is_integer(self.channels):
             raise MetadataError(
                 f"channels must be the integer 1 or 3 (or the number of stacked photometric views), "
                 f"got {self.channels!r}"
@@ -87,8 +89,9 @@ class ModelMetadata:
         _set(self, "framing", framing)
         _set(self, "temperature", _number("temperature", self.temperature, TEMPERATURE_RANGE))
         _set(self, "calibration_size", _integer("calibration_size", self.calibration_size, 0))
-        if not isinstance(self.test_time_flip, bool):
+        if not isinstance(self.test_time_flip, bool | np.bool_):
             raise MetadataError(f"test_time_flip must be true or false, got {self.test_time_flip!r:.80}")
+        _set(self, "test_time_flip", bool(self.test_time_flip))
         if not isinstance(self.extra, dict):
             raise MetadataError(f"extra must be a JSON object, got {self.extra!r:.80}")
         _set(self, "schema_version", _schema_version(self.schema_version))
@@ -173,13 +176,18 @@ def _set(metadata: ModelMetadata, name: str, value: Any) -> None:
     object.__setattr__(metadata, name, value)
 
 
-def _is_integer(value: Any) -> bool:
+def is_integer(value: Any) -> bool:
     """An int (numpy's too), not a bool: JSON's true would otherwise pass for 1."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_real(value: Any) -> bool:
+    """An int or float (numpy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if not _is_integer(value) or value < low or (high is not None and value > high):
+    if not is_integer(value) or value < low or (high is not None and value > high):
         within = f"within [{low}, {high}]" if high is not None else f">= {low}"
         raise MetadataError(f"{name} must be an integer {within}, got {value!r:.80}")
     return int(value)
@@ -188,14 +196,13 @@ def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
 def _number(name: str, value: Any, bounds: tuple[float, float]) -> float:
     """A real (int or float, numpy's too, not a bool) within ``bounds``, as a float; NaN and infinities
     fail the (finite) bounds check."""
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not real or not bounds[0] <= value <= bounds[1]:
+    if not is_real(value) or not bounds[0] <= value <= bounds[1]:
         raise MetadataError(f"{name} must be a number within [{bounds[0]}, {bounds[1]}], got {value!r:.80}")
     return float(value)
 
 
 def _schema_version(value: Any) -> int:
-    if not _is_integer(value) or value < 1:
+    if not is_integer(value) or value < 1:
         raise MetadataError(f"metadata schema_version must be an integer >= 1, got {value!r:.80}")
     return int(value)
 

@@ -13,7 +13,6 @@ Every face of a call goes through one batched model invocation.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -36,6 +35,7 @@ from feredge.edge.detectors import (
     make_detector,
 )
 from feredge.edge.errors import FeredgeError, ImageError, OptionError
+from feredge.edge.metadata import is_integer, is_real
 from feredge.edge.model import EmotionModel, default_threads, load_model
 from feredge.edge.preprocess import crop_face
 
@@ -211,8 +211,9 @@ class EmotionRecognizer:
         """Faces found in ``image`` (path, bytes, array or ``ScaledImage``); ``boxes`` (in original
         pixels) skips detection (video tracking).
 
-        Each given box (x, y, w, h) is clipped to the image, as a detector's boxes are, and its face is
-        reported with the clipped box: a tracked face moving out of the frame keeps its visible part.
+        A given box (x, y, w, h) may lie partly outside the image (a tracked face leaving the frame): its
+        crop is clipped to the image, and its face is reported with the box as given, which the tracker
+        matches.
         A box that is not four finite numbers, has no width or height, or lies wholly outside the image
         raises ``OptionError``.
 
@@ -276,15 +277,6 @@ class EmotionRecognizer:
         return results
 
 
-def _is_int(value: object) -> bool:
-    """An int (numpy's too) but not a bool, which would pass for 0 or 1 threads."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _described(value: object) -> str:
     """A wrong argument for a message: its repr, cut short, and its type, which is often the problem."""
     if isinstance(value, np.ndarray):
@@ -296,7 +288,7 @@ def _checked_int(name: str, value: object, low: int, optional: bool = False) -> 
     """``value`` as a plain int (LiteRT refuses numpy's), or None when ``optional``; else ``OptionError``."""
     if value is None and optional:
         return None
-    if _is_int(value) and value >= low:
+    if is_integer(value) and value >= low:
         return int(value)
     none = " or None" if optional else ""
     raise OptionError(f"{name} must be >= {low} (an int{none}), got {_described(value)}")
@@ -323,7 +315,7 @@ def _check_arguments(
         raise OptionError(f"normalization must be a name (str) or None, got {_described(normalization)}")
     if detector_model is not None and not isinstance(detector_model, str | os.PathLike):
         raise OptionError(f"detector_model must be a file path or None, got {_described(detector_model)}")
-    if not _is_number(min_confidence) or not 0.0 <= min_confidence <= 1.0:
+    if not is_real(min_confidence) or not 0.0 <= min_confidence <= 1.0:
         raise OptionError(f"min_confidence must be between 0 and 1 (a number), got {_described(min_confidence)}")
 
 
@@ -356,18 +348,19 @@ def _check_batch(images: object) -> None:
 
 
 def _given_boxes(boxes: object, size: tuple[int, int]) -> list[Box]:
-    """A caller's (x, y, w, h) boxes clipped to an image of ``size`` (width, height) in original pixels;
-    ``OptionError`` for a malformed box or one with no pixel in the image."""
+    """A caller's (x, y, w, h) boxes as ints, in original pixels of an image of ``size`` (width, height);
+    ``OptionError`` for a malformed box or one with no pixel in the image. A box partly outside is kept
+    as given (the crop is clipped): a tracker matches its faces by the boxes it predicted."""
     if isinstance(boxes, str | bytes | bytearray) or not isinstance(boxes, Iterable):
         raise OptionError(f"boxes must be a list of (x, y, w, h) boxes or None, got {_described(boxes)}")
-    return [_clipped_box(box, size) for box in boxes]
+    return [_checked_box(box, size) for box in boxes]
 
 
-def _clipped_box(box: object, size: tuple[int, int]) -> Box:
+def _checked_box(box: object, size: tuple[int, int]) -> Box:
     values: tuple[object, ...] = ()
     if isinstance(box, Iterable) and not isinstance(box, str | bytes | bytearray):
         values = tuple(box)
-    if len(values) != 4 or not all(_is_int(v) or (_is_number(v) and math.isfinite(v)) for v in values):
+    if len(values) != 4 or not all(is_integer(v) or (is_real(v) and math.isfinite(v)) for v in values):
         raise OptionError(
             f"a box must be 4 finite numbers (x, y, w, h) in the image's pixels, got {_described(box)}; "
             "boxes takes a list of them"
@@ -375,7 +368,6 @@ def _clipped_box(box: object, size: tuple[int, int]) -> Box:
     x, y, w, h = (int(v) for v in values)
     if w <= 0 or h <= 0:
         raise OptionError(f"box {(x, y, w, h)!r:.80} has no area: its width and height must be at least 1 pixel")
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(size[0], x + w), min(size[1], y + h)
-    if x1 <= x0 or y1 <= y0:
+    if min(size[0], x + w) <= max(0, x) or min(size[1], y + h) <= max(0, y):
         raise OptionError(f"box {(x, y, w, h)!r:.80} lies outside the {size[0]}x{size[1]} image")
-    return x0, y0, x1 - x0, y1 - y0
+    return x, y, w, h

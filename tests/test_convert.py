@@ -288,6 +288,18 @@ def test_nan_converted_scores_fail_the_gate():
     good = np.eye(2)[targets]
     result = compare(targets, good, np.full_like(good, np.nan), ("a", "b"), max_f1_drop=1.0)
     assert not result.passed and not result.to_dict()["finite_scores"]
+    assert result.to_dict()["max_abs_prob_diff"] is None  # JSON has no NaN or Infinity
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"temperature": 0.0}, "within"), ({"calibrate": False, "temperature": 1.0}, "calibrate=False")],
+)
+def test_the_convert_api_refuses_what_the_cli_refuses(options, message):
+    from feredge.convert.converter import ConvertOptions
+
+    with pytest.raises(ConversionError, match=message):
+        ConvertOptions(**options)
 
 
 def test_qat_runs_one_epoch_and_reports_beside_ptq(run_dir, tmp_path):

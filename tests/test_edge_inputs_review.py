@@ -139,24 +139,24 @@ def image() -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("box", "clipped"),
+    ("box", "reported"),
     [
-        ((90, 90, 20, 20), (90, 90, 10, 10)),
-        ((-10, 20, 30, 30), (0, 20, 20, 30)),
-        ((0, 0, 10**9, 10**9), (0, 0, 100, 100)),
-        ((-(10**6), -(10**6), 10**9, 10**9), (0, 0, 100, 100)),
+        ((90, 90, 20, 20), (90, 90, 20, 20)),
+        ((-10, 20, 30, 30), (-10, 20, 30, 30)),
+        ((0, 0, 10**9, 10**9), (0, 0, 10**9, 10**9)),
+        ((-(10**6), -(10**6), 10**9, 10**9), (-(10**6), -(10**6), 10**9, 10**9)),
         ((10.7, 20.2, 30.9, 30.0), (10, 20, 30, 30)),
     ],
 )
-def test_given_boxes_are_clipped_to_the_image(recognizer, image, box, clipped):
-    (face,) = recognizer.predict(image, boxes=[box])
-    assert face.box == clipped
+def test_given_boxes_partly_outside_are_scored_and_reported_as_given(recognizer, image, box, reported):
+    (face,) = recognizer.predict(image, boxes=[box])  # the crop is clipped to the image; a tracker's box is not
+    assert face.box == reported and sum(face.scores.values()) == pytest.approx(1.0, abs=0.02)
 
 
-def test_given_boxes_are_clipped_in_original_pixels_of_a_reduced_image(recognizer, image):
+def test_given_boxes_are_in_original_pixels_of_a_reduced_image(recognizer, image):
     reduced = ScaledImage(image[:50, :50], (100, 100))
     (face,) = recognizer.predict(reduced, boxes=[(90, 90, 20, 20)])
-    assert face.box == (90, 90, 10, 10)
+    assert face.box == (90, 90, 20, 20)
 
 
 @pytest.mark.parametrize(

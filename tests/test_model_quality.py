@@ -139,8 +139,19 @@ def test_cached_targets_let_a_teacher_of_another_contract_teach(stripes, teacher
 
 
 @pytest.mark.slow
+def test_a_final_fit_caches_a_teachers_scores_on_train_and_val_faces(stripes, teacher, tmp_path):
+    """A teacher of another contract reloads the faces the way the run loaded them: merged, in the same order."""
+    from feredge.train.trainer import TEACHER_TARGETS_FILE
+
+    options = dict(teachers=[str(teacher)], teacher_targets="cached", photometric="clahe", schedule="cosine")
+    student = _train(stripes, tmp_path / "student", epochs=1, seed=7, final_fit=True, **options)
+    data = load_dataset(stripes, val_fraction=0.25, seed=7, workers=1)
+    faces = sum(len(split) for split in data.splits.values())
+    assert np.load(student / TEACHER_TARGETS_FILE)["scores"].shape == (faces, len(data.labels))
+
+
+@pytest.mark.slow
 def test_cached_targets_put_a_teachers_columns_in_the_students_label_order(stripes, teacher, tmp_path, monkeypatch):
-    from feredge.train import distill
     from feredge.train.distill import cached_teacher_scores
     from feredge.train.evaluate import load_predictor
 
@@ -148,8 +159,11 @@ def test_cached_targets_put_a_teachers_columns_in_the_students_label_order(strip
     rotated = student.labels[1:] + student.labels[:1]  # a 3-cycle: its inverse is another order
     other = _train(stripes, tmp_path / "other", epochs=2, labels=",".join(rotated))
     faces = load_dataset(stripes, student.labels, val_fraction=0.25, seed=7, workers=1).splits["train"]
-    monkeypatch.setattr(distill, "load_dataset", None)  # the student's contract: its own faces, not a reload
-    cached = cached_teacher_scores([other], student, faces, stripes, 0.25, 7, 1)
+
+    def no_reload(size: int, photometric: str):  # the student's contract: its own faces, not a reload
+        raise AssertionError("reloaded")
+
+    cached = cached_teacher_scores([other], student, faces, no_reload)
     predict, meta = load_predictor(other)
     assert meta.labels == rotated
     own = score_batches(predict, faces, meta.preprocess_spec(), flip=True)
@@ -165,9 +179,9 @@ def test_cached_targets_are_reused_only_for_the_run_that_made_them(tmp_path, mon
 
     calls = []
 
-    def fake_scores(teachers, student, faces, data, val_fraction, seed, workers):
-        calls.append(seed)
-        return np.full((len(faces), 3), seed, np.float32)
+    def fake_scores(teachers, student, faces, load_faces):
+        calls.append(student.labels)
+        return np.full((len(faces), 3), len(calls), np.float32)
 
     monkeypatch.setattr(trainer, "cached_teacher_scores", fake_scores)
     meta = ModelMetadata(labels=("a", "b", "c"))
@@ -175,12 +189,12 @@ def test_cached_targets_are_reused_only_for_the_run_that_made_them(tmp_path, mon
     config = TrainConfig(data="d", out=str(tmp_path), teachers=["t"], teacher_targets="cached", seed=1)
     first = trainer._cached_targets(config, meta, faces, tmp_path)
     again = trainer._cached_targets(config, meta, faces, tmp_path)
-    assert calls == [1] and np.array_equal(first, again)
+    assert len(calls) == 1 and np.array_equal(first, again)
     reseeded = trainer._cached_targets(TrainConfig(**{**config.to_dict(), "seed": 2}), meta, faces, tmp_path)
-    assert calls == [1, 2] and reseeded[0, 0] == 2
+    assert len(calls) == 2 and reseeded[0, 0] == 2
     (tmp_path / trainer.TEACHER_TARGETS_FILE).write_bytes(b"not an npz")
     trainer._cached_targets(config, meta, faces, tmp_path)
-    assert calls == [1, 2, 1]
+    assert len(calls) == 3
 
 
 @pytest.mark.slow
@@ -214,9 +228,12 @@ def test_an_ensemble_records_only_the_framing_its_members_agree_on(caplog):
     from feredge.train.ensemble import shared_framing
 
     yunet = {"margin": -0.05, "offset": 0.0}
-    same = [_framed(0.0, {"yunet": yunet, "haar": {"margin": 0.0}}), _framed(0.0, {"yunet": yunet})]
-    assert shared_framing(same) == (0.0, {"yunet": yunet})
+    same = [_framed(0.0, {"yunet": yunet, "haar": {"margin": 0.1}}), _framed(0.0, {"yunet": {"margin": -0.05}})]
+    assert shared_framing(same) == (0.0, {"yunet": yunet})  # compared as served: a missing offset is 0
     assert "haar" in caplog.text  # the dropped measurement is named
+    caplog.clear()
+    implicit = [_framed(0.1, {"haar": {"margin": 0.1}}), _framed(0.1, {})]  # the second serves its crop margin
+    assert shared_framing(implicit) == (0.1, {"haar": {"margin": 0.1, "offset": 0.0}}) and not caplog.text
     caplog.clear()
     assert shared_framing([_framed(0.0, {}), _framed(0.2, {})]) == (0.1, {})
     assert "evaluate-photos" in caplog.text

@@ -307,6 +307,14 @@ def test_a_study_name_with_another_space_or_options_is_refused(tmp_path, space_f
     assert "other training options (epochs: 2 there, 5 here)" in err
 
 
+def test_a_study_made_before_an_option_existed_still_opens():
+    from feredge.train.tune import with_new_defaults
+
+    older = {"epochs": 2, "lr": 0.01}  # a study stored before final_fit was an option
+    assert with_new_defaults(older, {**older, "final_fit": False}) == {**older, "final_fit": False}
+    assert with_new_defaults(older, {**older, "final_fit": True})["final_fit"] is False  # its default: a change
+
+
 def test_an_unreachable_storage_is_one_line_without_the_password(tmp_path, space_file, capsys):
     err = run_error(
         [*tune_args(tmp_path / "o", space_file), "--trials", "1", "--storage", "postgresql://u:secret@127.0.0.1:1/db"],

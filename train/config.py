@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from feredge.edge.atomic import atomic_write_text
 from feredge.edge.errors import OptionError
-from feredge.edge.metadata import MARGIN_RANGE
+from feredge.edge.metadata import INPUT_SIZE_RANGE, MARGIN_RANGE
 from feredge.train.backbones import REGISTRY
 
 # How distillation gets the teachers' scores: batch, on every augmented batch (teachers share the
@@ -34,11 +34,16 @@ class Limit(NamedTuple):
 
 MIN_INPUT_SIZE = min(backbone.min_size for backbone in REGISTRY.values())  # each backbone checks its own too
 _MARGIN_LOW, _MARGIN_HIGH = MARGIN_RANGE
+MAX_INPUT_SIZE = INPUT_SIZE_RANGE[1]  # the metadata's limit: a larger run could not be served
 
 # One table for TrainConfig and the argparse types of `feredge train` and `feredge tune`: they cannot drift apart.
 LIMITS: dict[str, Limit] = {
     "alpha": Limit(float, "a number > 0", lambda v: v > 0),
-    "input_size": Limit(int, f"a whole number >= {MIN_INPUT_SIZE}", lambda v: v >= MIN_INPUT_SIZE),
+    "input_size": Limit(
+        int,
+        f"a whole number from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE}",
+        lambda v: MIN_INPUT_SIZE <= v <= MAX_INPUT_SIZE,
+    ),
     "svm_c": Limit(float, "a number > 0", lambda v: v > 0),
     "epochs": Limit(int, "a whole number >= 1", lambda v: v >= 1),
     "head_epochs": Limit(int, "a whole number >= 0", lambda v: v >= 0),

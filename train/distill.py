@@ -15,14 +15,14 @@ averaged answer and may serve without flip averaging.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from feredge.edge.dataset import Split, load_dataset, score_batches
+from feredge.edge.dataset import Split, score_batches
 from feredge.edge.errors import FeredgeError
 from feredge.edge.metadata import ModelMetadata
 from feredge.train.evaluate import load_predictor
@@ -91,17 +91,14 @@ def cached_teacher_scores(
     paths: Sequence[str | Path],
     student: ModelMetadata,
     train_split: Split,
-    data: str | Path,
-    val_fraction: float,
-    seed: int,
-    workers: int,
+    load_faces: Callable[[int, str], Split],
 ) -> np.ndarray:
     """(N, K) mean flip-averaged probabilities of the teachers on the student's N clean training faces.
 
     A teacher of the student's input size and photometric normalization scores ``train_split`` itself;
-    each other contract reloads the training data once (same source, split fraction and seed, so the
-    same faces in the same order; the class of every row is checked). Columns are put in the
-    student's label order.
+    each other contract gets the training faces once from ``load_faces(input_size, photometric)``
+    (the run's own loading, so the same faces in the same order; the class of every row is checked).
+    Columns are put in the student's label order.
     """
     total = np.zeros((len(train_split), len(student.labels)), np.float64)
     splits = {(student.input_size, student.photometric): train_split}
@@ -116,9 +113,7 @@ def cached_teacher_scores(
             )
         contract = (meta.input_size, meta.photometric)
         if contract not in splits:
-            faces = load_dataset(
-                data, student.labels, meta.input_size, val_fraction, seed, workers, photometric=meta.photometric
-            ).splits["train"]
+            faces = load_faces(meta.input_size, meta.photometric)
             if not np.array_equal(faces.targets, train_split.targets):
                 raise DistillError(f"teacher {path}: the training faces changed while loading; cannot cache targets")
             splits[contract] = faces

@@ -133,10 +133,11 @@ def shared_framing(sources: Sequence[SourceModel]) -> tuple[float, dict[str, dic
     margin = margins[0] if len(set(margins)) == 1 else round(sum(margins) / len(margins), 4)
     detectors = dict.fromkeys(d for source in sources for d in source.metadata.framing)
     framing = {}
-    for detector in detectors:
-        frames = {json.dumps(source.metadata.framing.get(detector), sort_keys=True) for source in sources}
+    for detector in detectors:  # compared as served: an entry equal to another member's default agrees
+        frames = {source.metadata.framing_for(detector) for source in sources}
         if len(frames) == 1:
-            framing[detector] = dict(sources[0].metadata.framing[detector])
+            (frame,) = frames
+            framing[detector] = {"margin": frame[0], "offset": frame[1]}
     dropped = [d for d in detectors if d not in framing]
     if len(set(margins)) > 1 or dropped:
         log.warning(

@@ -84,5 +84,5 @@ def _metadata(model, model_file: Path, labels, normalization: str | None) -> Mod
     try:
         return resolve_metadata(data, shape[1:], model.output_shape[-1], labels, normalization, fmt="keras")
     except (MetadataError, LabelError, ModelLoadError) as exc:
-        source = meta_file if data is not None else model_file
+        source = meta_file if data is not None and isinstance(exc, MetadataError) else model_file
         raise type(exc)(f"{source}: {str(exc).replace('embedded metadata', 'metadata')}") from exc

@@ -124,21 +124,15 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         )
     if config.teacher_targets == "cached" and not config.teachers:
         raise DistillError("--teacher-targets cached needs at least one --teacher")
+    if config.final_fit and config.schedule == "plateau":  # before the data loads
+        raise FeredgeError("--final-fit leaves no validation score for --schedule plateau; use --schedule cosine")
+    if config.final_fit and on_epoch is not None:
+        raise FeredgeError("a final fit reports no validation score for on_epoch (feredge tune) to follow")
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     spec = resolve_spec(config)
-    dataset = load_dataset(
-        config.data,
-        config.labels,
-        spec.input_size,
-        config.val_fraction,
-        config.seed,
-        config.workers,
-        photometric=spec.photometric,
-    )
-    if config.final_fit:
-        dataset = merge_validation(dataset, config)
+    dataset = load_training_data(config, config.labels, spec.input_size, spec.photometric)
     log.info("data: %s", dataset.describe())
     labels = dataset.labels
     metadata = ModelMetadata(
@@ -274,16 +268,25 @@ def _damaged_state(path: Path, detail: str) -> FeredgeError:
     return FeredgeError(f"{path} is damaged ({detail}); the run cannot be resumed: start a new run with another --out")
 
 
-def merge_validation(dataset: Dataset, config: TrainConfig) -> Dataset:
+def load_training_data(config: TrainConfig, labels, input_size: int, photometric: str) -> Dataset:
+    """The run's data at one input contract; for a final fit, with the validation faces merged into training.
+
+    Cached teaching reloads it at each teacher's contract through here, so every teacher scores the
+    same faces in the same order as the student trains on.
+    """
+    dataset = load_dataset(
+        config.data, labels, input_size, config.val_fraction, config.seed, config.workers, photometric=photometric
+    )
+    return merge_validation(dataset) if config.final_fit else dataset
+
+
+def merge_validation(dataset: Dataset) -> Dataset:
     """The data of a final fit: the validation faces join the training faces, and no validation split is left.
 
-    Nothing is held out to choose an epoch on, so the count must be fixed beforehand and the plateau
-    schedule, which reads a validation score, cannot run.
+    Nothing is held out to choose an epoch on, so the count is fixed beforehand and the schedule
+    cannot follow a validation score. The loader always gives a val split for training data (carved
+    with ``val_fraction`` when the layout has none), so the faces all come back here.
     """
-    if config.schedule == "plateau":
-        raise FeredgeError("--final-fit leaves no validation score for --schedule plateau; use --schedule cosine")
-    if "val" not in dataset.splits:
-        raise FeredgeError(f"--final-fit: {dataset.source} has no validation split to add to the training faces")
     train, val = dataset.splits["train"], dataset.splits["val"]
     merged = Split(np.concatenate([train.images, val.images]), np.concatenate([train.targets, val.targets]))
     rest = {name: split for name, split in dataset.splits.items() if name not in ("train", "val")}
@@ -329,7 +332,10 @@ def _cached_targets(config: TrainConfig, metadata: ModelMetadata, faces: Split, 
     except (OSError, ValueError, KeyError, EOFError):
         pass  # no file yet, or not one this run can trust: compute it
     scores = cached_teacher_scores(
-        config.teachers, metadata, faces, config.data, config.val_fraction, config.seed, config.workers
+        config.teachers,
+        metadata,
+        faces,
+        lambda size, photometric: load_training_data(config, metadata.labels, size, photometric).splits["train"],
     )
     buffer = io.BytesIO()
     np.savez(buffer, scores=scores, fingerprint=np.array(fingerprint))

@@ -22,7 +22,7 @@ import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ def open_study(storage, settings: TuneSettings, space: SearchSpace, fixed: dict[
             f"{where} searches another space (differs in {', '.join(changed)}); "
             "give the space it was created with, or another --study"
         )
-    changed = _changed(stored[FIXED_ATTR] or {}, wanted[FIXED_ATTR])
+    changed = _changed(with_new_defaults(stored[FIXED_ATTR] or {}, wanted[FIXED_ATTR]), wanted[FIXED_ATTR])
     if changed:
         detail = ", ".join(
             f"{k}: {stored[FIXED_ATTR].get(k)!r} there, {wanted[FIXED_ATTR].get(k)!r} here" for k in changed
@@ -217,6 +217,13 @@ class Objective:
         frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == number)
         self.storage.get_heartbeat_stale_trial_callback()(self.study, frozen)
         log.warning("trial %d interrupted: queued to continue from its last epoch when the study runs again", number)
+
+
+def with_new_defaults(stored: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """A study's stored options, with each option added to feredge since (wanted, not stored) at its
+    default: a study created before ``final_fit`` existed still opens."""
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    return {**{k: defaults[k] for k in wanted if k not in stored and k in defaults}, **stored}
 
 
 def fixed_options(base: TrainConfig, space: SearchSpace) -> dict[str, Any]:
