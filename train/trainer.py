@@ -1,4 +1,5 @@
-"""Two-stage training with resumable checkpoints; the best epoch is chosen on validation macro-F1.
+"""Two-stage training with resumable checkpoints; the best epoch is chosen on validation macro-F1
+(a final fit, on train + val, keeps its last epoch).
 
 Stage ``head`` trains the new head on a frozen base (only with pretrained weights); stage
 ``finetune`` unfreezes the top N base layers at a lower learning rate (all layers, at the full rate,
