@@ -75,6 +75,17 @@ class RunState(keras.callbacks.Callback):
         state["epoch"] = epoch + 1
         write_history(self.run_dir / "history.csv", state["history"])
         atomic_write_text(self.run_dir / "state.json", json.dumps(state, indent=1))
+        if self.keep_last:  # a final fit: no validation score to show
+            log.info(
+                "epoch %d/%d [%s] loss %.4f lr %.2g %.0fs (final fit: the last epoch is kept)",
+                epoch + 1,
+                self.epochs,
+                state["stage"],
+                row.get("loss", float("nan")),
+                row["lr"],
+                row["seconds"],
+            )
+            return
         log.info(
             "epoch %d/%d [%s] loss %.4f val_acc %.4f val_macro_f1 %.4f (best %.4f @ %s) lr %.2g %.0fs",
             epoch + 1,
