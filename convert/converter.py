@@ -159,16 +159,15 @@ class Converter:
             runtime = load_model(probe, threads=self.options.threads)
             # EmotionModel.predict flip-averages by itself when the embedded metadata asks for it
             scores = score_batches(runtime.predict, self.data.check, self.spec)
-        calibration = None
-        finite = np.isfinite(scores).all()  # NaN scores fail the gate below; no temperature fits them
-        if finite and self.options.temperature is not None:
+        result = compare(self.data.check.targets, self.float_scores, scores, metadata.labels, self.options.max_f1_drop)
+        calibration = None  # NaN scores fail the gate; no temperature fits them
+        if result.finite and self.options.temperature is not None:
             calibration = given_temperature_calibration(scores, self.data.check.targets, self.options.temperature)
-        elif finite and self.options.calibrate:
+        elif result.finite and self.options.calibrate:
             calibration = cross_fitted_calibration(scores, self.data.check.targets)
         if calibration is not None:
             metadata = metadata.replace(temperature=round(calibration["temperature"], 4))
             data = embed_metadata(data, fmt.artifact.runtime, metadata)
-        result = compare(self.data.check.targets, self.float_scores, scores, metadata.labels, self.options.max_f1_drop)
         check_seconds = time.perf_counter() - start
         if fmt.parity_tolerance is not None and result.finite and result.max_abs_prob_diff > fmt.parity_tolerance:
             raise ParityError(

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from feredge.edge.errors import ModelLoadError, OptionError
+from feredge.edge.model import check_model_file
 from feredge.edge.preprocess import to_gray
 
 Box = tuple[int, int, int, int]
@@ -329,8 +330,6 @@ class WholeImage:
 
 
 def _model_file(explicit: ModelPath, shipped: Path) -> Path:
-    from feredge.edge.model import check_model_file
-
     path = shipped if explicit is None else Path(explicit)
     where = "" if explicit is not None else " (the package was installed without its detector models)"
     check_model_file(path, "detector model", where)

@@ -6,13 +6,12 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from feredge.edge.atomic import atomic_write_text
 from feredge.edge.errors import OptionError
-from feredge.edge.metadata import INPUT_SIZE_RANGE, MARGIN_RANGE
+from feredge.edge.metadata import INPUT_SIZE_RANGE, MARGIN_RANGE, is_integer, is_real
 from feredge.train.backbones import REGISTRY
 
 # How distillation gets the teachers' scores: batch, on every augmented batch (teachers share the
@@ -161,6 +160,6 @@ def check_field(name: str, value: Any) -> None:
     if value is None and next(f.default for f in fields(TrainConfig) if f.name == name) is None:
         return
     kind, what, accept = LIMITS[name]
-    number = isinstance(value, Integral if kind is int else Real) and not isinstance(value, bool)
-    if not (number and (isinstance(value, Integral) or math.isfinite(value)) and accept(value)):
+    number = is_integer(value) if kind is int else is_real(value)
+    if not (number and (is_integer(value) or math.isfinite(value)) and accept(value)):
         raise ConfigError(f"{name} (--{name.replace('_', '-')}) must be {what}, got {value!r}")

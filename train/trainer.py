@@ -26,7 +26,7 @@ import numpy as np
 from feredge.edge.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from feredge.edge.dataset import Dataset, Split, load_dataset, score_batches
 from feredge.edge.errors import FeredgeError
-from feredge.edge.metadata import ModelMetadata
+from feredge.edge.metadata import ModelMetadata, is_integer, is_real
 from feredge.edge.metrics import classification_metrics, format_report
 from feredge.edge.photometric import is_stacked
 from feredge.edge.preprocess import PreprocessSpec
@@ -61,8 +61,8 @@ TEACHER_TARGETS_FILE = "teacher_targets.npz"  # --teacher-targets cached: (N, K)
 # state.json, as RunState writes it: field -> whether a saved value is one it could have written
 STATE_FIELDS: dict[str, Callable[[Any], bool]] = {
     "stage": lambda v: v in (None, "head", "finetune"),
-    "epoch": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-    "best_f1": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "epoch": lambda v: is_integer(v) and v >= 0,
+    "best_f1": is_real,
     "best_epoch": lambda v: v is None or isinstance(v, str),
     "history": lambda v: isinstance(v, list) and all(isinstance(row, dict) for row in v),
     "done": lambda v: isinstance(v, bool),

@@ -70,6 +70,7 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings) -> dict[
     Returns the best.json content, or None while the study has no complete trial.
     """
     _optuna()  # one clear line when the extra is not installed
+    base = replace(base, final_fit=False)  # trials are chosen on validation: a --config's final fit does not apply
     resolve_spec(base)  # a bad backbone or weights file fails here, not in every trial
     out = settings.out
     out.mkdir(parents=True, exist_ok=True)

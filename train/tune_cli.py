@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from feredge.edge.cli_options import non_negative_int, positive_float, positive_int
@@ -101,6 +100,5 @@ def run(args: argparse.Namespace) -> int:
         heartbeat=args.heartbeat,
         top=args.top,
     )
-    # trials are chosen on validation, so a final fit's flag taken over by --config does not apply
-    tune(replace(config_from_args(args), final_fit=False), space, settings)
+    tune(config_from_args(args), space, settings)
     return 0
