@@ -50,6 +50,7 @@ from feredge.train.distill import (
     load_teachers,
     teacher_scores,
 )
+from feredge.train.distribute import make_strategy, refuse_multiworker_resume, run_folder, set_precision
 from feredge.train.keras_io import MODEL_FILE
 from feredge.train.optimizers import OPTIMIZERS
 from feredge.train.pipeline import class_weights, make_dataset
@@ -104,9 +105,11 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
     run_dir = Path(config.out)
     state_path = run_dir / "state.json"
     if resume:
+        refuse_multiworker_resume(config.strategy, run_dir)
         if not state_path.exists():
             raise FeredgeError(f"{run_dir}: nothing to resume (no state.json); start a new run without --resume")
         config = TrainConfig.load(run_dir / "config.json")
+        refuse_multiworker_resume(config.strategy, run_dir)
         state = _load_state(state_path)
         log.info("resuming %s at stage %s, epoch %d", run_dir, state["stage"], state["epoch"])
     else:
@@ -129,9 +132,10 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         raise FeredgeError("--final-fit leaves no validation score for --schedule plateau; use --schedule cosine")
     if config.final_fit and on_epoch is not None:
         raise FeredgeError("a final fit reports no validation score for on_epoch (feredge tune) to follow")
+    strategy = make_strategy(config.strategy)  # before any other TensorFlow op (logical CPUs, multi-worker)
+    run_dir = run_folder(run_dir, strategy)  # a multi-worker run is written by the chief only
     keras.utils.set_random_seed(config.seed)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    set_precision(config.mixed_precision)
     spec = resolve_spec(config)
     dataset = load_training_data(config, config.labels, spec.input_size, spec.photometric)
     log.info("data: %s", dataset.describe())
@@ -177,7 +181,6 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
     )
     val_split = dataset.splits.get("val")
 
-    strategy = _strategy(config.strategy)
     with strategy.scope():
         model = build_model(config.backbone, len(labels), spec.input_size, config.weights, config.alpha, config.dropout)
     log.info(
@@ -247,7 +250,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
     if config.head == "svm":
         fit_svm_head(model, dataset.splits["train"], spec, config.svm_c, config.balance != "none", config.seed)
     finish_run(model, run_dir, dataset, spec, metadata, state)
-    return run_dir
+    return Path(config.out)
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -359,18 +362,6 @@ def _loss_and_metrics(config: TrainConfig, num_classes: int) -> dict[str, Any]:
         "loss": distillation_loss(distill, num_classes),
         "weighted_metrics": [hard_label_accuracy(num_classes)],
     }
-
-
-def _strategy(name: str):
-    import tensorflow as tf
-
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name != "default":
-        raise FeredgeError(f"unknown strategy {name!r}; choose default, mirrored or multiworker")
-    return tf.distribute.get_strategy()
 
 
 def cosine_schedule(lr: float, epochs: int, warmup: int):
