@@ -21,7 +21,7 @@ from feredge.benchmarks.errors import BenchError
 from feredge.benchmarks.frames import draw_face
 from feredge.benchmarks.latency import BATCH_SIZES
 from feredge.benchmarks.models import Subject, open_model
-from feredge.edge.cli_options import run_main
+from feredge.cli.options import run_main
 
 TIMEOUT_S = 600
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from feredge.edge.cli_options import PartialFailure
-from feredge.edge.errors import DataError, FeredgeError
+from feredge.edge.errors import DataError, FeredgeError, PartialFailure
 
 
 class ConversionError(FeredgeError, RuntimeError):

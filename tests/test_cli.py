@@ -30,7 +30,7 @@ def test_missing_extra_names_the_install_command(tmp_path, monkeypatch, capsys):
 
 
 def test_os_errors_become_one_line_naming_the_file(monkeypatch, capsys):
-    from feredge.train import evaluate_cli
+    from feredge.cli import evaluate as evaluate_cli
 
     def unwritable(_args):
         raise PermissionError(13, "Permission denied", "/readonly/metrics.json")
@@ -42,7 +42,7 @@ def test_os_errors_become_one_line_naming_the_file(monkeypatch, capsys):
 
 
 def test_unexpected_missing_module_is_not_disguised(monkeypatch):
-    from feredge.train import evaluate_cli
+    from feredge.cli import evaluate as evaluate_cli
 
     def broken(_args):
         raise ModuleNotFoundError("No module named 'feredge.nothing'", name="feredge.nothing")

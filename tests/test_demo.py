@@ -17,6 +17,7 @@ import pytest
 from test_edge_images import png_header
 
 from feredge import cli
+from feredge.cli.options import EXIT_USER_ERROR
 from feredge.demo import EXAMPLES_DIR
 from feredge.demo.app import compare_upload, comparison_table, predict_frame
 from feredge.demo.service import (
@@ -27,7 +28,6 @@ from feredge.demo.service import (
     model_choices,
 )
 from feredge.edge import detectors
-from feredge.edge.cli_options import EXIT_USER_ERROR
 from feredge.edge.detectors import DEFAULT_DETECTOR, available_detectors
 from feredge.edge.errors import ImageError
 from feredge.edge.labels import FER2013
@@ -44,7 +44,7 @@ def service(tiny_models: dict[str, Path]) -> DemoService:
 
 def test_demo_imports_no_tensorflow_and_no_train_stage() -> None:
     code = (
-        "import sys, feredge.demo.app, feredge.demo.api, feredge.demo.server, feredge.demo.cli\n"
+        "import sys, feredge.demo.app, feredge.demo.api, feredge.demo.server, feredge.cli.demo\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras')"
         " or m.startswith('feredge.train'))\n"
         "print(bad)"

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
+from feredge.cli.info import collect
 from feredge.edge.detectors import DEFAULT_DETECTOR, available_detectors, detector_names
-from feredge.edge.info_cli import collect
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`
 
@@ -124,7 +124,7 @@ def test_the_unit_restarts_the_demo_on_failure():
 
 def test_the_units_command_line_is_one_feredge_demo_accepts():
     """The unit's arguments go through ``feredge demo``'s own parser: a renamed option fails here."""
-    from feredge.demo.cli import configure
+    from feredge.cli.demo import configure
 
     exec_start = next(line for line in UNIT.read_text().splitlines() if line.startswith("ExecStart="))
     program, command, *arguments = exec_start.removeprefix("ExecStart=").split()

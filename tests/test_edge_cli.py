@@ -284,8 +284,8 @@ def test_bad_option_values_are_usage_errors(argv, message, capsys):
 
 
 def test_detector_choices_come_from_the_one_table():
-    from feredge.benchmarks.cli import parse_args as bench_args
     from feredge.cli import build_parser
+    from feredge.cli.bench import parse_args as bench_args
     from feredge.edge.detectors import DETECTORS
 
     parser = build_parser()
@@ -304,7 +304,7 @@ def _help(parse, argv: list[str], capsys) -> str:
 
 
 def test_help_describes_exactly_the_choices_each_option_takes(capsys):
-    from feredge.benchmarks.cli import parse_args as bench_args
+    from feredge.cli.bench import parse_args as bench_args
     from feredge.edge.video import WRITER_CODECS
 
     assert "none: no detection" in _help(main, ["predict", "--help"], capsys)

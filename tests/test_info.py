@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from feredge.cli import main as feredge_main
+from feredge.cli.info import main, parse_cpuinfo
 from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, available_detectors
-from feredge.edge.info_cli import main, parse_cpuinfo
 from feredge.edge.model import DEFAULT_MODEL, MODELS_DIR
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`

@@ -12,7 +12,7 @@ import pytest
 from feredge import cli
 from feredge.benchmarks import groups, photo_run
 from feredge.benchmarks.photos import NO_FACE
-from feredge.edge.cli_options import EXIT_USER_ERROR
+from feredge.cli.options import EXIT_USER_ERROR
 from feredge.edge.detectors import detect_faces, make_detector
 from feredge.edge.model import EmotionModel, load_model
 from feredge.edge.preprocess import crop_face, preprocess_face

@@ -248,8 +248,8 @@ def test_data_folder_scan_counts_skipped_files(face_drawer, tmp_path, caplog):
 
 def test_convert_with_one_format_of_two_failing_is_a_partial_failure(capsys):
     """#12.9: convert exited 2 when one format failed and another was written; predict exits 1 then."""
+    from feredge.cli.options import run_main
     from feredge.convert.converter import FAILED, OK, REJECTED, Outcome, raise_for_outcomes
-    from feredge.edge.cli_options import run_main
 
     def exit_code(*outcomes: Outcome) -> int:
         return run_main("feredge convert", lambda _: raise_for_outcomes(outcomes), SimpleNamespace())
@@ -265,7 +265,8 @@ def test_convert_with_one_format_of_two_failing_is_a_partial_failure(capsys):
 
 def test_run_main_applies_the_rule_to_every_command(capsys):
     """#12.9: the one policy behind every ``main()``: typed error 2, partial failure 1, Ctrl-C 130."""
-    from feredge.edge.cli_options import PartialFailure, run_main
+    from feredge.cli.options import run_main
+    from feredge.edge.errors import PartialFailure
 
     def raising(exc: BaseException):
         def run(_):

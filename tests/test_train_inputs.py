@@ -68,7 +68,7 @@ def test_a_bad_train_option_is_a_usage_error_naming_it(tmp_path, capsys, option,
 
 
 def test_boundary_values_are_accepted():
-    from feredge.train.cli import config_from_args
+    from feredge.cli.train import config_from_args
 
     edges = {
         "--input-size": "8",  # the tiny backbone's minimum
@@ -117,10 +117,11 @@ def test_python_callers_meet_the_same_ranges(changes, field):
 
 
 def test_the_default_tune_space_gives_valid_configs():
+    from feredge.cli.train import train_options
     from feredge.train.space import load_space
 
     base = TrainConfig(data="d")
-    for param in load_space().params:
+    for param in load_space(options=train_options()).params:
         for value in param.choices or (param.low, param.high):
             replace(base, **{param.name: value})
 

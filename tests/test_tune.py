@@ -22,8 +22,8 @@ import tune_worker
 from synthetic import write_split_folders
 
 from feredge.cli import main, parse_args
+from feredge.cli.train import config_from_args, train_options
 from feredge.train import tune
-from feredge.train.cli import config_from_args
 from feredge.train.space import SpaceError, load_space, parse_space
 
 optuna = pytest.importorskip("optuna")
@@ -78,7 +78,7 @@ def no_plots(monkeypatch):
 
 
 def test_default_space_is_checked_against_the_train_options():
-    space = load_space()
+    space = load_space(options=train_options())
     assert set(space.names) == {"lr", "weight_decay", "dropout", "label_smoothing", "augment", "balance", "alpha"}
     lr = next(p for p in space.params if p.name == "lr")
     assert lr.log and 0 < lr.low < lr.high
@@ -102,12 +102,13 @@ def test_default_space_is_checked_against_the_train_options():
 )
 def test_a_bad_space_is_one_clear_error(text, message):
     with pytest.raises(SpaceError, match=message):
-        parse_space(text, "space.toml")
+        parse_space(text, "space.toml", options=train_options())
 
 
 def test_space_values_go_through_the_option_types():
     space = parse_space(
-        "[batch-size]\nchoices = [16, 32]\n[test_time_flip]\nchoices = [true, false]\n[alpha]\nlow = 1\nhigh = 2"
+        "[batch-size]\nchoices = [16, 32]\n[test_time_flip]\nchoices = [true, false]\n[alpha]\nlow = 1\nhigh = 2",
+        options=train_options(),
     )
     by_name = {p.name: p for p in space.params}
     assert by_name["batch_size"].choices == (16, 32)
@@ -208,7 +209,7 @@ def test_a_config_file_value_outside_an_options_choices_is_refused(tmp_path, cap
 
 
 def test_train_config_from_a_dict_ignores_keys_that_are_not_fields(tmp_path):
-    from feredge.train.cli import read_config_file
+    from feredge.cli.train import read_config_file
     from feredge.train.config import TrainConfig
 
     config = TrainConfig.from_dict({"data": "d", "epochs": 3, "from_another_version": 1})

@@ -2,8 +2,9 @@
 
 Each table names a train option (``weight_decay`` or ``weight-decay``) and gives either ``choices = [...]`` or
 ``low``/``high`` with optional ``log = true`` or ``step``. Every value goes through the option's own argparse
-type and choices, so the train CLI stays the one source of truth for what a value may be. Optuna is only
-touched in ``Param.suggest``, with the trial it is handed.
+type and choices, so the train CLI stays the one source of truth for what a value may be: the caller hands
+those options in (``feredge.cli.train.train_options``; the library imports no CLI). Optuna is only touched in
+``Param.suggest``, with the trial it is handed.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from feredge.edge.errors import FeredgeError
-from feredge.train.cli import add_train_options
 
 DEFAULT_SPACE = "tune_space.toml"  # package data of feredge.train
 RANGE_KEYS = {"low", "high", "log", "step"}
@@ -62,6 +63,8 @@ class Param:
 class SearchSpace:
     params: tuple[Param, ...]
     source: str
+    # ``feredge train``'s options by destination, which the space was checked against
+    options: Mapping[str, argparse.Action] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -75,14 +78,7 @@ class SearchSpace:
         return json.loads(json.dumps({p.name: p.to_json() for p in self.params}, sort_keys=True))
 
 
-def train_options() -> dict[str, argparse.Action]:
-    """``feredge train``'s options by destination (TrainConfig field), as its parser defines them."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_train_options(parser)
-    return {action.dest: action for action in parser._actions}
-
-
-def load_space(path: str | Path | None = None) -> SearchSpace:
+def load_space(path: str | Path | None = None, *, options: Mapping[str, argparse.Action]) -> SearchSpace:
     """The space in ``path``, or the packaged default; every entry checked against the train option it names."""
     if path is None:
         text, source = resources.files("feredge.train").joinpath(DEFAULT_SPACE).read_text(), DEFAULT_SPACE
@@ -91,10 +87,10 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
             text, source = Path(path).read_text(), str(path)
         except OSError as exc:
             raise SpaceError(f"cannot read search space {path}: {exc.strerror or exc}") from exc
-    return parse_space(text, source)
+    return parse_space(text, source, options=options)
 
 
-def parse_space(text: str, source: str = "space") -> SearchSpace:
+def parse_space(text: str, source: str = "space", *, options: Mapping[str, argparse.Action]) -> SearchSpace:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
@@ -104,7 +100,6 @@ def parse_space(text: str, source: str = "space") -> SearchSpace:
         tables = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpaceError(f"{source}: not valid TOML: {exc}") from exc
-    options = train_options()
     params = []
     for key, table in tables.items():
         name = key.replace("-", "_")
@@ -118,7 +113,7 @@ def parse_space(text: str, source: str = "space") -> SearchSpace:
         params.append(_param(name, table, options[name], f"{source}: [{key}]"))
     if not params:
         raise SpaceError(f"{source}: the space searches no option")
-    return SearchSpace(tuple(params), source)
+    return SearchSpace(tuple(params), source, options)
 
 
 def _param(name: str, table: dict[str, Any], action: argparse.Action, where: str) -> Param:

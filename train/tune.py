@@ -21,7 +21,7 @@ import socket
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 from feredge.edge.atomic import atomic_write_text
 from feredge.edge.errors import FeredgeError
 from feredge.train.config import TrainConfig
-from feredge.train.space import SearchSpace, train_options
+from feredge.train.space import SearchSpace
 from feredge.train.trainer import resolve_spec, train
 
 log = logging.getLogger(__name__)
@@ -259,15 +259,14 @@ def best_summary(
         "seed": best.user_attrs["seed"],
         "run": str(settings.out / best.user_attrs["run"]),
         "host": best.user_attrs.get("host"),
-        "command": train_command(config, space.names),
+        "command": train_command(config, space),
         "config": config.to_dict(),
     }
 
 
-def train_command(config: TrainConfig, searched: Iterable[str]) -> str:
+def train_command(config: TrainConfig, space: SearchSpace) -> str:
     """The ``feredge train`` command line of ``config``: searched options, seed, epochs and non-defaults."""
-    options = train_options()
-    searched = set(searched)
+    options, searched = space.options, set(space.names)
     argv = ["feredge", "train", config.data]
     for name, value in config.to_dict().items():
         action = options.get(name)

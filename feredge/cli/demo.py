@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from feredge.edge.cli_options import add_labels_option, port_number, positive_int
+from feredge.cli.options import add_labels_option, port_number, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from feredge.edge.cli_options import add_labels_option, checked_type
+from feredge.cli.options import add_labels_option, checked_type
 from feredge.edge.errors import FeredgeError
 from feredge.edge.photometric import PHOTOMETRICS
 from feredge.train.augment import AUGMENT_PRESETS
@@ -150,6 +150,13 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
     parser.add_argument("--strategy", default=d.strategy, choices=["default", "mirrored", "multiworker"])
     parser.add_argument("--workers", type=limited("workers"), default=d.workers, help="image decoding threads")
+
+
+def train_options() -> dict[str, argparse.Action]:
+    """``feredge train``'s options by destination (TrainConfig field), as ``feredge tune``'s space is checked."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_train_options(parser)
+    return {action.dest: action for action in parser._actions}
 
 
 def limited(name: str) -> Callable[[str], Any]:

@@ -10,8 +10,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from feredge.edge.cli_options import non_negative_int, positive_float, positive_int
-from feredge.train.cli import add_train_options, config_from_args
+from feredge.cli.options import non_negative_int, positive_float, positive_int
+from feredge.cli.train import add_train_options, config_from_args, train_options
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from feredge.train.space import load_space, train_options
+    from feredge.train.space import load_space
     from feredge.train.tune import TuneSettings, tune
 
-    space = load_space(args.space)
-    options = train_options()
+    space = load_space(args.space, options=train_options())
     for name in space.names:
-        if getattr(args, name) != options[name].default:
+        if getattr(args, name) != space.options[name].default:
             log.warning("--%s is searched by the space; the value given is not used", name.replace("_", "-"))
     settings = TuneSettings(
         study=args.study,

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from feredge.edge.cli_options import add_threads_option, positive_int, run_main
+from feredge.cli.options import add_threads_option, positive_int, run_main
 
 DEFAULT_RUNS = 50
 TENSORFLOW = "tensorflow"
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m feredge.edge.info_cli``: the same as ``feredge info``."""
+    """``python -m feredge.cli.info``: the same as ``feredge info``."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     return run_main("feredge info", run, args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from feredge.edge.cli_options import checked_type
+from feredge.cli.options import checked_type
 
 # a finite share >= 0: NaN or inf would give a model of NaN weights, refused by check_mix too
 share = checked_type(float, "a share >= 0", lambda v: v >= 0)

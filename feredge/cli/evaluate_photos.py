@@ -17,7 +17,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from feredge.edge.cli_options import add_threads_option, checked_type, non_negative_int, positive_int, run_main
+from feredge.cli.options import add_threads_option, checked_type, non_negative_int, positive_int, run_main
 
 DEFAULT_OUT = "photo-results"
 DEFAULT_MARGINS = (-0.2, -0.1, 0.0, 0.1, 0.2, 0.3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from feredge.edge.cli_options import add_labels_option, add_threads_option
+from feredge.cli.options import add_labels_option, add_threads_option
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

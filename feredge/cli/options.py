@@ -7,7 +7,7 @@ options), and ``run_main``, the one policy that turns errors into exit codes:
 - 2: nothing was done: a usage error, a bad option or input, or every input failed;
 - 130: interrupted (Ctrl-C); what was already written is complete and kept.
 
-Only argparse at import time: ``feredge.cli`` imports every command module to build its parser. The
+Only argparse at import time: ``feredge.cli`` imports it with the command modules to build a parser. The
 detector names come from the registry ``feredge.edge.detectors.DETECTORS`` when the options are added.
 """
 
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from feredge.edge.errors import FeredgeError
+from feredge.edge.errors import FeredgeError, PartialFailure
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -51,10 +51,6 @@ LABELS_HELP = (
     "labels of the model's outputs: a preset (fer2013, fer5) or a comma list; needed only for models "
     "without feredge metadata"
 )
-
-
-class PartialFailure(FeredgeError):
-    """Some inputs failed and the others were done: ``run_main`` prints the message and exits 1."""
 
 
 def outcome_code(done: int, failed: int) -> int:

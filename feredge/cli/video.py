@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-from feredge.edge.cli_options import (
+from feredge.cli.options import (
     EXIT_INTERRUPTED,
     add_recognizer_options,
     build_recognizer,
@@ -28,7 +28,7 @@ from feredge.edge.cli_options import (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from feredge.edge.video import WRITER_CODECS  # here, not at import: feredge.cli imports this module
+    from feredge.edge.video import WRITER_CODECS  # here, not at import: `feredge --help` stays light
 
     parser.add_argument("source", metavar="SOURCE", help="video file, camera index (0) or rtsp:// / http:// URL")
     add_recognizer_options(parser)

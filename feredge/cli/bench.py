@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from feredge.edge.cli_options import (
+from feredge.cli.options import (
     EXIT_PARTIAL,
     add_detector_options,
     add_labels_option,
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m feredge.benchmarks.cli``: the same as ``feredge bench``."""
+    """``python -m feredge.cli.bench``: the same as ``feredge bench``."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     return run_main("feredge bench", run, args)

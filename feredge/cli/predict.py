@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from feredge.edge.cli_options import add_recognizer_options, build_recognizer, outcome_code
+from feredge.cli.options import add_recognizer_options, build_recognizer, outcome_code
 
 EMPTY_INPUT = "empty input path (''); give an image file or a folder ('.' for the current folder)"
 

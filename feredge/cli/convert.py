@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from feredge.cli.options import add_labels_option, add_threads_option, checked_type, positive_int
 from feredge.convert.formats import FORMATS, check_options, parse_formats
-from feredge.edge.cli_options import add_labels_option, add_threads_option, checked_type, positive_int
 from feredge.edge.detectors import DETECTORS
 from feredge.edge.errors import FeredgeError
 from feredge.edge.preprocess import NORMALIZATIONS
