@@ -18,8 +18,19 @@ import cv2
 import numpy as np
 
 from feredge.edge.errors import ImageError
-from feredge.edge.imageinfo import ImageInfo, encoded_end, image_info
+from feredge.edge.imageinfo import MAX_WALKED_PARTS, ImageInfo, image_format, image_info
+from feredge.edge.quiet import library_messages
 
+_FORMAT_NAMES = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "webp": "WebP",
+    "bmp": "BMP",
+    "gif": "GIF",
+    "tiff": "TIFF",
+    "pnm": "PBM/PGM/PPM",
+}
+_SUPPORTED = ", ".join(list(_FORMAT_NAMES.values())[:-1]) + " or " + _FORMAT_NAMES["pnm"]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm"})
 
 # Image files above this many bytes are refused before any byte is read: no photo within the pixel
@@ -28,6 +39,18 @@ MAX_IMAGE_BYTES = 256 * 2**20
 
 # Images above this many pixels are refused before decoding: 10000 x 10000 is the largest square.
 MAX_IMAGE_PIXELS = 100_000_000
+# Nor may any side be longer than this: OpenCV's decoders refuse it (CV_IO_MAX_IMAGE_WIDTH/HEIGHT), as
+# libpng does above 1,000,000, with an internal assertion or "Invalid IHDR data" for a message.
+MAX_IMAGE_SIDE = 1_000_000
+# A GIF's frames or a TIFF's pages: each is checked against the pixel limit; more are refused, since
+# walking their headers costs time and only the first one is ever decoded.
+MAX_IMAGE_FRAMES = MAX_WALKED_PARTS
+# JPEG scans (SOS markers). Each progressive scan is a pass over the whole image, and a file of
+# thousands of nearly empty scans costs a minute of decoding (libjpeg-turbo's "LJT-01-003"). Encoders
+# write far fewer: libjpeg's (and OpenCV's) progressive script has 10 scans for colour and 6 for
+# gray, Photoshop 3-5, and the standard script for 4 components 24; libjpeg-turbo's tools and
+# NVIDIA DALI offer a scan limit for the same reason (DALI's default is 500).
+MAX_JPEG_SCANS = 100
 # ``decode_image_scaled`` decodes images whose longest side is above this at 1/2, 1/4 or 1/8 size.
 REDUCED_DECODE_SIDE = 4096
 _REDUCED_FLAGS = {
@@ -120,28 +143,67 @@ def decode_image_scaled(
             "(str or pathlib.Path), encoded image bytes or a numpy array"
         )
     label, data = _read_encoded(source, name)
-    info = image_info(data)
-    if info is not None:
-        _check_pixels(label, info.width, info.height)
-    if encoded_end(data) is None:
-        raise ImageError(f"{label}: truncated image file")
+    info = checked_info(data, label)
     buffer = np.frombuffer(data, np.uint8)
     factor = _reduction(info, max_side)
-    if info is not None and factor > 1:
+    if factor > 1:
         flags = _REDUCED_FLAGS[factor, info.channels in (1, 2)] | cv2.IMREAD_IGNORE_ORIENTATION
     else:
-        flags = cv2.IMREAD_UNCHANGED
-    try:
-        image = cv2.imdecode(buffer, flags)
-    except cv2.error as exc:  # a decoder's own refusal (a header it cannot allocate for, ...)
-        raise ImageError(f"{label}: not a readable image ({_first_line(exc)})") from exc
+        flags = cv2.IMREAD_UNCHANGED  # as stored: no EXIF orientation (applied below for every format alike)
+    with library_messages() as messages:
+        try:
+            image = cv2.imdecode(buffer, flags)
+        except cv2.error as exc:  # a decoder's own refusal (a header it cannot allocate for, ...)
+            image, error = None, exc
+        else:
+            error = None
     if image is None:
-        raise ImageError(f"{label}: not a readable image (unknown format or corrupt data)")
-    image = _normalize_array(image, label)
+        reason = messages.reason() or (_cv_reason(error) if error is not None else None)
+        problem = f"corrupt {_FORMAT_NAMES[info.format]} data" + (f": {reason}" if reason else "")
+        raise ImageError(f"{label}: not a readable image ({problem})") from error
+    image = orient(_normalize_array(image, label), info.orientation)
+    return ScaledImage(image, info.upright_size)
+
+
+def checked_info(data: bytes, label: str) -> ImageInfo:
+    """The header of encoded ``data`` if it is within every limit, else an ``ImageError`` that says why.
+
+    Only formats whose header is read here are decoded (JPEG, PNG, WebP, BMP, GIF, TIFF, PBM/PGM/PPM):
+    OpenCV recognizes more by their content (JPEG 2000, AVIF, OpenEXR, Radiance HDR, PAM, PFM, Sun
+    raster), but their size would be known only after decoding, which is what a bomb exploits.
+    """
+    kind = image_format(data)
+    if kind is None:
+        raise ImageError(f"{label}: not a readable image (not a {_SUPPORTED} file)")
+    info = image_info(data)
     if info is None:
-        _check_pixels(label, image.shape[1], image.shape[0])
-        return ScaledImage.full(image)
-    return ScaledImage(image, (info.width, info.height))
+        raise ImageError(f"{label}: not a readable image (corrupt {_FORMAT_NAMES[kind]} header)")
+    _check_pixels(label, info.width, info.height)
+    for what, width, height in info.parts:
+        _check_pixels(label, width, height, f"{what} of ")
+    many = "pages" if kind == "tiff" else "frames"
+    if info.frames > MAX_IMAGE_FRAMES:
+        raise ImageError(
+            f"{label}: more than {MAX_IMAGE_FRAMES:,} {many}; only the first is read, so split the file or "
+            "save that one image on its own"
+        )
+    if info.scans > MAX_JPEG_SCANS:
+        raise ImageError(
+            f"{label}: {info.scans:,} JPEG scans is above the limit of {MAX_JPEG_SCANS} (encoders write at most "
+            "a few dozen; each scan is a pass over the whole image); re-save the image"
+        )
+    if info.end is None:
+        raise ImageError(f"{label}: truncated image file")
+    return info
+
+
+def orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` as stored turned upright by its EXIF ``orientation`` (1-8), the way OpenCV's own EXIF
+    handling does it, so every format comes out the same way."""
+    if orientation in (5, 6, 7, 8):
+        image = cv2.transpose(image)
+    flip = {2: 1, 3: -1, 4: 0, 6: 1, 7: -1, 8: 0}.get(orientation)
+    return image if flip is None else cv2.flip(image, flip)
 
 
 def _read_encoded(source: str | Path | bytes | bytearray, name: str | None) -> tuple[str, bytes]:
@@ -227,24 +289,34 @@ def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def _first_line(exc: Exception) -> str:
-    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-
-
-def _check_pixels(label: str, width: int, height: int) -> None:
+def _check_pixels(label: str, width: int, height: int, what: str = "") -> None:
     if width * height > MAX_IMAGE_PIXELS:
         raise ImageError(
-            f"{label}: {width}x{height} pixels ({width * height / 1e6:,.0f} MP) is above the limit of "
+            f"{label}: {what}{width}x{height} pixels ({width * height / 1e6:,.0f} MP) is above the limit of "
             f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP (10000x10000); downscale the image first"
+        )
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise ImageError(
+            f"{label}: {what}{width}x{height} pixels has a side above the limit of {MAX_IMAGE_SIDE:,} pixels "
+            "(OpenCV's decoders take no more); crop or downscale the image first"
         )
 
 
-def _reduction(info: ImageInfo | None, max_side: int | None) -> int:
+def _cv_reason(exc: cv2.error) -> str | None:
+    """An OpenCV error as a reason in a user's words: its message without OpenCV's file, line and
+    function, or None for a failed internal assertion (``!buf.empty()`` says nothing to a user)."""
+    text = next((line.strip() for line in str(getattr(exc, "err", "")).splitlines() if line.strip()), "")
+    if getattr(exc, "code", None) == cv2.Error.StsAssert or not text or ".cpp" in text:
+        return None
+    return text
+
+
+def _reduction(info: ImageInfo, max_side: int | None) -> int:
     """1, 2, 4 or 8: the smallest decode reduction that brings the longest side to ``max_side``.
 
     It never exceeds the short side: OpenCV shrinks non-JPEG formats to ``side // factor`` pixels and
     fails on 0, so a 5000x1 PNG is decoded at full height (a thin image is small anyway)."""
-    if info is None or max_side is None:
+    if max_side is None:
         return 1
     longest, shortest, factor = max(info.width, info.height), min(info.width, info.height), 1
     while longest > max_side * factor and factor < 8 and factor * 2 <= shortest:

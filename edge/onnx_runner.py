@@ -43,6 +43,7 @@ class OnnxRunner:
             raise ModelLoadError(f"{path}: ONNX models need onnxruntime ({hint})") from exc
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: its warnings (unused initializers, ...) are not the user's
         providers = choose_providers(ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(path), options, providers=providers)

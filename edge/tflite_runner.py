@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from feredge.edge.errors import ModelLoadError
+from feredge.edge.quiet import library_messages
 
 # (module holding ``Interpreter``, pip package that provides it), best first.
 INTERPRETER_CHAIN = (
@@ -36,11 +37,16 @@ def interpreter_class() -> tuple[type, str]:
 
 
 def create_interpreter(model: bytes, threads: int, name: str) -> tuple[Any, str]:
-    """An allocated interpreter for ``model`` and its pip package; failures become ModelLoadError."""
+    """An allocated interpreter for ``model`` and its pip package; failures become ModelLoadError.
+
+    What the runtime prints meanwhile ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on
+    every run, "ERROR: ..." lines before a failure) is kept off stderr; an error's line joins the message.
+    """
     cls, package = interpreter_class()
     try:
-        interpreter = cls(model_content=model, num_threads=threads)
-        interpreter.allocate_tensors()
+        with library_messages() as messages:
+            interpreter = cls(model_content=model, num_threads=threads)
+            interpreter.allocate_tensors()
     except SystemError as exc:
         # tflite-runtime 2.14 was built against numpy 1.x and fails this way under numpy>=2.
         if package == "tflite-runtime" and int(np.__version__.split(".")[0]) >= 2:
@@ -50,7 +56,11 @@ def create_interpreter(model: bytes, threads: int, name: str) -> tuple[Any, str]
             ) from exc
         raise ModelLoadError(f"{name}: {package} cannot create an interpreter: {exc}") from exc
     except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"{name}: not a valid TFLite model ({exc})") from exc
+        reason = _first_line(exc)
+        printed = messages.reason()
+        if printed and printed not in reason:
+            reason = f"{reason}: {printed}"
+        raise ModelLoadError(f"{name}: not a valid TFLite model ({reason})") from exc
     return interpreter, package
 
 
@@ -108,6 +118,10 @@ class TFLiteRunner:
         self._interpreter.invoke()
         raw = self._interpreter.get_tensor(self._output["index"])
         return _dequantize(raw, self._output).reshape(len(batch), -1)
+
+
+def _first_line(exc: Exception) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def run_in_fixed_batches(invoke: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, size: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 
 from feredge.benchmarks.frames import draw_face
 from feredge.edge import decode
-from feredge.edge.decode import MAX_IMAGE_PIXELS, ScaledImage, decode_image, decode_image_scaled
+from feredge.edge.decode import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ScaledImage, decode_image, decode_image_scaled
 from feredge.edge.errors import ImageError
 from feredge.edge.imageinfo import encoded_end, image_info
 from feredge.edge.recognizer import EmotionRecognizer
@@ -53,21 +53,37 @@ def overlaps(found, expected, tolerance: float = 0.35) -> bool:
 # --- sizes from headers ---
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".bmp"])
+def writable(suffix: str, height: int, width: int, channels: int = 3) -> np.ndarray:
+    """A zero image OpenCV can write as ``suffix``: GIF and PPM take colour only, PGM gray only."""
+    channels = {".gif": 3, ".ppm": 3, ".pgm": 1}.get(suffix, channels)
+    return np.zeros((height, width, 3) if channels == 3 else (height, width), np.uint8)
+
+
+@pytest.mark.parametrize("suffix", sorted(IMAGE_SUFFIXES))
 @pytest.mark.parametrize("channels", [1, 3])
-def test_header_size_of_every_parsed_format(suffix, channels):
-    image = np.zeros((37, 61, 3) if channels == 3 else (37, 61), np.uint8)
+def test_header_size_of_every_accepted_suffix(suffix, channels):
+    image = writable(suffix, 37, 61, channels)
     info = image_info(encode(image, suffix))
     assert info is not None and (info.width, info.height) == (61, 37)
-    if suffix in (".png", ".jpg"):
-        assert info.channels == channels
+    if suffix in (".png", ".jpg", ".pgm", ".ppm"):
+        assert info.channels == image.size // (37 * 61)
     progressive = encode(image, ".jpg", (cv2.IMWRITE_JPEG_PROGRESSIVE, 1))
     assert (image_info(progressive).width, image_info(progressive).height) == (61, 37)
 
 
-def test_unknown_formats_have_no_header_info():
-    assert image_info(b"just some text") is None
-    assert image_info(encode(np.zeros((8, 8), np.uint8), ".pgm")) is None
+@pytest.mark.parametrize("suffix", [".jp2", ".pam", ".pfm", ".hdr", ".ras"])
+def test_formats_without_a_read_header_are_refused_before_decoding(monkeypatch, suffix):
+    """OpenCV decodes these by their content whatever the file's name, but their size would be known
+    only after decoding: they are refused like text, naming the formats that are read."""
+    floats = suffix in (".pfm", ".hdr")
+    data = encode(np.full((64, 64, 3), 0.5 if floats else 128, np.float32 if floats else np.uint8), suffix)
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) is not None
+    monkeypatch.setattr(decode.cv2, "imdecode", lambda *args: pytest.fail("decoded a format without a read header"))
+    assert image_info(data) is None and image_info(b"just some text") is None
+    with pytest.raises(
+        ImageError, match=r"^x.jpg: not a readable image \(not a JPEG, PNG, WebP, BMP, GIF, TIFF or PBM"
+    ):
+        decode_image(data, "x.jpg")
 
 
 # --- the pixel limit ---
@@ -92,10 +108,12 @@ def test_above_the_pixel_limit_is_refused_from_the_header_without_decoding(monke
     assert MAX_IMAGE_PIXELS == 10000 * 10000
 
 
-def test_above_the_pixel_limit_in_a_format_without_a_parsed_header(monkeypatch):
+@pytest.mark.parametrize("suffix", sorted(IMAGE_SUFFIXES))
+def test_every_accepted_suffix_is_held_to_the_pixel_limit_from_its_header(monkeypatch, suffix):
     monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 99)
-    with pytest.raises(ImageError, match=r"10x10 pixels .* above the limit"):
-        decode_image(encode(np.zeros((10, 10), np.uint8), ".pgm"), "small.pgm")
+    monkeypatch.setattr(decode.cv2, "imdecode", lambda *args: pytest.fail("decoded an image above the limit"))
+    with pytest.raises(ImageError, match=r"small: 16x16 pixels .* above the limit"):
+        decode_image(encode(writable(suffix, 16, 16), suffix), "small")
 
 
 def test_a_10000x10000_jpeg_is_decoded_reduced_and_faces_are_in_original_pixels(recognizer, tmp_path):
