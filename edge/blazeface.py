@@ -121,6 +121,8 @@ class BlazeFaceModel:
         outputs = {tuple(o["shape"][1:]): o["index"] for o in self._interpreter.get_output_details()}
         if len(inputs) != 1 or tuple(inputs[0]["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3):
             raise ModelLoadError(f"{path}: not a BlazeFace short-range model (expected one 1x128x128x3 input)")
+        if inputs[0]["dtype"] != np.float32:  # letterbox() feeds floats in [-1, 1]
+            raise ModelLoadError(f"{path}: not a BlazeFace short-range model (expected a float32 input)")
         if set(outputs) != {(NUM_ANCHORS, NUM_COORDS), (NUM_ANCHORS, 1)}:
             raise ModelLoadError(f"{path}: not a BlazeFace short-range model (expected 896x16 and 896x1 outputs)")
         self._input = inputs[0]["index"]

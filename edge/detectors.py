@@ -35,6 +35,7 @@ import numpy as np
 from feredge.edge.errors import ModelLoadError, OptionError
 from feredge.edge.model import check_model_file
 from feredge.edge.preprocess import to_gray
+from feredge.edge.quiet import library_messages
 
 Box = tuple[int, int, int, int]
 ModelPath = str | Path | None
@@ -49,6 +50,16 @@ DEFAULT_MAX_SIDE = 640
 YUNET_SCORE = 0.7
 # On inputs 32 px high (or wide) or less YuNet returns random boxes with score 1; 33 px is fine.
 YUNET_MIN_INPUT = 64
+# An image whose short side is below this at the detection scale (a 1300x1 strip, or a 20000x20 one
+# scaled to 640x0.64) holds no face any detector here finds: the keenest, YuNet, finds a 14 px face
+# and misses an 11 px one. Such an image is no face, not a resize to 0 pixels.
+MIN_DETECTION_SIDE = 8
+# YuNet 2023mar's outputs (what cv2.FaceDetectorYN reads): name -> values per anchor, at strides 8, 16, 32.
+YUNET_OUTPUTS = {
+    f"{kind}_{stride}": size
+    for kind, size in (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10))
+    for stride in (8, 16, 32)
+}
 BLAZEFACE_SCORE = 0.5
 
 DETECTOR_MODELS = Path(__file__).resolve().parent / "models" / "detectors"
@@ -208,10 +219,13 @@ class _ScaledDetector(ABC):
 
     def detect_faces(self, image: np.ndarray) -> list[Detection]:
         height, width = image.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
+        scale = min(1.0, self.max_side / max(height, width, 1))
+        if min(height, width) * scale < MIN_DETECTION_SIDE:
+            return []
         small = image
         if scale < 1.0:
-            small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         found = self._detect(small, max(1, int(self.min_face * scale)))
         faces = []
         for i, (x, y, w, h) in enumerate(np.asarray(found.boxes, np.float64).reshape(-1, 4)):
@@ -280,10 +294,13 @@ class YuNetDetector(_ScaledDetector):
     ) -> None:
         super().__init__(min_face, max_side)
         path = _model_file(model_path, YUNET_MODEL)
-        try:
-            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, 5000)
-        except cv2.error as exc:
-            raise ModelLoadError(f"{path}: not a usable YuNet face detector model ({exc.err})") from exc
+        with library_messages():  # OpenCV's ONNX importer logs its complaints in three lines of its own
+            try:
+                self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, 5000)
+            except cv2.error as exc:
+                reason = str(exc.err).replace(str(path), "").rstrip(": ")  # "Failed to parse ONNX model: PATH"
+                raise ModelLoadError(f"{path}: not a usable YuNet face detector model ({reason})") from exc
+            _check_yunet_outputs(path)
         self._lock = threading.Lock()
 
     def _detect(self, image: np.ndarray, min_size: int) -> Found:
@@ -297,6 +314,36 @@ class YuNetDetector(_ScaledDetector):
         if faces is None:
             return Found(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
         return Found(faces[:, :4], faces[:, 14], faces[:, 4:14].reshape(-1, 5, 2))
+
+
+def _check_yunet_outputs(path: Path) -> None:
+    """Refuse an ONNX file that is not YuNet 2023mar at load, naming it: ``cv2.FaceDetectorYN`` takes
+    any ONNX model, and another one (or an older YuNet) fails only on the first image, with a cv2.error.
+
+    The network is run once on a blank 64x64 input, and its outputs must be ``YUNET_OUTPUTS`` with one
+    row per anchor (64 at stride 8, 16 at 16, 4 at 32)."""
+    expected = {name: (1, (64 // int(name.rsplit("_", 1)[1])) ** 2, size) for name, size in YUNET_OUTPUTS.items()}
+    try:
+        net = cv2.dnn.readNet(str(path))
+        net.setInput(np.zeros((1, 3, 64, 64), np.float32))
+        names = list(net.getUnconnectedOutLayersNames())
+        shapes = {name: tuple(out.shape) for name, out in zip(names, net.forward(names), strict=True)}
+    except cv2.error as exc:
+        raise ModelLoadError(f"{path}: not a YuNet face detector model (it does not run on a 64x64 image)") from exc
+    if set(shapes) != set(expected):
+        raise ModelLoadError(
+            f"{path}: not a YuNet 2023mar face detector model (expected its 12 outputs cls, obj, bbox and "
+            f"kps at strides 8, 16 and 32; it has {_names(sorted(shapes))})"
+        )
+    if shapes != expected:
+        raise ModelLoadError(
+            f"{path}: not a YuNet 2023mar face detector model (its outputs have YuNet's names but not its shapes)"
+        )
+
+
+def _names(names: list[str], shown: int = 6) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return (", ".join(names[:shown]) or "none") + more
 
 
 class BlazeFaceDetector(_ScaledDetector):
