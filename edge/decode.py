@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from feredge.edge.errors import ImageError
-from feredge.edge.imageinfo import MAX_WALKED_PARTS, ImageInfo, image_format, image_info
+from feredge.edge.imageinfo import MAX_WALKED_PARTS, ImageInfo, image_format, image_info, tiff_as_stored
 from feredge.edge.quiet import library_messages
 
 _FORMAT_NAMES = {
@@ -144,6 +144,8 @@ def decode_image_scaled(
         )
     label, data = _read_encoded(source, name)
     info = checked_info(data, label)
+    if info.format == "tiff" and info.orientation != 1:
+        data = tiff_as_stored(data)
     buffer = np.frombuffer(data, np.uint8)
     factor = _reduction(info, max_side)
     if factor > 1:

@@ -340,7 +340,17 @@ def _tiff_header(data: bytes) -> tuple[str, bool, int] | None:
 
 def _tiff_ifd(data: bytes, offset: int, order: str, big: bool) -> tuple[dict[int, int], int] | None:
     """The integer tags that matter here (first value each) of the IFD at ``offset``, and the next
-    IFD's offset (0 for none); None if the IFD runs past the data or has more entries than libtiff reads.
+    IFD's offset (0 for none); None if the IFD runs past the data or has more entries than libtiff reads."""
+    found = _tiff_entries(data, offset, order, big)
+    if found is None:
+        return None
+    places, next_offset = found
+    return {tag: struct.unpack_from(order + code, data, at)[0] for tag, (code, at) in places.items()}, next_offset
+
+
+def _tiff_entries(data: bytes, offset: int, order: str, big: bool) -> tuple[dict[int, tuple[str, int]], int] | None:
+    """Where the IFD at ``offset`` holds each tag that matters here, as (struct code, offset of the
+    value), and the next IFD's offset; None as for ``_tiff_ifd``.
 
     Tags are found with C-speed searches in the list of entry tags, not a Python loop per entry."""
     count_code, entry_size, field = ("Q", 20, 8) if big else ("H", 12, 4)
@@ -354,7 +364,7 @@ def _tiff_ifd(data: bytes, offset: int, order: str, big: bool) -> tuple[dict[int
         return None
     native = "<" if struct.pack("=H", 1) == b"\x01\x00" else ">"
     entry_tags = memoryview(data)[start:end].cast("H")[:: entry_size // 2].tolist() if count else []
-    tags = {}
+    places = {}
     for tag in _TIFF_TAGS:
         stored = tag if order == native else struct.unpack(native + "H", struct.pack(order + "H", tag))[0]
         if stored not in entry_tags:
@@ -363,9 +373,25 @@ def _tiff_ifd(data: bytes, offset: int, order: str, big: bool) -> tuple[dict[int
         kind, number = struct.unpack_from(order + "H" + ("Q" if big else "I"), data, entry + 2)
         code = _TIFF_INTEGERS.get(kind)
         if code is not None and number >= 1 and struct.calcsize(code) <= field:  # a value held in the entry
-            tags[tag] = struct.unpack_from(order + code, data, entry + 4 + field)[0]
+            places[tag] = (code, entry + 4 + field)
     (next_offset,) = struct.unpack_from(order + ("Q" if big else "I"), data, end)
-    return tags, next_offset
+    return places, next_offset
+
+
+def tiff_as_stored(data: bytes) -> bytes:
+    """A TIFF's bytes with its first page's Orientation tag set to 1 (a copy; ``data`` itself if it has none).
+
+    OpenCV's TIFF decoder applies that tag itself on some paths (a full decode) and not on others (a
+    reduced one), in no documented way, so the decoder is given the pixels as stored and the caller
+    turns them upright once, as for JPEG and WebP."""
+    header = _tiff_header(data)
+    found = None if header is None else _tiff_entries(data, header[2], header[0], header[1])
+    if found is None or _TIFF_ORIENTATION not in found[0]:
+        return data
+    code, at = found[0][_TIFF_ORIENTATION]
+    patched = bytearray(data)
+    struct.pack_into(header[0] + code, patched, at, 1)
+    return bytes(patched)
 
 
 def _exif_orientation(exif: bytes) -> int:

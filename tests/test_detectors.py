@@ -64,6 +64,15 @@ def test_no_face_is_no_detection(name) -> None:
         assert detector.detect(np.full((height, width, 3), 90, np.uint8)) == []
 
 
+@pytest.mark.parametrize("name", FINDERS)
+def test_images_too_thin_to_hold_a_face_are_no_face(name) -> None:
+    """#29.6: 1300x1, 1x4000 and 20000x1 images made cv2.resize fail (a 0-pixel side after downscaling)."""
+    detector = make_detector(name)
+    for height, width in ((1, 1300), (4000, 1), (1, 20000), (20, 20000), (13, 8000), (7, 7), (1, 1)):
+        for image in (np.full((height, width, 3), 90, np.uint8), np.full((height, width), 90, np.uint8)):
+            assert detect_faces(detector, image) == []
+
+
 def test_learned_detectors_keep_small_faces_unless_a_min_face_is_asked(astronaut) -> None:
     small = cv2.resize(astronaut, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)  # a face of about 18 px
     frame = np.full((480, 640, 3), 120, np.uint8)
@@ -99,6 +108,46 @@ def test_a_model_path_for_a_detector_without_a_model_file_is_refused(name) -> No
     with pytest.raises(OptionError, match=f"detector '{name}' takes no detector model file .*only for: yunet$"):
         make_detector(name, model_path=detectors.YUNET_MODEL)
     assert make_detector(name, model_path=None).detect(np.zeros((80, 80, 3), np.uint8)) is not None
+
+
+def onnx_model(path: Path, outputs: dict[str, tuple[int, ...]]) -> Path:
+    """An ONNX model of a 1x3xHxW input whose named outputs are reshaped slices of it (shapes for 64x64)."""
+    pytest.importorskip("onnx", reason="the onnx package builds the stand-in model")
+    from onnx import TensorProto, helper
+
+    nodes, infos, inits = [helper.make_node("Flatten", ["input"], ["flat"], axis=0)], [], []
+    for name, shape in outputs.items():
+        size = int(np.prod(shape))
+        inits += [helper.make_tensor(f"{name}_end", TensorProto.INT64, [1], [size])]
+        inits += [helper.make_tensor(f"{name}_shape", TensorProto.INT64, [len(shape)], list(shape))]
+        nodes.append(helper.make_node("Slice", ["flat", "zero", f"{name}_end", "one"], [f"{name}_slice"]))
+        nodes.append(helper.make_node("Reshape", [f"{name}_slice", f"{name}_shape"], [name]))
+        infos.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+    inits += [
+        helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+    ]
+    graph = helper.make_graph(
+        nodes, "stand_in", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])], infos, inits
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_an_onnx_that_is_not_yunet_is_refused_at_load_naming_the_file(tmp_path, capfd) -> None:
+    """#29.10: cv2.FaceDetectorYN takes any ONNX file; another model then failed on every image."""
+    other = onnx_model(tmp_path / "classifier.onnx", {"logits": (1, 7)})
+    with pytest.raises(ModelLoadError, match=r"classifier.onnx: not a YuNet 2023mar face detector model \(expected"):
+        make_detector("yunet", model_path=other)
+    # YuNet's output names with other shapes (an older or re-exported model) are refused too
+    names = {name: (1, 3, 8) for name in detectors.YUNET_OUTPUTS}
+    renamed = onnx_model(tmp_path / "lookalike.onnx", names)
+    with pytest.raises(ModelLoadError, match=r"lookalike.onnx: .*YuNet's names but not its shapes"):
+        make_detector("yunet", model_path=renamed)
+    assert capfd.readouterr().err == ""  # OpenCV's importer says nothing of its own either
+    assert make_detector("yunet", model_path=detectors.YUNET_MODEL).detect(np.zeros((80, 80, 3), np.uint8)) == []
 
 
 def test_a_tflite_that_is_not_blazeface_is_refused(tiny_int8_model) -> None:

@@ -192,3 +192,23 @@ def test_png_with_trailing_data_decodes_and_a_cut_one_is_truncated(face_scene):
     for cut in (40, len(data) // 2, len(data) - 5):
         with pytest.raises(ImageError, match="truncated"):
             decode_image(data[:cut])
+
+
+# --- EXIF orientation (#29.12): boxes are in the upright image's pixels ---
+
+
+def test_a_sideways_stored_photo_with_orientation_6_is_scored_upright(recognizer, face_scene, tmp_path):
+    """A phone stores a portrait photo sideways with EXIF Orientation=6 ("turn 90 degrees clockwise");
+    faces are found in, and boxes given in, the upright image a viewer shows."""
+    scene, placed = face_scene
+    stored = cv2.rotate(scene, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    jpeg = encode(stored, ".jpg", (cv2.IMWRITE_JPEG_QUALITY, 95))
+    # EXIF: a big-endian TIFF header, one IFD with one entry: tag 274 (Orientation), SHORT, 1 value, 6
+    payload = b"Exif\x00\x00MM\x00\x2a" + struct.pack(">IHHHIHHI", 8, 1, 274, 3, 1, 6, 0, 0)
+    path = tmp_path / "portrait.jpg"
+    path.write_bytes(jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:])
+    assert decode_image(path).shape == scene.shape
+    faces = recognizer.predict(path)
+    assert len(faces) == 2
+    for box in placed:
+        assert any(overlaps(face.box, box) for face in faces)

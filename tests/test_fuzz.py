@@ -42,6 +42,10 @@ PROGRESSIVE_JPEG = cv2.imencode(".jpg", _face(), [cv2.IMWRITE_JPEG_PROGRESSIVE, 
 PNG = cv2.imencode(".png", _face(40))[1].tobytes()
 BMP = cv2.imencode(".bmp", _face(16))[1].tobytes()
 WEBP = cv2.imencode(".webp", _face(32))[1].tobytes()
+GIF = cv2.imencode(".gif", cv2.cvtColor(_face(16), cv2.COLOR_GRAY2BGR))[1].tobytes()
+TIFF = cv2.imencode(".tif", _face(16))[1].tobytes()
+PGM = cv2.imencode(".pgm", _face(16))[1].tobytes()
+IMAGES = (JPEG, PROGRESSIVE_JPEG, PNG, BMP, WEBP, GIF, TIFF, PGM)
 
 # FEREDGE_FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps the suite fast.
 FUZZ = settings(
@@ -121,10 +125,11 @@ def test_metadata_fields_of_any_type_succeed_or_raise_its_own_error(changes: dic
 
 
 @FUZZ
-@given(any_bytes(JPEG, PROGRESSIVE_JPEG, PNG, BMP, WEBP))
+@given(any_bytes(*IMAGES))
 def test_image_header_reader_never_raises(data: bytes) -> None:
     info = image_info(data)
-    assert info is None or (info.width > 0 and info.height > 0)
+    assert info is None or (info.width > 0 and info.height > 0 and 1 <= info.orientation <= 8)
+    assert info is None or info.end is None or 0 <= info.end <= len(data)
     end = encoded_end(data)
     assert end is None or 0 <= end <= len(data)
 
@@ -142,11 +147,16 @@ def test_jpeg_segment_walker_moves_forward_and_ends(data: bytes) -> None:
 
 
 @FUZZ
-@given(any_bytes(JPEG, PROGRESSIVE_JPEG, PNG, BMP, WEBP))
+@given(any_bytes(*IMAGES))
 def test_image_decoder_succeeds_or_raises_its_own_error(data: bytes) -> None:
-    decoded = only_own_errors(decode_image_scaled, data, "fuzz")
-    if decoded is not None:
-        assert decoded.image.dtype == np.uint8 and decoded.image.ndim in (2, 3)
+    try:
+        decoded = decode_image_scaled(data, "fuzz")
+    except FeredgeError as exc:  # one line in feredge's words: no OpenCV source file or assertion (#29.15)
+        message = str(exc)
+        assert message.startswith("fuzz: ") and "\n" not in message
+        assert not any(internal in message for internal in (".cpp", "OpenCV(", "Assertion failed", "libpng"))
+        return
+    assert decoded.image.dtype == np.uint8 and decoded.image.ndim in (2, 3)
 
 
 def _csv(rows: int = 4) -> bytes:
