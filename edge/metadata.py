@@ -8,9 +8,12 @@ in the ``flatbuffers`` package or TensorFlow for one lookup would defeat the sma
 
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
+import re
 import struct
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
-from feredge.edge.labels import resolve_labels
+from feredge.edge.labels import MAX_LABELS, resolve_labels
 from feredge.edge.preprocess import NORMALIZATIONS, PreprocessSpec
 
 SCHEMA = "feredge.model"
@@ -32,6 +35,13 @@ TEMPERATURE_RANGE = (0.01, 100.0)
 # A face model's square input side in pixels: far below or above this is a corrupt field, not a model.
 INPUT_SIZE_RANGE = (8, 1024)
 METADATA_KEY = "feredge"
+# Checked before parsing: real metadata is a few KB and 3 levels deep (framing -> detector -> margin);
+# JSON far past that is a corrupt or hostile file, and parsing it would cost memory or a RecursionError.
+MAX_METADATA_BYTES = 256 * 1024
+MAX_METADATA_DEPTH = 16
+# The metadata's SHA-256 (``model_sha256``) while the file around it is hashed: same length as a digest,
+# so writing the digest in its place moves no byte that the digest covers.
+SHA256_PLACEHOLDER = "0" * 64
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,9 @@ class ModelMetadata:
     source_model: str = ""
     calibration_size: int = 0
     test_time_flip: bool = False
+    # SHA-256 of the model file with this metadata's JSON cut out (``model_digest``); "" for files written
+    # before it existed. Checked at load.
+    model_sha256: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
@@ -61,6 +74,8 @@ class ModelMetadata:
         # predict time, so each field is checked for its type here and stored as the plain Python type.
         if not isinstance(self.labels, list | tuple) or not all(isinstance(label, str) for label in self.labels):
             raise MetadataError(f"labels must be a list of names (strings), got {self.labels!r:.80}")
+        if len(self.labels) > MAX_LABELS:
+            raise MetadataError(f"{len(self.labels)} labels; at most {MAX_LABELS} are supported")
         _set(self, "labels", resolve_labels(list(self.labels)))
         _set(self, "input_size", _integer("input_size", self.input_size, *INPUT_SIZE_RANGE))
         if not is_integer(self.channels):
@@ -92,6 +107,8 @@ class ModelMetadata:
         if not isinstance(self.test_time_flip, bool | np.bool_):
             raise MetadataError(f"test_time_flip must be true or false, got {self.test_time_flip!r:.80}")
         _set(self, "test_time_flip", bool(self.test_time_flip))
+        if not isinstance(self.model_sha256, str) or not _SHA256.fullmatch(self.model_sha256):
+            raise MetadataError(f"model_sha256 must be 64 lowercase hex digits or empty, got {self.model_sha256!r:.80}")
         if not isinstance(self.extra, dict):
             raise MetadataError(f"extra must be a JSON object, got {self.extra!r:.80}")
         _set(self, "schema_version", _schema_version(self.schema_version))
@@ -149,11 +166,7 @@ class ModelMetadata:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelMetadata:
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MetadataError(f"metadata is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(parse_metadata_json(text))
 
     def save(self, path: str | Path) -> None:
         from feredge.edge.atomic import atomic_write_text
@@ -165,8 +178,10 @@ class ModelMetadata:
         path = Path(path)
         if not path.is_file():
             raise MetadataError(f"{path}: metadata file not found")
+        if path.stat().st_size > MAX_METADATA_BYTES:
+            raise MetadataError(f"{path}: {_too_large(path.stat().st_size)}")
         try:
-            return cls.from_json(path.read_text())
+            return cls.from_json(path.read_bytes())
         except MetadataError as exc:
             raise MetadataError(f"{path}: {exc}") from exc
 
@@ -201,6 +216,9 @@ def _number(name: str, value: Any, bounds: tuple[float, float]) -> float:
     return float(value)
 
 
+_SHA256 = re.compile(r"(?:[0-9a-f]{64})?")
+
+
 def _schema_version(value: Any) -> int:
     if not is_integer(value) or value < 1:
         raise MetadataError(f"metadata schema_version must be an integer >= 1, got {value!r:.80}")
@@ -215,6 +233,44 @@ def _check_object(data: Any) -> None:
     if not isinstance(data, dict):
         kind = "null" if data is None else _JSON_KINDS.get(type(data), type(data).__name__)
         raise MetadataError(f"metadata must be a JSON object ({{...}}), got {kind}")
+
+
+def _too_large(size: int) -> str:
+    return f"metadata is {size} bytes; at most {MAX_METADATA_BYTES} are supported"
+
+
+# A JSON string, or an unterminated one up to the end: never failing, the scan stays linear in the text.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"?')
+_OPENERS = np.zeros(256, np.int8)
+_OPENERS[[ord("["), ord("{")]] = 1
+_OPENERS[[ord("]"), ord("}")]] = -1
+
+
+def parse_metadata_json(text: str | bytes) -> Any:
+    """Metadata JSON -> Python objects, refusing before parsing what no model carries: more than
+    ``MAX_METADATA_BYTES`` or nesting deeper than ``MAX_METADATA_DEPTH`` (json recurses once per level).
+    Python's limit on integer digits (a 5000-digit number) is a ``MetadataError`` like any other bad value."""
+    if len(text) > MAX_METADATA_BYTES:  # a str has no more characters than UTF-8 bytes
+        raise MetadataError(_too_large(len(text)))
+    try:
+        raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    except UnicodeEncodeError as exc:
+        raise MetadataError(f"metadata is not valid UTF-8 text: {exc}") from exc
+    if len(raw) > MAX_METADATA_BYTES:
+        raise MetadataError(_too_large(len(raw)))
+    brackets = _OPENERS[np.frombuffer(_JSON_STRING.sub(b'""', raw), np.uint8)]
+    depth = int(np.cumsum(brackets, dtype=np.int64).max(initial=0))
+    if depth > MAX_METADATA_DEPTH:
+        raise MetadataError(f"metadata is nested {depth} levels deep; at most {MAX_METADATA_DEPTH} are supported")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise MetadataError(f"metadata is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise MetadataError(f"metadata is not valid UTF-8 text: {exc}") from exc
+    except ValueError as exc:  # what is left is Python's cap on integer digits; no metadata number comes near it
+        limit = sys.get_int_max_str_digits()
+        raise MetadataError(f"metadata holds a number of more than {limit} digits; no field takes one") from exc
 
 
 def resolve_metadata(
@@ -233,9 +289,9 @@ def resolve_metadata(
     """
     if isinstance(data, str | bytes):
         try:
-            data = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MetadataError(f"embedded metadata is not valid JSON: {exc}") from exc
+            data = parse_metadata_json(data)
+        except MetadataError as exc:
+            raise MetadataError(f"embedded {exc}") from exc
     if data is not None:
         _check_object(data)
     overrides: dict[str, Any] = {}
@@ -254,9 +310,8 @@ def resolve_metadata(
     if tuple(input_shape) != expected:
         raise ModelLoadError(f"metadata says input {expected} but the model's input is {tuple(input_shape)}")
     if len(metadata.labels) != num_outputs:
-        raise LabelError(
-            f"{len(metadata.labels)} labels ({', '.join(metadata.labels)}) but the model has {num_outputs} outputs"
-        )
+        names = ", ".join(metadata.labels[:10]) + (", ..." if len(metadata.labels) > 10 else "")
+        raise LabelError(f"{len(metadata.labels)} labels ({names}) but the model has {num_outputs} outputs")
     return metadata
 
 
@@ -310,29 +365,47 @@ class _Table:
         return self.buf[start : start + length].decode("utf-8", "replace")
 
 
-def tflite_metadata_entries(data: bytes) -> dict[str, bytes]:
-    """All ``name -> bytes`` entries of a TFLite model's metadata table."""
+def tflite_metadata_spans(data: bytes) -> dict[str, tuple[int, int]]:
+    """Where each entry of a TFLite model's metadata table lies in ``data``: ``name -> (start, end)``."""
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise MetadataError("not a TFLite flatbuffer (missing TFL3 identifier)")
     try:
         model = _Table(data, struct.unpack_from("<I", data, 0)[0])
         buffers = model.tables(_MODEL_BUFFERS)
-        entries = {}
+        spans = {}
         for meta in model.tables(_MODEL_METADATA):
             buffer = buffers[meta.scalar(_META_BUFFER, "<I")]
             offset = buffer.scalar(_BUFFER_OFFSET, "<Q")
             if offset > 1:
-                size = buffer.scalar(_BUFFER_SIZE, "<Q")
-                entries[meta.string(_META_NAME)] = data[offset : offset + size]
+                start, length = offset, buffer.scalar(_BUFFER_SIZE, "<Q")
             else:
                 start, length = buffer.vector(_BUFFER_DATA)
-                entries[meta.string(_META_NAME)] = data[start : start + length]
+            spans[meta.string(_META_NAME)] = (start, min(start + length, len(data)))
     except (struct.error, IndexError) as exc:
         raise MetadataError(f"corrupt TFLite flatbuffer: {exc}") from exc
-    return entries
+    return spans
+
+
+def tflite_metadata_entries(data: bytes) -> dict[str, bytes]:
+    """All ``name -> bytes`` entries of a TFLite model's metadata table."""
+    return {name: data[start:end] for name, (start, end) in tflite_metadata_spans(data).items()}
 
 
 def read_tflite_metadata(data: bytes) -> ModelMetadata | None:
     """The embedded feredge metadata, or None for a plain ``.tflite``."""
     raw = tflite_metadata_entries(data).get(METADATA_KEY)
     return None if raw is None else ModelMetadata.from_json(raw)
+
+
+def model_digest(data: bytes, span: tuple[int, int]) -> str:
+    """SHA-256 (hex) of a model file's bytes with ``data[start:end]``, its feredge metadata JSON, cut out.
+
+    Everything the interpreter reads is covered: weights, graph, quantization scales, the other metadata
+    entries and the flatbuffer (or protobuf) structure, including the JSON's own length prefix. The JSON
+    itself cannot be: it holds the digest. Its fields are checked one by one instead.
+    """
+    start, end = span
+    view = memoryview(data)
+    digest = hashlib.sha256(view[:start])
+    digest.update(view[end:])
+    return digest.hexdigest()

@@ -13,10 +13,11 @@ embedded in the model, so a model is fed exactly what it saw in training.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,10 +25,19 @@ from feredge.edge.calibration import apply_temperature
 from feredge.edge.decode import input_file_problem
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
 from feredge.edge.labels import resolve_labels
-from feredge.edge.metadata import METADATA_KEY, ModelMetadata, resolve_metadata, tflite_metadata_entries
+from feredge.edge.metadata import (
+    METADATA_KEY,
+    ModelMetadata,
+    model_digest,
+    parse_metadata_json,
+    resolve_metadata,
+    tflite_metadata_spans,
+)
 from feredge.edge.preprocess import preprocess_face
 from feredge.edge.tflite_runner import TFLiteRunner
 from feredge.edge.tta import flip_average
+
+log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "feredge_default_int8.tflite"
@@ -144,26 +154,52 @@ def load_model(
             raise LabelError(f"labels {labels!r}: {exc}") from exc
     path = Path(path)
     runner: Runner
+    parsed: Any = None
     if path.suffix.lower() == ".onnx":
         from feredge.edge.onnx_runner import OnnxRunner
 
         _check_file(path)
         runner = OnnxRunner(path, threads)
-        raw = runner.metadata_json
+        if runner.metadata_json is not None:
+            data, raw = path.read_bytes(), runner.metadata_json.encode("utf-8")
+            start = data.find(raw)  # protobuf stores the JSON's UTF-8 bytes as they are
+            parsed = _checked_metadata(path, data, raw, None if start < 0 else (start, start + len(raw)))
     else:
         data = _read_tflite(path)
-        runner = TFLiteRunner(data, threads, name=str(path))
         try:
-            raw = tflite_metadata_entries(data).get(METADATA_KEY)
+            span = tflite_metadata_spans(data).get(METADATA_KEY)
         except MetadataError as exc:
             raise ModelLoadError(f"{path}: {exc}") from exc
+        if span is not None:  # checked before the interpreter parses a file that may be corrupt
+            parsed = _checked_metadata(path, data, data[span[0] : span[1]], span)
+        runner = TFLiteRunner(data, threads, name=str(path))
     try:
         metadata = resolve_metadata(
-            raw, runner.input_shape, runner.num_outputs, labels, normalization, fmt=path.suffix.lstrip(".").lower()
+            parsed, runner.input_shape, runner.num_outputs, labels, normalization, fmt=path.suffix.lstrip(".").lower()
         )
     except (MetadataError, LabelError, ModelLoadError) as exc:
         raise type(exc)(f"{path}: {exc}") from exc
+    if parsed is not None and not metadata.model_sha256:
+        log.warning("%s: no checksum in its metadata (an older feredge converted it): corruption goes undetected", path)
     return EmotionModel(runner, metadata, str(path), threads)
+
+
+def _checked_metadata(path: Path, data: bytes, raw: bytes, span: tuple[int, int] | None) -> Any:
+    """The embedded metadata JSON ``raw`` (at ``span`` in the file ``data``), parsed, after the file's digest
+    (``model_digest``) was found equal to the metadata's ``model_sha256``: a flipped weight byte loads and
+    runs, and gives other answers. ``ModelLoadError`` for a mismatch; metadata without a checksum is
+    returned as it is (the caller warns once the metadata is known to be valid)."""
+    try:
+        parsed = parse_metadata_json(raw)
+    except MetadataError as exc:
+        raise MetadataError(f"{path}: embedded {exc}") from exc
+    expected = parsed.get("model_sha256") if isinstance(parsed, dict) else None
+    if isinstance(expected, str) and expected and (span is None or model_digest(data, span) != expected):
+        raise ModelLoadError(
+            f"{path}: checksum mismatch: the file has changed since it was converted (a corrupt copy, or edited "
+            "weights); download or convert it again"
+        )
+    return parsed
 
 
 def check_model_file(path: Path, kind: str = "model", hint: str = "") -> None:
