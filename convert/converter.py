@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,10 @@ class Converter:
             probe = Path(scratch) / final.name
             probe.write_bytes(data)
             runtime = load_model(probe, threads=self.options.threads)
-            # EmotionModel.predict flip-averages by itself when the embedded metadata asks for it
-            scores = score_batches(runtime.predict, self.data.check, self.spec)
+            # EmotionModel.predict flip-averages by itself when the embedded metadata asks for it. The network
+            # is gated and calibrated as it is (tau 0): the float model's scores keep the training prior too,
+            # and the temperature belongs to the network, the prior correction to the deployment.
+            scores = score_batches(partial(runtime.predict, prior_tau=0.0), self.data.check, self.spec)
         result = compare(self.data.check.targets, self.float_scores, scores, metadata.labels, self.options.max_f1_drop)
         calibration = None  # NaN scores fail the gate; no temperature fits them
         if result.finite and self.options.temperature is not None:

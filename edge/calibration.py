@@ -1,26 +1,44 @@
-"""Calibration of class scores: expected calibration error, NLL, and temperature scaling.
+"""Calibration of class scores: expected calibration error, NLL, temperature scaling, and the class prior.
 
 A softmax trained with label smoothing and selected on accuracy is not a probability: its top score
 says 0.6 when the model is right 70% of the time, or the other way round. Conversion fits one
 temperature on held-out faces, as the runtime scores them (quantized, flip-averaged), and stores it in
 the metadata, so ``Face.confidence`` and the ``min_confidence`` threshold mean what they say.
+
+A network also learns its training set's class frequencies: FER data are a third neutral, so photos get
+"neutral" far more often than they show it. The metadata's ``class_prior`` lets the runtime take
+``prior_tau * log(prior)`` from the scores (``apply_temperature``), and ``estimate_label_shift`` estimates
+the prior of a batch of faces, when a batch run wants the scores under that one instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from feredge.edge.errors import DataError, OptionError
 
 ECE_BINS = 15
 _EPS = 1e-12
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities re-tempered as ``softmax(log(p) / T)``: the same as dividing the logits by T."""
-    if temperature == 1.0:
+def apply_temperature(probs: np.ndarray, temperature: float, shift: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities re-tempered as ``softmax((log(p) - shift) / T)``: the same as dividing the logits by T.
+
+    ``shift`` is ``tau * log(training prior)`` (``EmotionModel.prior_shift``), the logit adjustment of
+    Menon et al. (2021): a network trained on a skewed prior favours the frequent classes by their log
+    frequency, and tau = 1 takes that away. ``log(p)`` differs from the network's logits by one constant
+    per row, which the softmax ignores, so models that output logits and models that output a softmax are
+    adjusted alike. ``None`` (tau = 0) computes exactly what it did before the prior existed.
+    """
+    if temperature == 1.0 and shift is None:
         return probs
-    logits = np.log(np.clip(probs, _EPS, 1.0)) / temperature
+    logits = np.log(np.clip(probs, _EPS, 1.0))
+    if shift is not None:
+        logits = logits - shift
+    logits = logits / temperature
     logits -= logits.max(axis=-1, keepdims=True)
     exp = np.exp(logits)
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
@@ -109,3 +127,35 @@ def _before_after(probs: np.ndarray, calibrated: np.ndarray, targets: np.ndarray
         "nll_before": nll(probs, targets),
         "nll_after": nll(calibrated, targets),
     }
+
+
+def estimate_label_shift(
+    probs: np.ndarray, train_prior: np.ndarray | Sequence[float], max_iter: int = 1000, tol: float = 1e-8
+) -> np.ndarray:
+    """The class prior of a batch of faces, re-estimated from the model's posteriors by EM (Saerens et al. 2002).
+
+    Opt-in for batch runs (a folder of photos): a posterior ``p(y|x)`` learned under ``train_prior`` is
+    re-weighted by ``new / train`` and renormalized, ``new`` becomes the mean re-weighted posterior, until it
+    stops moving. ``probs`` are the calibrated scores with the training prior kept (``predict(..., prior_tau=0)``);
+    rows of zeros or a batch of one face say little, so use it on tens of faces or more. The posteriors under
+    the returned prior are ``apply_temperature(probs, 1.0, np.log(train_prior) - np.log(new_prior))``.
+    """
+    probs = np.asarray(probs, np.float64)
+    prior = np.asarray(train_prior, np.float64)
+    if prior.ndim != 1 or len(prior) < 2 or not np.all(np.isfinite(prior) & (prior > 0)):
+        raise OptionError(f"train_prior must be two or more positive numbers, got {np.array2string(prior)[:80]}")
+    if probs.ndim != 2 or probs.shape[1] != len(prior) or len(probs) == 0:
+        raise DataError(f"probs must be a non-empty (N, {len(prior)}) array of scores, got shape {probs.shape}")
+    if not np.all(np.isfinite(probs) & (probs >= 0)):
+        raise DataError("probs must be finite and non-negative (probabilities)")
+    prior = prior / prior.sum()
+    probs = np.clip(probs, _EPS, None)
+    new = prior
+    for _ in range(max_iter):
+        weighted = probs * (new / prior)
+        updated = (weighted / weighted.sum(axis=1, keepdims=True)).mean(axis=0)
+        done = np.abs(updated - new).max() < tol
+        new = updated
+        if done:
+            break
+    return new

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 import re
 import struct
@@ -34,6 +35,11 @@ OFFSET_RANGE = (-0.3, 0.3)
 TEMPERATURE_RANGE = (0.01, 100.0)
 # A face model's square input side in pixels: far below or above this is a corrupt field, not a model.
 INPUT_SIZE_RANGE = (8, 1024)
+# The logit adjustment's strength: 1 removes the training prior, 0 keeps the raw network; beyond a few the
+# prior's inverse dominates every face.
+PRIOR_TAU_RANGE = (0.0, 3.0)
+# |sum(class_prior) - 1|: a prior written from counts sums to 1 up to float rounding and the JSON's digits.
+PRIOR_SUM_TOLERANCE = 1e-3
 METADATA_KEY = "feredge"
 # Checked before parsing: real metadata is a few KB and 3 levels deep (framing -> detector -> margin);
 # JSON far past that is a corrupt or hostile file, and parsing it would cost memory or a RecursionError.
@@ -62,6 +68,10 @@ class ModelMetadata:
     source_model: str = ""
     calibration_size: int = 0
     test_time_flip: bool = False
+    # Training class frequencies (ordered like labels) and the default strength of removing them from the
+    # scores (``prior_tau``): see ``feredge.edge.calibration.apply_temperature``.
+    class_prior: tuple[float, ...] | None = None
+    prior_tau: float = 0.0
     # SHA-256 of the model file with this metadata's JSON cut out (``model_digest``); "" for files written
     # before it existed. Checked at load.
     model_sha256: str = ""
@@ -107,6 +117,10 @@ class ModelMetadata:
         if not isinstance(self.test_time_flip, bool | np.bool_):
             raise MetadataError(f"test_time_flip must be true or false, got {self.test_time_flip!r:.80}")
         _set(self, "test_time_flip", bool(self.test_time_flip))
+        _set(self, "class_prior", _class_prior(self.class_prior, len(self.labels)))
+        _set(self, "prior_tau", _number("prior_tau", self.prior_tau, PRIOR_TAU_RANGE))
+        if self.prior_tau and self.class_prior is None:
+            raise MetadataError(f"prior_tau is {self.prior_tau:g} but the metadata has no class_prior to remove")
         if not isinstance(self.model_sha256, str) or not _SHA256.fullmatch(self.model_sha256):
             raise MetadataError(f"model_sha256 must be 64 lowercase hex digits or empty, got {self.model_sha256!r:.80}")
         if not isinstance(self.extra, dict):
@@ -136,6 +150,7 @@ class ModelMetadata:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["labels"] = list(self.labels)
+        data["class_prior"] = None if self.class_prior is None else list(self.class_prior)
         return data
 
     def to_json(self) -> str:
@@ -217,6 +232,21 @@ def _number(name: str, value: Any, bounds: tuple[float, float]) -> float:
 
 
 _SHA256 = re.compile(r"(?:[0-9a-f]{64})?")
+
+
+def _class_prior(value: Any, count: int) -> tuple[float, ...] | None:
+    """The training prior as floats: one per label, each positive (log 0 would give that class every face
+    once the prior is removed), summing to 1."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple | np.ndarray) or len(value) != count:
+        raise MetadataError(f"class_prior must be a list of {count} numbers (one per label), got {value!r:.80}")
+    if not all(is_real(p) and math.isfinite(p) and p > 0 for p in value):
+        raise MetadataError(f"class_prior entries must be positive numbers, got {list(value)!r:.80}")
+    prior = tuple(float(p) for p in value)
+    if abs(math.fsum(prior) - 1.0) > PRIOR_SUM_TOLERANCE:
+        raise MetadataError(f"class_prior must sum to 1 (within {PRIOR_SUM_TOLERANCE:g}), sums to {math.fsum(prior):g}")
+    return prior
 
 
 def _schema_version(value: Any) -> int:

@@ -27,7 +27,9 @@ from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, Optio
 from feredge.edge.labels import resolve_labels
 from feredge.edge.metadata import (
     METADATA_KEY,
+    PRIOR_TAU_RANGE,
     ModelMetadata,
+    is_real,
     model_digest,
     parse_metadata_json,
     resolve_metadata,
@@ -88,13 +90,17 @@ class EmotionModel:
             return np.zeros((0, self.spec.input_size, self.spec.input_size, self.spec.channels), np.float32)
         return np.stack([preprocess_face(crop, self.spec) for crop in crops])
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, batch: np.ndarray, prior_tau: float | None = None) -> np.ndarray:
         """float32 (N, S, S, C) preprocessed tensors -> float32 (N, K) probabilities.
 
         Quantized outputs are dequantized; softmax is applied only when the outputs are not already
         probabilities. With ``test_time_flip`` in the metadata each row is the mean of the crop's
-        and its mirror's scores, both computed in the same batched call.
+        and its mirror's scores, both computed in the same batched call. Then ``prior_tau`` times the log
+        of the training prior is taken from the log scores and the temperature applied
+        (``apply_temperature``); ``None`` takes the model's own ``prior_tau``, and 0 leaves the scores as
+        the network gives them.
         """
+        shift = self.prior_shift(prior_tau)
         batch = np.asarray(batch, np.float32)
         expected = (self.spec.input_size, self.spec.input_size, self.spec.channels)
         if batch.ndim != 4 or batch.shape[1:] != expected:
@@ -105,14 +111,41 @@ class EmotionModel:
             return np.zeros((0, len(self.labels)), np.float32)
         flip = self.metadata.test_time_flip
         probs = flip_average(self._probabilities, batch) if flip else self._probabilities(batch)
-        return apply_temperature(probs, self.metadata.temperature)
+        return apply_temperature(probs, self.metadata.temperature, shift)
+
+    def checked_prior_tau(self, prior_tau: float | None) -> float:
+        """``prior_tau`` as a float (``None``: the model's own), or ``OptionError`` when it is out of
+        ``PRIOR_TAU_RANGE`` or not 0 for a model whose metadata carries no training prior."""
+        if prior_tau is None:
+            return self.metadata.prior_tau
+        check_prior_tau(prior_tau)
+        if prior_tau and self.metadata.class_prior is None:
+            raise OptionError(
+                f"{Path(self.name).name} has no training class prior in its metadata, so it has none to remove: "
+                f"prior_tau must be 0, got {prior_tau:g}"
+            )
+        return float(prior_tau)
+
+    def prior_shift(self, prior_tau: float | None = None) -> np.ndarray | None:
+        """``prior_tau * log(class_prior)``, what ``predict`` takes from the log scores; None for tau 0."""
+        tau = self.checked_prior_tau(prior_tau)
+        if tau == 0.0:
+            return None
+        return tau * np.log(np.asarray(self.metadata.class_prior, np.float64))
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         return _as_probabilities(self.runner.run(batch))
 
-    def predict_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+    def predict_crops(self, crops: Sequence[np.ndarray], prior_tau: float | None = None) -> np.ndarray:
         """Decoded face crops -> float32 (N, K) probabilities (contract preprocessing, one batch)."""
-        return self.predict(self.preprocess(crops))
+        return self.predict(self.preprocess(crops), prior_tau)
+
+
+def check_prior_tau(prior_tau: object) -> None:
+    """``OptionError`` unless ``prior_tau`` is a number within ``PRIOR_TAU_RANGE`` (not NaN, not a bool)."""
+    low, high = PRIOR_TAU_RANGE
+    if not is_real(prior_tau) or not low <= prior_tau <= high:  # NaN fails the comparison
+        raise OptionError(f"prior_tau must be a number within [{low:g}, {high:g}], got {prior_tau!r:.80}")
 
 
 def _as_probabilities(outputs: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from feredge.edge.detectors import (
 )
 from feredge.edge.errors import FeredgeError, ImageError, OptionError
 from feredge.edge.metadata import is_integer, is_real
-from feredge.edge.model import EmotionModel, default_threads, load_model
+from feredge.edge.model import EmotionModel, check_prior_tau, default_threads, load_model
 from feredge.edge.preprocess import crop_face
 
 ImageInput: TypeAlias = str | Path | bytes | bytearray | np.ndarray | ScaledImage
@@ -138,11 +138,17 @@ class EmotionRecognizer:
     below it: a low top score on a 7-class model often means a face between two expressions, and
     callers that act on the label should not take it at face value. Its scores are kept.
 
+    ``prior_tau`` (0 to 3; ``None``: the model's own, from its metadata) removes that multiple of the
+    log training class prior from the scores before the temperature (logit adjustment): 1 suits photos
+    whose expressions are not distributed like the training faces, 0 gives the network's raw scores. A
+    model without a ``class_prior`` in its metadata takes only 0.
+
     ``with EmotionRecognizer() as recognizer:`` frees the interpreter and detector when the block
     ends (``close()``), rather than whenever the garbage collector gets to them.
 
     Arguments of the wrong type or out of range raise ``OptionError`` here, before any model is
-    loaded: ``threads``, ``min_face`` and ``max_side`` are ints (not bools), ``min_confidence`` a number.
+    loaded: ``threads``, ``min_face`` and ``max_side`` are ints (not bools), ``min_confidence`` and
+    ``prior_tau`` numbers.
     """
 
     def __init__(
@@ -157,8 +163,11 @@ class EmotionRecognizer:
         min_face: int | None = DEFAULT_MIN_FACE,
         max_side: int = DEFAULT_MAX_SIDE,
         min_confidence: float = 0.0,
+        prior_tau: float | None = None,
     ) -> None:
         _check_arguments(model, detector, normalization, detector_model, min_confidence)
+        if prior_tau is not None:
+            check_prior_tau(prior_tau)
         threads = _checked_int("threads", threads, 1, optional=True)
         min_face = _checked_int("min_face", min_face, 0, optional=True)
         max_side = _checked_int("max_side", max_side, 1)
@@ -175,6 +184,7 @@ class EmotionRecognizer:
             detector = make_detector(detector, detector_model, min_face, max_side)
         self.detector = detector
         self.min_confidence = float(min_confidence)
+        self.prior_tau = self.model.checked_prior_tau(prior_tau)
         self.timings = StageTimings()
         self.model_name = Path(self.model.name).name
         self._labels = self.model.labels
@@ -186,10 +196,11 @@ class EmotionRecognizer:
 
     def __repr__(self) -> str:
         uncertain = f", min_confidence={self.min_confidence:g}" if self.min_confidence else ""
+        prior = f", prior_tau={self.prior_tau:g}" if self.prior_tau else ""
         state = ", closed" if self._closed else ""
         return (
             f"EmotionRecognizer(model={self.model_name!r}, detector={self.detector_name!r}, "
-            f"threads={self.threads}{uncertain}{state})"
+            f"threads={self.threads}{uncertain}{prior}{state})"
         )
 
     def __enter__(self) -> EmotionRecognizer:
@@ -265,7 +276,7 @@ class EmotionRecognizer:
         crops = [crop_face(scaled.image, box, margin, offset) for scaled, boxes in pairs for _, box in boxes]
         batch = self.model.preprocess(crops)
         clock.lap("preprocess")
-        probs = self.model.predict(batch)
+        probs = self.model.predict(batch, self.prior_tau)
         clock.lap("infer")
         rows = iter(probs)
         results = [
