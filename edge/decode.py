@@ -2,7 +2,17 @@
 
 Decoding is kept apart from the face-tensor contract (``edge/preprocess.py``): it is about files,
 headers and memory, not about what a model sees. The size is read from the header before any pixel
-is decoded, so a decompression bomb is refused cheaply and a huge photo is decoded at reduced scale.
+is decoded, so a decompression bomb is refused cheaply and a huge photo is decoded at reduced scale;
+only formats whose header is read here are decoded at all (``checked_info`` lists the limits).
+
+Images come out upright: the EXIF orientation of JPEG, TIFF and WebP files is applied here, the same
+way for every format, path or bytes, full or reduced decode (OpenCV applies it for some formats and
+flags and not others, so it is asked for the stored pixels and this module turns them). Everything
+downstream, and so every box a detector or recognizer reports, is in the upright image's pixels, as a
+photo viewer shows it. PNG's rarely used eXIf orientation is not applied.
+
+C libraries' own messages on stderr (libpng, libjpeg, libtiff through OpenCV) are captured during
+the decode (``edge/quiet.py``); a failure's reason goes into the one-line ``ImageError`` instead.
 """
 
 from __future__ import annotations
@@ -116,8 +126,9 @@ def decode_image(source: ImageSource | ScaledImage, name: str | None = None) -> 
     """Decode a path, encoded bytes or an array into uint8 gray (H, W) or BGR (H, W, 3), at full size.
 
     16-bit images are scaled to 8 bits and alpha is dropped, so every later stage sees one of two
-    layouts. Images above ``MAX_IMAGE_PIXELS`` are refused from their header, before decoding.
-    Failures raise ``ImageError`` naming the input and the problem.
+    layouts, and the EXIF orientation is applied (the result is upright). Images beyond the limits
+    (``checked_info``) are refused from their header, before decoding. Failures raise ``ImageError``
+    naming the input and the problem.
     """
     return decode_image_scaled(source, name, max_side=None).image
 
@@ -131,6 +142,7 @@ def decode_image_scaled(
     JPEG is decoded at the reduced scale directly; other formats are decoded and then shrunk by
     OpenCV. The reduced decode is 8-bit gray or BGR, like ``decode_image``'s result. Arrays and
     ``ScaledImage`` inputs are returned as they are (arrays normalized to uint8 gray or BGR).
+    ``original_size`` is the upright image's (width, height): orientations 5-8 swap the stored sides.
     """
     if isinstance(source, ScaledImage):
         return source
@@ -173,6 +185,9 @@ def checked_info(data: bytes, label: str) -> ImageInfo:
     Only formats whose header is read here are decoded (JPEG, PNG, WebP, BMP, GIF, TIFF, PBM/PGM/PPM):
     OpenCV recognizes more by their content (JPEG 2000, AVIF, OpenEXR, Radiance HDR, PAM, PFM, Sun
     raster), but their size would be known only after decoding, which is what a bomb exploits.
+    The limits: ``MAX_IMAGE_PIXELS`` and ``MAX_IMAGE_SIDE`` for the image and for every GIF frame,
+    TIFF page and tile; ``MAX_IMAGE_FRAMES`` frames or pages; ``MAX_JPEG_SCANS`` scans; a complete
+    PNG or JPEG (not truncated).
     """
     kind = image_format(data)
     if kind is None:
