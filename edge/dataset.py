@@ -1,4 +1,4 @@
-"""The one data loader: FER2013 CSV, split folders, flat class folders and Kaggle -> uint8 face arrays.
+"""The one data loader: FER2013 CSV, FER+ votes, split folders, flat class folders and Kaggle -> uint8 faces.
 
 Training, conversion (calibration and the gate), evaluation and the benchmarks all load data here.
 It needs numpy and OpenCV only, so ``feredge bench`` scores accuracy on a device without
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from feredge.edge import ferplus
 from feredge.edge.decode import IMAGE_SUFFIXES, decode_image
 from feredge.edge.errors import DataError, ImageError
 from feredge.edge.labels import FER2013, canonical, resolve_labels
@@ -50,16 +51,34 @@ MALFORMED_ROWS = "malformed CSV row(s)"
 
 @dataclass
 class Split:
-    """Faces of one split: uint8 (N, S, S) gray arrays and int class indices."""
+    """Faces of one split: uint8 (N, S, S) gray arrays and int class indices.
+
+    FER+ data also carries ``votes``, the annotators' counts per label (N, K), whose majority the
+    targets are: training can learn the distribution and evaluation scores against it.
+    """
 
     images: np.ndarray
     targets: np.ndarray
+    votes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.targets.size)
 
     def counts(self, num_classes: int) -> np.ndarray:
         return np.bincount(self.targets, minlength=num_classes)
+
+    def take(self, index: np.ndarray) -> Split:
+        return Split(self.images[index], self.targets[index], None if self.votes is None else self.votes[index])
+
+
+def join_splits(parts: Sequence[Split]) -> Split:
+    """One split of several, in order; votes only when every part has them."""
+    votes = [p.votes for p in parts]
+    return Split(
+        np.concatenate([p.images for p in parts]),
+        np.concatenate([p.targets for p in parts]),
+        None if any(v is None for v in votes) else np.concatenate(votes),
+    )
 
 
 @dataclass
@@ -84,15 +103,19 @@ def load_dataset(
     workers: int = 4,
     make_val: bool = True,
     photometric: str = "none",
+    ferplus_votes: str | Path | None = None,
+    label_mode: str = "majority",
 ) -> Dataset:
     """Load any supported layout into memory; split off validation when the layout has none.
 
     ``make_val=False`` keeps a layout without a validation split whole (evaluation, calibration);
     otherwise the data is for training and must have at least two classes.
     ``photometric`` is the model's photometric normalization: the cached faces are then exactly the
-    pixels ``prepare_face`` gives the runtime.
+    pixels ``prepare_face`` gives the runtime. FER+ data (its folder layout, or ``fer2013.csv`` with
+    ``ferplus_votes=fer2013new.csv``) keeps the faces ``label_mode`` keeps (``feredge.edge.ferplus``).
     """
     check_photometric(photometric)
+    ferplus.check_label_mode(label_mode)
     source_str = str(source)
     if source_str.startswith(KAGGLE_PREFIX):
         source = download_kaggle(source_str[len(KAGGLE_PREFIX) :])
@@ -102,15 +125,23 @@ def load_dataset(
     except OSError as exc:  # a symlink loop or a closed folder is not "not found"
         raise DataError(f"{path}: {'data set not found' if exc.errno == errno.ENOENT else exc.strerror}") from exc
     wanted = resolve_labels(labels) if labels else None
+    if ferplus_votes is not None and not path.is_file():
+        raise DataError(f"{path}: FER+ votes ({ferplus_votes}) go with the fer2013.csv file they line up with")
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise DataError(f"{path}: a data file must be a FER2013-style CSV (emotion,pixels,Usage)")
-        dataset = _load_csv(path, wanted, input_size)
+        if ferplus_votes is not None:
+            dataset = _load_ferplus_csv(path, Path(ferplus_votes), wanted, input_size, label_mode)
+        else:
+            dataset = _load_csv(path, wanted, input_size)
     else:
         split_dirs = {
             SPLIT_DIRS[d.name.lower()]: d for d in sorted(path.iterdir()) if d.is_dir() and d.name.lower() in SPLIT_DIRS
         }
-        if "train" in split_dirs:
+        ferplus_dirs = ferplus.ferplus_split_dirs(path)
+        if ferplus_dirs:
+            dataset = _load_ferplus_folders(path, ferplus_dirs, wanted, input_size, workers, label_mode)
+        elif "train" in split_dirs:
             dataset = _load_split_folders(path, split_dirs, wanted, input_size, workers)
         else:
             dataset = _load_class_folders(path, wanted, input_size, workers)
@@ -139,8 +170,7 @@ def select_split(dataset: Dataset, name: str = "auto") -> tuple[str, Split]:
     if name == "auto":
         name = next((n for n in ("val", "test") if n in dataset.splits), "all")
     if name == "all":
-        parts = list(dataset.splits.values())
-        return name, Split(np.concatenate([p.images for p in parts]), np.concatenate([p.targets for p in parts]))
+        return name, join_splits(list(dataset.splits.values()))
     if name not in dataset.splits:
         raise DataError(f"{dataset.source}: no {name!r} split (has {', '.join(dataset.splits)}); use --split all")
     return name, dataset.splits[name]
@@ -198,7 +228,7 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
         held.extend(idx[:n_held])
     mask = np.zeros(len(split), bool)
     mask[np.asarray(held, int)] = True
-    return (Split(split.images[~mask], split.targets[~mask]), Split(split.images[mask], split.targets[mask]))
+    return split.take(~mask), split.take(mask)
 
 
 def _choose_labels(found: Sequence[str], wanted: tuple[str, ...] | None, where: Path) -> tuple[str, ...]:
@@ -249,15 +279,7 @@ def _read_folder(
                 continue
             items.append((f, index))
 
-    def read(item: tuple[Path, int]) -> np.ndarray | str:
-        try:
-            return prepare_face(decode_image(item[0]), size)
-        except ImageError as exc:
-            log.debug("skip %s", exc)
-            return str(exc)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        faces = list(pool.map(read, items, chunksize=64))
+    faces = _read_faces([f for f, _ in items], size, workers)
     keep = [i for i, face in enumerate(faces) if not isinstance(face, str)]
     if len(keep) < len(items):
         skipped[UNREADABLE] += len(items) - len(keep)
@@ -266,6 +288,20 @@ def _read_folder(
     if not keep:
         return Split(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64))
     return Split(np.stack([faces[i] for i in keep]), np.array([items[i][1] for i in keep], np.int64))
+
+
+def _read_faces(files: Sequence[Path], size: int, workers: int) -> list[np.ndarray | str]:
+    """The contract's face of each file, or the error text of a file that cannot be decoded."""
+
+    def read(file: Path) -> np.ndarray | str:
+        try:
+            return prepare_face(decode_image(file), size)
+        except ImageError as exc:
+            log.debug("skip %s", exc)
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(read, files, chunksize=64))
 
 
 def _check_readable(
@@ -379,3 +415,92 @@ def _csv_face(emotion: str | None, pixels: str | None) -> tuple[str, np.ndarray]
     if values.min() < 0 or values.max() > 255:
         raise ValueError("pixel values must be within 0-255")
     return FER2013[index], values.astype(np.uint8).reshape(side, side)
+
+
+def _ferplus_labels(wanted: tuple[str, ...] | None, where: Path) -> tuple[str, ...]:
+    labels = wanted or FER2013
+    ferplus.check_labels(labels, where)
+    return labels
+
+
+def _vote_split(faces: list[np.ndarray], votes: np.ndarray, labels, mode: str, skipped: Counter) -> Split | None:
+    """The faces ``mode`` keeps, their majority classes and their votes over ``labels``."""
+    matrix = ferplus.vote_matrix(votes, labels)
+    rows, targets = ferplus.select_faces(matrix, mode, skipped)
+    if rows.size == 0:
+        return None
+    return Split(np.stack([faces[i] for i in rows]), targets.astype(np.int64), matrix[rows, :-2].astype(np.float32))
+
+
+def _load_ferplus_folders(
+    root: Path, split_dirs: dict[str, Path], wanted, size: int, workers: int, mode: str
+) -> Dataset:
+    if "train" not in split_dirs:
+        raise DataError(f"{root}: FER+ folders without FER2013Train/label.csv")
+    labels = _ferplus_labels(wanted, root)
+    skipped: Counter = Counter()
+    splits = {}
+    for name, folder in split_dirs.items():
+        rows = ferplus.read_label_csv(folder / "label.csv")
+        faces = _read_faces([folder / file for file, _ in rows], size, workers)
+        readable = [i for i, face in enumerate(faces) if not isinstance(face, str)]
+        if len(readable) < len(rows):
+            skipped[UNREADABLE] += len(rows) - len(readable)
+        votes = np.stack([rows[i][1] for i in readable]) if readable else np.zeros((0, len(ferplus.COLUMNS)))
+        split = _vote_split([faces[i] for i in readable], votes, labels, mode, skipped) if readable else None
+        if split is None:
+            raise DataError(f"{folder}: no readable FER+ face with a usable label")
+        splits[name] = split
+    return Dataset(labels, splits, str(root), f"ferplus-folders ({mode})", skipped)
+
+
+def _load_ferplus_csv(path: Path, votes_path: Path, wanted, size: int, mode: str) -> Dataset:
+    """``fer2013.csv`` with ``fer2013new.csv``: row i of one is row i of the other."""
+    labels = _ferplus_labels(wanted, votes_path)
+    votes_rows = ferplus.read_votes_csv(votes_path)
+    skipped: Counter = Counter()
+    by_split: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    reader = None
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields = {f.strip().lower(): f for f in reader.fieldnames or []}
+            if not {"emotion", "pixels"} <= set(fields):
+                raise DataError(f"{path}: CSV needs 'emotion' and 'pixels' columns, found {reader.fieldnames}")
+            count = 0
+            for count, row in enumerate(reader, start=1):
+                if count > len(votes_rows):
+                    raise DataError(
+                        f"{path} line {reader.line_num}: more rows than {votes_path} ({len(votes_rows)}); "
+                        "they must line up row by row"
+                    )
+                usage, _name, votes = votes_rows[count - 1]
+                own_usage = (row.get(fields.get("usage", ""), "") or "").strip().lower()
+                if own_usage and own_usage != usage:
+                    raise DataError(
+                        f"{path} line {reader.line_num}: Usage {own_usage!r} but {votes_path} line {count + 1} "
+                        f"says {usage!r}; the two files must line up row by row"
+                    )
+                if votes is None:
+                    skipped[ferplus.NOT_IN_FERPLUS] += 1
+                    continue
+                try:
+                    _label, face = _csv_face(row.get(fields["emotion"]), row.get(fields["pixels"]))
+                except ValueError as exc:
+                    raise DataError(f"{path} line {reader.line_num}: {exc}") from exc
+                faces, votes_list = by_split.setdefault(ferplus.CSV_USAGE.get(usage, "train"), ([], []))
+                faces.append(prepare_face(face, size))
+                votes_list.append(votes)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        where = f" (line {reader.line_num})" if reader is not None and reader.line_num else ""
+        raise DataError(f"{path}: cannot read CSV{where}: {exc}") from exc
+    if count != len(votes_rows):
+        raise DataError(f"{path}: {count} rows but {votes_path} has {len(votes_rows)}; they must line up row by row")
+    splits = {}
+    for name, (faces, votes_list) in by_split.items():
+        split = _vote_split(faces, np.stack(votes_list), labels, mode, skipped)
+        if split is not None:
+            splits[name] = split
+    if "train" not in splits:
+        raise DataError(f"{path}: no FER+ training rows with a usable label")
+    return Dataset(labels, splits, f"{path} + {votes_path}", f"ferplus-csv ({mode})", skipped)

@@ -22,10 +22,12 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 def classification_metrics(
     y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, labels: Sequence[str]
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1 and per-class precision/recall/F1/support plus the confusion matrix.
+    """Accuracy, balanced accuracy, macro-F1, per-class precision/recall/F1/support/answers, the confusion matrix.
 
     A class with no predictions or no support scores 0 for the undefined ratio (sklearn's
-    ``zero_division=0``); macro-F1 averages over classes that appear in ``y_true``.
+    ``zero_division=0``); macro-F1 and balanced accuracy (the mean recall, which is the accuracy under a
+    uniform class prior) average over classes that appear in ``y_true``. ``answers`` counts how often
+    each class was predicted, so a model that falls back to one class (neutral) shows it against ``support``.
     """
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     if y_true.shape != y_pred.shape or y_true.size == 0:
@@ -41,6 +43,7 @@ def classification_metrics(
     present = support > 0
     return {
         "accuracy": float(tp.sum() / y_true.size),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "samples": int(y_true.size),
         "labels": list(labels),
@@ -50,6 +53,7 @@ def classification_metrics(
                 "recall": float(recall[i]),
                 "f1": float(f1[i]),
                 "support": int(support[i]),
+                "answers": int(predicted[i]),
             }
             for i, label in enumerate(labels)
         },
@@ -57,15 +61,30 @@ def classification_metrics(
     }
 
 
+def vote_cross_entropy(votes: np.ndarray, probs: np.ndarray) -> float:
+    """Mean cross-entropy (nats) of predicted probabilities against the annotators' vote distribution.
+
+    It rewards a model for being as unsure as the annotators were, which majority accuracy cannot see.
+    """
+    votes = np.asarray(votes, np.float64)
+    dist = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-12)
+    return float(-(dist * np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0))).sum(axis=1).mean())
+
+
 def format_report(metrics: dict[str, Any]) -> str:
-    """A plain-text classification report, like sklearn's."""
+    """A plain-text classification report, like sklearn's, with each class's answers beside its support."""
     width = max(len(label) for label in metrics["labels"]) + 2
-    lines = [f"{'':<{width}}precision    recall  f1-score   support"]
+    lines = [f"{'':<{width}}precision    recall  f1-score   support   answers"]
     for label, row in metrics["per_class"].items():
         lines.append(
             f"{label:<{width}}{row['precision']:9.3f} {row['recall']:9.3f} {row['f1']:9.3f} {row['support']:9d}"
+            f" {row.get('answers', 0):9d}"
         )
     lines.append("")
     lines.append(f"{'accuracy':<{width}}{metrics['accuracy']:29.3f} {metrics['samples']:9d}")
+    if "balanced_accuracy" in metrics:  # reports saved before it existed lack it
+        lines.append(f"{'balanced acc.':<{width}}{metrics['balanced_accuracy']:29.3f}")
     lines.append(f"{'macro-F1':<{width}}{metrics['macro_f1']:29.3f}")
+    if "vote_cross_entropy" in metrics:
+        lines.append(f"{'CE vs votes':<{width}}{metrics['vote_cross_entropy']:29.3f}")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ which training writes into the model metadata.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,9 +160,18 @@ def tiny_cnn(inputs, weights, alpha):
 
 
 def build_model(
-    name: str, num_classes: int, input_size: int, weights: str = "none", alpha: float = 1.0, dropout: float = 0.3
+    name: str,
+    num_classes: int,
+    input_size: int,
+    weights: str = "none",
+    alpha: float = 1.0,
+    dropout: float = 0.3,
+    labels: Sequence[str] | None = None,
 ) -> keras.Model:
-    """Backbone + head (global pooling, dropout, dense softmax), as one flat functional model."""
+    """Backbone + head (global pooling, dropout, dense softmax), as one flat functional model.
+
+    ``labels`` (the data's classes) let a ``.tflite`` start keep its head when they are the model's own.
+    """
     import tf_keras as keras
     from tf_keras import layers
 
@@ -179,7 +188,12 @@ def build_model(
     x = layers.Dropout(dropout, name="head_dropout")(features)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=HEAD_NAME)(x)
     model = keras.Model(inputs, outputs, name=f"feredge_{name}")
-    if weights_file is not None:
+    if weights_file is not None and weights_file.suffix.lower() == ".tflite":
+        from feredge.train.tflite_weights import load_tflite_weights, source_metadata
+
+        source_labels = source_metadata(weights_file).labels
+        load_tflite_weights(model, weights_file, source_labels, labels or source_labels)
+    elif weights_file is not None:
         _load_backbone_weights(model, weights_file)
     return model
 
@@ -191,9 +205,14 @@ def resolve_weights(weights: str, backbone: Backbone) -> tuple[str | None, Path 
         if not backbone.pretrained:
             raise FeredgeError(f"{backbone.name} has no ImageNet weights; use --weights none or a file")
         return "imagenet", None
-    path = Path(weights)
+    from feredge.train.tflite_weights import shipped_weights
+
+    path = shipped_weights(weights) or Path(weights)
     if not path.is_file():
-        raise FeredgeError(f"weights file {path} not found (use imagenet, none or a path to .h5/.keras)")
+        raise FeredgeError(
+            f"weights file {path} not found (use imagenet, none, default, a shipped model's name, "
+            "or a path to .h5/.keras/.tflite)"
+        )
     return None, path
 
 

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from feredge.edge.atomic import atomic_write_text
 from feredge.edge.errors import OptionError
+from feredge.edge.ferplus import LABEL_MODES
 from feredge.edge.metadata import INPUT_SIZE_RANGE, MARGIN_RANGE, is_integer, is_real
 from feredge.train.backbones import REGISTRY
 
@@ -99,6 +100,8 @@ class TrainConfig:
     teacher_targets: str = "batch"  # one of TEACHER_TARGETS
     balance: str = "sqrt"  # none | sqrt | balanced | oversample
     val_fraction: float = 0.1
+    ferplus_votes: str | None = None  # fer2013new.csv beside a fer2013.csv `data` (FER+ folders need none)
+    label_mode: str = "majority"  # FER+ votes as targets: majority | probability | crossentropy
     crop_margin: float = 0.1
     test_time_flip: bool = False
     final_fit: bool = False  # train on train + val for exactly `epochs`, keep the last
@@ -112,6 +115,10 @@ class TrainConfig:
         config.json, best.json and Python callers (``feredge tune``'s ``replace``), not only the CLI."""
         for name in LIMITS:
             check_field(name, getattr(self, name))
+        if self.label_mode not in LABEL_MODES:
+            raise ConfigError(
+                f"label_mode (--label-mode) must be one of {', '.join(LABEL_MODES)}, got {self.label_mode!r}"
+            )
         if self.input_size is not None and self.backbone in REGISTRY:  # an unknown name is refused by train
             least = REGISTRY[self.backbone].min_size
             if self.input_size < least:

@@ -13,7 +13,7 @@ import numpy as np
 from feredge.edge.atomic import atomic_write_text
 from feredge.edge.dataset import load_dataset, score_batches, select_split
 from feredge.edge.metadata import ModelMetadata
-from feredge.edge.metrics import classification_metrics
+from feredge.edge.metrics import classification_metrics, vote_cross_entropy
 from feredge.edge.tta import flip_average
 from feredge.plots import plot_confusion_matrix
 from feredge.train.keras_io import KERAS_SUFFIXES
@@ -44,15 +44,33 @@ def load_predictor(
 
 
 def evaluate(
-    model_path: str | Path, data: str | Path, split: str = "auto", labels=None, threads: int | None = None
+    model_path: str | Path,
+    data: str | Path,
+    split: str = "auto",
+    labels=None,
+    threads: int | None = None,
+    ferplus_votes: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a model on one split of a data set, labels matched by name."""
+    """Metrics of a model on one split of a data set, labels matched by name.
+
+    On FER+ data the targets are the annotators' majority (the paper's rule) and the report adds the
+    mean cross-entropy against the votes.
+    """
     predict, metadata = load_predictor(model_path, labels, threads)
-    dataset = load_dataset(data, metadata.labels, metadata.input_size, make_val=False, photometric=metadata.photometric)
+    dataset = load_dataset(
+        data,
+        metadata.labels,
+        metadata.input_size,
+        make_val=False,
+        photometric=metadata.photometric,
+        ferplus_votes=ferplus_votes,
+    )
     split, chosen = select_split(dataset, split)
     scores = score_batches(predict, chosen, metadata.preprocess_spec())
     metrics = classification_metrics(chosen.targets, scores.argmax(1), metadata.labels)
-    metrics.update(model=str(model_path), data=str(data), split=split)
+    if chosen.votes is not None:
+        metrics["vote_cross_entropy"] = vote_cross_entropy(chosen.votes, scores)
+    metrics.update(model=str(model_path), data=str(data), split=split, layout=dataset.layout)
     return metrics
 
 

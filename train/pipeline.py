@@ -62,16 +62,22 @@ def make_dataset(
     seed: int = 0,
     teacher: Callable[[tf.Tensor], tf.Tensor] | None = None,
     soft_targets: np.ndarray | None = None,
+    label_targets: np.ndarray | None = None,
+    sample_labels: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (inputs, one-hot targets[, sample weights]) for ``model.fit`` / ``predict``.
 
     With a ``teacher`` the targets are ``[one-hot | teacher probabilities]``, the teacher scoring the
     same augmented batch the student gets; with ``soft_targets`` (one row of teacher probabilities
     per face of ``split``, cached) the rows travel with their faces (see ``feredge.train.distill``).
+    ``label_targets`` (FER+ vote distributions, one row per face) replace the one-hot labels, or with
+    ``sample_labels`` each face draws its label from its row at every epoch (the paper's probability mode).
     """
     import tensorflow as tf
 
     columns = {"faces": split.images, "labels": split.targets}
+    if label_targets is not None:
+        columns["dist"] = np.asarray(label_targets, np.float32)
     if soft_targets is not None:
         columns["soft"] = np.asarray(soft_targets, np.float32)
     if training and oversample:
@@ -90,6 +96,11 @@ def make_dataset(
         if do_augment:
             x = augment_batch(x, augment)
         inputs, targets = normalize(x, spec), tf.one_hot(batch["labels"], num_classes)
+        if "dist" in batch and sample_labels:
+            drawn = tf.random.categorical(tf.math.log(tf.maximum(batch["dist"], 1e-12)), 1)[:, 0]
+            targets = tf.one_hot(drawn, num_classes)
+        elif "dist" in batch:
+            targets = batch["dist"]
         if teacher is not None:
             targets = tf.concat([targets, tf.cast(teacher(inputs), tf.float32)], axis=-1)
         if "soft" in batch:

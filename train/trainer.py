@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from feredge.edge.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from feredge.edge.dataset import Dataset, Split, load_dataset, score_batches
+from feredge.edge.dataset import Dataset, Split, join_splits, load_dataset, score_batches
 from feredge.edge.errors import FeredgeError
+from feredge.edge.ferplus import training_distribution
 from feredge.edge.metadata import ModelMetadata, is_integer, is_real
 from feredge.edge.metrics import classification_metrics, format_report
 from feredge.edge.photometric import is_stacked
@@ -54,6 +55,7 @@ from feredge.train.distribute import make_strategy, refuse_multiworker_resume, r
 from feredge.train.keras_io import MODEL_FILE
 from feredge.train.optimizers import OPTIMIZERS
 from feredge.train.pipeline import class_weights, make_dataset
+from feredge.train.tflite_weights import carry_contract
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
     else:
         if state_path.exists():
             raise RunFolderExists(f"{run_dir} already holds a run; pass --resume to continue it or choose --out")
+        config = carry_contract(config)
         state = {"stage": None, "epoch": 0, "best_f1": -1.0, "best_epoch": None, "history": [], "done": False}
     if state.get("done"):
         log.info("%s is already complete", run_dir)
@@ -140,6 +143,10 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
     dataset = load_training_data(config, config.labels, spec.input_size, spec.photometric)
     log.info("data: %s", dataset.describe())
     labels = dataset.labels
+    weights = class_weights(
+        dataset.splits["train"].counts(len(labels)), "none" if config.balance == "oversample" else config.balance
+    )
+    label_targets = vote_targets(dataset.splits["train"], config.label_mode)
     metadata = ModelMetadata(
         labels=labels,
         input_size=spec.input_size,
@@ -151,6 +158,7 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         training_data=dataset.describe() + (f"; final fit, {config.epochs} epochs" if config.final_fit else ""),
         format="keras",
         test_time_flip=config.test_time_flip,
+        class_prior=training_prior(dataset.splits["train"], weights, label_targets),
         extra=_distillation_record(config),
     )
     cached = config.teacher_targets == "cached"
@@ -162,9 +170,6 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
 
     pretrained = config.weights != "none"
     head_epochs = config.head_epochs if config.head_epochs is not None else (5 if pretrained else 0)
-    weights = class_weights(
-        dataset.splits["train"].counts(len(labels)), "none" if config.balance == "oversample" else config.balance
-    )
     augment = AugmentConfig.preset(config.augment)
     train_ds = make_dataset(
         dataset.splits["train"],
@@ -178,11 +183,15 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
         config.seed,
         teacher=(lambda x: teacher_scores(teachers, x)) if teachers else None,
         soft_targets=soft_targets,
+        label_targets=label_targets,
+        sample_labels=config.label_mode == "probability",
     )
     val_split = dataset.splits.get("val")
 
     with strategy.scope():
-        model = build_model(config.backbone, len(labels), spec.input_size, config.weights, config.alpha, config.dropout)
+        model = build_model(
+            config.backbone, len(labels), spec.input_size, config.weights, config.alpha, config.dropout, labels
+        )
     log.info(
         "model %s: %d parameters, devices: %s",
         model.name,
@@ -279,7 +288,15 @@ def load_training_data(config: TrainConfig, labels, input_size: int, photometric
     same faces in the same order as the student trains on.
     """
     dataset = load_dataset(
-        config.data, labels, input_size, config.val_fraction, config.seed, config.workers, photometric=photometric
+        config.data,
+        labels,
+        input_size,
+        config.val_fraction,
+        config.seed,
+        config.workers,
+        photometric=photometric,
+        ferplus_votes=config.ferplus_votes,
+        label_mode=config.label_mode,
     )
     return merge_validation(dataset) if config.final_fit else dataset
 
@@ -291,10 +308,28 @@ def merge_validation(dataset: Dataset) -> Dataset:
     cannot follow a validation score. The loader always gives a val split for training data (carved
     with ``val_fraction`` when the layout has none), so the faces all come back here.
     """
-    train, val = dataset.splits["train"], dataset.splits["val"]
-    merged = Split(np.concatenate([train.images, val.images]), np.concatenate([train.targets, val.targets]))
+    merged = join_splits([dataset.splits["train"], dataset.splits["val"]])
     rest = {name: split for name, split in dataset.splits.items() if name not in ("train", "val")}
     return replace(dataset, splits={"train": merged, **rest})
+
+
+def vote_targets(split: Split, mode: str) -> np.ndarray | None:
+    """The FER+ vote distribution to learn (``probability``/``crossentropy``), or None for class indices."""
+    if split.votes is None or mode == "majority":
+        return None
+    return training_distribution(split.votes, mode)
+
+
+def training_prior(split: Split, weights: np.ndarray, label_targets: np.ndarray | None) -> tuple[float, ...]:
+    """The class prior the network learns: its targets' mean under the per-class sample weights.
+
+    The runtime removes it from the scores (logit adjustment), so it must be the prior the loss saw,
+    class weighting included, not the raw label counts.
+    """
+    sample_weights = np.asarray(weights, np.float64)[split.targets]
+    targets = label_targets if label_targets is not None else np.eye(len(weights))[split.targets]
+    prior = (sample_weights[:, None] * targets).sum(axis=0)
+    return tuple(float(p) for p in prior / prior.sum())
 
 
 def _distillation_record(config: TrainConfig) -> dict[str, Any]:

@@ -10,7 +10,10 @@ from feredge.cli.options import add_labels_option, add_threads_option
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run folder, .keras, .tflite or .onnx")
-    parser.add_argument("data", help="any layout feredge train accepts")
+    parser.add_argument("data", help="any layout feredge train accepts (FER+ folders score the annotators' majority)")
+    parser.add_argument(
+        "--ferplus", metavar="FER2013NEW_CSV", help="FER+ votes for a fer2013.csv DATA: score their majority"
+    )
     parser.add_argument(
         "--split",
         default="auto",
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out:  # before the evaluation, which a bad --out would otherwise waste
         check_writable_dir(args.out, "the evaluation")
-    metrics = evaluate(args.model, args.data, args.split, args.labels, args.threads)
+    metrics = evaluate(args.model, args.data, args.split, args.labels, args.threads, args.ferplus)
     print(
         json.dumps(metrics, indent=2)
         if args.json

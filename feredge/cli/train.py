@@ -10,6 +10,7 @@ from typing import Any
 
 from feredge.cli.options import add_labels_option, checked_type
 from feredge.edge.errors import FeredgeError
+from feredge.edge.ferplus import LABEL_MODES
 from feredge.edge.photometric import PHOTOMETRICS
 from feredge.train.augment import AUGMENT_PRESETS
 from feredge.train.backbones import REGISTRY
@@ -51,7 +52,12 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
     d = TrainConfig(data="")
     add_labels_option(parser, "label set: fer2013, fer5, or a comma list (default: the data's classes)")
     parser.add_argument("--backbone", default=d.backbone, choices=sorted(REGISTRY))
-    parser.add_argument("--weights", default=d.weights, help="imagenet | none | PATH to a weights file")
+    parser.add_argument(
+        "--weights",
+        default=d.weights,
+        help="imagenet | none | default (fine-tune the shipped default; its input contract is carried over) | "
+        "a shipped model's name | PATH to a .h5/.keras/.tflite file",
+    )
     parser.add_argument("--alpha", type=limited("alpha"), default=d.alpha, help="width multiplier")
     parser.add_argument("--input-size", type=limited("input_size"), help="square input side (default: the backbone's)")
     parser.add_argument("--head", default=d.head, choices=["softmax", "svm"])
@@ -130,6 +136,18 @@ def add_train_options(parser: argparse.ArgumentParser | Any) -> None:
         default=d.balance,
         choices=["none", "sqrt", "balanced", "oversample"],
         help="class imbalance: loss weights (sqrt/balanced) or oversampling",
+    )
+    parser.add_argument(
+        "--ferplus",
+        dest="ferplus_votes",
+        metavar="FER2013NEW_CSV",
+        help="FER+ votes (fer2013new.csv) for a fer2013.csv DATA, row by row; FER+ folders need none",
+    )
+    parser.add_argument(
+        "--label-mode",
+        default=d.label_mode,
+        choices=LABEL_MODES,
+        help="FER+ votes as targets: majority, probability or crossentropy, the paper's modes (default: %(default)s)",
     )
     parser.add_argument(
         "--val-fraction",
