@@ -10,11 +10,14 @@ what was written, whose meaning goes into its one-line error.
 
 The redirection is shared by concurrent users (a demo decodes on several threads): the first one in
 sets it up, the last one out restores fd 2 and copies back whatever was printed meanwhile that is not
-such library noise (another thread's log line), so nothing else is lost, only delayed.
+such library noise (another thread's log line), so nothing else is lost, only delayed. A block's
+messages are what fd 2 received while it ran, so with concurrent blocks they may include another
+thread's: good enough for the reason in an error message, which is all they are used for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -57,7 +60,9 @@ class Messages:
 
 
 class _Redirect:
-    """fd 2 pointed at one temporary file for as long as any ``library_messages`` block runs."""
+    """fd 2 pointed at one temporary file for as long as any ``library_messages`` block runs.
+
+    The file is made once and emptied after each use, so a block costs a few system calls."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -73,25 +78,22 @@ class _Redirect:
         with self.lock:
             if self.users == 0:
                 try:
-                    sys.stderr.flush()  # Python's own buffered text goes out before the switch
-                    handle, path = tempfile.mkstemp(prefix="feredge-stderr-")
-                except (OSError, ValueError):
-                    return None
-                try:
-                    os.unlink(path)
-                    saved = os.dup(2)
+                    if self.capture < 0:
+                        handle, path = tempfile.mkstemp(prefix="feredge-stderr-")
+                        os.unlink(path)
+                        self.capture = handle
+                    _flush_stderr()  # Python's own buffered text goes out before the switch
+                    self.saved = os.dup(2)
                 except OSError:
-                    os.close(handle)
                     return None
-                self.capture, self.saved = handle, saved
-                os.dup2(handle, 2)
+                os.dup2(self.capture, 2)
             self.users += 1
             return os.fstat(self.capture).st_size
 
     def leave(self, start: int) -> str:
         """What was written since ``start``; the last user out restores fd 2 and replays other output."""
         with self.lock:
-            sys.stderr.flush()
+            _flush_stderr()
             size = os.fstat(self.capture).st_size
             text = os.pread(self.capture, size - start, start).decode("utf-8", "replace")
             self.users -= 1
@@ -99,13 +101,19 @@ class _Redirect:
                 everything = os.pread(self.capture, size, 0).decode("utf-8", "replace")
                 os.dup2(self.saved, 2)
                 os.close(self.saved)
-                os.close(self.capture)
+                os.ftruncate(self.capture, 0)
+                os.lseek(self.capture, 0, os.SEEK_SET)  # the offset fd 2 wrote at
                 other = [
                     line for line in everything.splitlines(keepends=True) if line.strip() and not _NOISE.match(line)
                 ]
                 if other:
                     os.write(2, "".join(other).encode("utf-8", "replace"))
             return text
+
+
+def _flush_stderr() -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # closed, or replaced by None
+        sys.stderr.flush()
 
 
 _REDIRECT = _Redirect()

@@ -358,3 +358,28 @@ def test_png_crc_is_checked_by_the_decoder_not_hidden():
     assert zlib.crc32(b"") == 0  # (zlib is what PNG's CRC is)
     with pytest.raises(ImageError, match="CRC error"):
         decode_image(corrupt_png_crc())
+
+
+def test_concurrent_decodes_share_the_capture_and_restore_stderr(capfd):
+    """The demo decodes on several threads: each failure keeps its own reason, and fd 2 comes back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    good, bad = cv2.imencode(".png", pattern())[1].tobytes(), corrupt_png_crc()
+
+    def one(i: int) -> str:
+        try:
+            decode_image(bad if i % 2 else good, f"{i}.png")
+        except ImageError as exc:
+            return str(exc)
+        return "ok"
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(200)))
+    assert results[::2] == ["ok"] * 100
+    assert all(
+        r == f"{i}.png: not a readable image (corrupt PNG data: IDAT: CRC error)"
+        for i, r in enumerate(results)
+        if i % 2
+    )
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
