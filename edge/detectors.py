@@ -17,7 +17,9 @@ description. CLI choices, the demo's offer and the benchmark's pipeline all read
 Every detector offers ``detect(image) -> boxes``; the learned ones also ``detect_faces(image) ->
 [Detection]`` with scores and landmarks (``detect_faces(detector, image)`` serves any detector).
 Large frames are downscaled once for detection and the results mapped back, so a 10000 x 10000 photo
-costs one small resized copy, not a gray or float copy at full size.
+costs one small resized copy, not a gray or float copy at full size. An image too thin to hold a face
+at that scale (``MIN_DETECTION_SIDE``: a 20000 x 1 strip) has no faces. Boxes are in the pixels of the
+image given, which ``edge/decode.py`` has already turned upright by its EXIF orientation.
 """
 
 from __future__ import annotations
