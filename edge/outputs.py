@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from feredge.edge.errors import OutputError
@@ -21,3 +23,15 @@ def check_writable_dir(folder: str | Path, what: str = "output files") -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write {what} to {folder}: {exc.strerror or exc}") from exc
     return folder
+
+
+@contextlib.contextmanager
+def naming_write_errors(path: str | Path, what: str) -> Iterator[None]:
+    """Turn an ``OSError`` of the block into an ``OutputError`` that names ``path``: a write to a full
+    disk raises "No space left on device" without saying which file it was writing."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write {what}: {exc.strerror or exc}") from exc

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from feredge.edge.atomic import atomic_path
 from feredge.edge.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE
 from feredge.edge.errors import OptionError
-from feredge.edge.outputs import check_writable_dir
+from feredge.edge.outputs import check_writable_dir, naming_write_errors
 from feredge.edge.progress import FrameProgress
 from feredge.edge.video import (
     FrameRecord,
@@ -188,11 +188,12 @@ class TimelineRecorder:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        try:
-            if exc_type is None and self.parquet and self._tmp is not None:
-                write_parquet(self.rows, self.columns, self._tmp)
-        finally:
-            self._stack.__exit__(exc_type, exc, traceback)
+        with naming_write_errors(self.path, "the timeline"):  # a full disk shows at the last flush
+            try:
+                if exc_type is None and self.parquet and self._tmp is not None:
+                    write_parquet(self.rows, self.columns, self._tmp)
+            finally:
+                self._stack.__exit__(exc_type, exc, traceback)
 
     def __call__(self, record: FrameRecord) -> None:
         if not self._frames:
@@ -207,7 +208,8 @@ class TimelineRecorder:
             stats.end_s = row["time_s"]
             stats.labels[row["label"]] += 1
         if self._csv is not None:
-            self._csv.writerows(rows)
+            with naming_write_errors(self.path, "the timeline"):
+                self._csv.writerows(rows)
         if self.keep_rows:
             self.rows.extend(rows)
 

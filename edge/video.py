@@ -15,12 +15,13 @@ import logging
 import math
 import os
 import queue
-import signal
+import shutil
 import sys
 import threading
 import time
+import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from feredge.edge.atomic import atomic_path
 from feredge.edge.decode import input_file_problem
 from feredge.edge.detectors import Box
 from feredge.edge.draw import annotate
-from feredge.edge.errors import OptionError, VideoError
+from feredge.edge.errors import OptionError, OutputError, VideoError
 from feredge.edge.outputs import check_writable_dir
 from feredge.edge.recognizer import EmotionRecognizer, Face, StageTimings
 from feredge.edge.track import FaceTracker, check_smoothing
@@ -130,11 +131,29 @@ def refuse_folder(path: str | Path, what: str) -> None:
 
 
 def refuse_input_as_output(source: str, path: str | Path) -> None:
-    """``VideoError`` when ``path`` is the file ``source`` names: writing it would destroy the input."""
-    if is_live(source) or source.isdigit() or not os.path.exists(path) or not os.path.exists(source):
+    """``VideoError`` when ``path`` is the file ``source`` names (a path or a ``file:`` URL, through a
+    symlink or hard link): writing it would destroy the input."""
+    if not os.path.exists(path):
         return
-    if os.path.samefile(source, path):
-        raise VideoError(f"{path}: is the input video {source}; write the output to another file")
+    for candidate in local_paths(source):
+        with contextlib.suppress(OSError, ValueError):  # ValueError: a NUL in the name
+            if os.path.samefile(candidate, path):
+                raise VideoError(f"{path}: is the input video {source}; write the output to another file")
+
+
+def local_paths(source: str) -> set[str]:
+    """The local files ``source`` may name: itself for a path; for a ``file:`` URL both the text after
+    ``file:`` (FFmpeg opens it as it is) and the URL's decoded path; none for a camera or stream."""
+    if source.isdigit():
+        return set()
+    if source[:5].lower() == "file:":
+        rest = source[5:]
+        paths = {rest, urllib.parse.unquote(rest)}
+        parts = urllib.parse.urlsplit(source)
+        if parts.netloc.lower() in ("", "localhost"):
+            paths.add(urllib.parse.unquote(parts.path))
+        return {p for p in paths if p}
+    return set() if "://" in source else {source}
 
 
 def open_writer(path: Path, fps: float, size: tuple[int, int], name: Path | None = None) -> cv2.VideoWriter:
@@ -162,29 +181,6 @@ def display_available() -> bool:
 def is_live(source: str) -> bool:
     """A camera index or a stream URL (not ``file://``): frames arrive in real time and can go stale."""
     return source.isdigit() or ("://" in source and not source.lower().startswith("file://"))
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM (``kill``, ``systemctl stop``, ``docker stop``) raises
-    ``KeyboardInterrupt`` like Ctrl-C, so a video run stops the same clean way: outputs are finished
-    and moved into place instead of leaving temporary files. A second SIGTERM is not caught.
-
-    Only the main thread can install signal handlers; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, previous)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class LatestFrameReader:
@@ -375,8 +371,9 @@ def process_video(
                     if writer is None:
                         partial = outputs.enter_context(atomic_path(summary.output))
                         writer = open_writer(partial, rate, (frame.shape[1], frame.shape[0]), summary.output)
+                        outputs.push(partial_checker(partial, summary.output))
                         outputs.callback(writer.release)
-                    writer.write(frame)
+                    write_frame(writer, frame)
                 if show:
                     cv2.imshow("feredge", frame)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
@@ -391,6 +388,48 @@ def process_video(
             if show:
                 cv2.destroyAllWindows()
     return summary
+
+
+def write_frame(writer: cv2.VideoWriter, frame: np.ndarray) -> None:
+    """``writer.write(frame)`` without OpenCV's warning per failed write ("FFmpeg: Failed to write frame",
+    once per frame on a full disk): the writer reports no failure, so ``check_written`` finds it at the end."""
+    level = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        writer.write(frame)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def partial_checker(partial: Path, name: Path) -> Callable[..., None]:
+    """An exit callback that runs ``check_written`` on the released ``partial`` when the loop ended
+    without an error, so a failed video raises before it is moved into place (an error wins)."""
+
+    def check(exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            check_written(partial, name)
+
+    return check
+
+
+def check_written(path: Path, name: Path) -> None:
+    """``OutputError`` naming ``name`` unless the finished video at ``path`` reads back with frames.
+
+    OpenCV's writer drops a frame it cannot write (a full disk, a quota) without telling its caller,
+    and the file it leaves has no index, so the file is opened again to check.
+    """
+    capture = cv2.VideoCapture(str(path))
+    try:
+        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0.0
+    finally:
+        capture.release()
+    if math.isfinite(frames) and frames > 0:
+        return
+    try:
+        full = shutil.disk_usage(path.parent).free < 1 << 20
+    except OSError:
+        full = False
+    why = "no space left on device" if full else "the written file does not read back as a video"
+    raise OutputError(f"{name}: cannot write the video: {why}; nothing was kept")
 
 
 def _read_frames(

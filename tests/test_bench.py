@@ -204,7 +204,7 @@ def test_accuracy_scores_only_classes_the_model_knows(tiny_int8_model, halves_da
         (["--runs", "0"], "argument --runs: expected a whole number >= 1"),
         (["--frames", "-3"], "argument --frames: expected a whole number >= 1"),
         (["--warmup", "-1"], "argument --warmup: expected a whole number >= 0"),
-        (["--threads", "1", "0"], "argument --threads: expected a whole number >= 1, got '0'"),
+        (["--threads", "1", "0"], "argument --threads: expected a whole number from 1 to"),
     ],
 )
 def test_bad_counts_are_usage_errors(argv, message, capsys):

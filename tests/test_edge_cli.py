@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from feredge.cli import main
+from feredge.cli.options import MAX_THREADS
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
 
@@ -50,9 +51,10 @@ GOOD_FACES = {"scene.jpg": 2, "gray.png": 2, "rgba.png": 2, "sub/deep16.png": 2,
 def test_table_output(tiny_int8_model, photos, capsys):
     assert main(["predict", str(photos / "scene.jpg"), "--model", str(tiny_int8_model)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[:3] == ["file", "face", "box"]
+    assert out[0].split()[:5] == ["file", "face", "label", "conf", "box"]
     assert len(out) == 3 and all(line.startswith(str(photos / "scene.jpg")) for line in out[1:])
-    assert out[1].split()[-2] in {"angry", "disgust"}
+    assert out[1].split()[2] in {"angry", "disgust"}
+    assert len({line.index("(") for line in out[1:]}) == 1 and out[0].index("box") == out[1].index("(")
 
 
 def test_folder_with_good_and_bad_files(tiny_int8_model, photos, capsys):
@@ -260,13 +262,15 @@ def test_ctrl_c_on_video_stops_cleanly_with_a_playable_file(tiny_int8_model, fac
 
 # --- option values are checked by argparse, before anything is loaded ---
 
+THREADS_EXPECTED = f"expected a whole number from 1 to {MAX_THREADS} (4 per core, at most 256)"
+
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["predict", "x.jpg", "--threads", "0"], "argument --threads: expected a whole number >= 1, got '0'"),
-        (["predict", "x.jpg", "--threads", "-2"], "argument --threads: expected a whole number >= 1, got '-2'"),
-        (["predict", "x.jpg", "--threads", "two"], "argument --threads: expected a whole number >= 1, got 'two'"),
+        (["predict", "x.jpg", "--threads", "0"], f"argument --threads: {THREADS_EXPECTED}, got '0'"),
+        (["predict", "x.jpg", "--threads", "-2"], f"argument --threads: {THREADS_EXPECTED}, got '-2'"),
+        (["predict", "x.jpg", "--threads", "two"], f"argument --threads: {THREADS_EXPECTED}, got 'two'"),
         (["predict", "x.jpg", "--min-face", "-1"], "argument --min-face: expected a whole number >= 0, got '-1'"),
         (["predict", "x.jpg", "--detector", "mtcnn"], "argument --detector: invalid choice: 'mtcnn'"),
         (["video", "0", "--detect-every", "0"], "argument --detect-every: expected a whole number >= 1"),

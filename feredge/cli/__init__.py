@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from feredge import __version__
-from feredge.cli.options import run_main
+from feredge.cli.options import interrupted, run_main
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our output
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)  # imports the command's module: Ctrl-C may come here, before run_main
+    except KeyboardInterrupt:
+        return interrupted("feredge")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     return run_main(f"feredge {args.command}", run, args)

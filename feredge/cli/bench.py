@@ -29,8 +29,6 @@ from feredge.cli.options import (
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = "bench-results"
-# FER2013's validation split, as laid out beside a checkout (``../shared/data``).
-SHARED_VAL = Path("..") / "shared" / "data" / "fer2013" / "val"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="DIR",
-        help="folder-per-class face images for accuracy and F1 (default: ../shared/data/fer2013/val "
-        "when it exists; 'none' skips accuracy)",
+        help="folder-per-class face images (e.g. FER2013's val split) for accuracy and F1 (default: none, "
+        "accuracy is skipped)",
     )
     parser.add_argument(
         "--photos",
@@ -74,18 +72,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="feredge bench", description=__doc__.splitlines()[0])
     configure(parser)
     return parser.parse_args(argv)
-
-
-def default_data_dir() -> Path | None:
-    """FER2013 val beside the working directory or beside the checkout feredge runs from, if present."""
-    import feredge
-
-    checkout = Path(feredge.__file__).resolve().parents[1]
-    for base in (Path.cwd(), checkout):
-        candidate = (base / SHARED_VAL).resolve()
-        if candidate.is_dir():
-            return candidate
-    return None
 
 
 def bench_subjects(args: argparse.Namespace) -> list:
@@ -121,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError("--runs, --frames and --threads must be at least 1, --warmup at least 0")
     subjects = bench_subjects(args)
     check_writable_dir(args.out, "benchmark results")
-    data_dir = default_data_dir() if args.data is None else None if args.data == "none" else Path(args.data)
+    data_dir = None if args.data in (None, "none") else Path(args.data)
     data = load_accuracy_data(data_dir) if data_dir is not None else None
     if data is None:
-        log.info("no data set: accuracy is skipped (pass --data DIR)")
+        log.info("accuracy and F1 are skipped: pass --data DIR, a folder per class of face images")
     photos = PhotoSet(args.photos, load_photos(args.photos)) if args.photos else None
     threads = tuple(dict.fromkeys(args.threads or (1, default_threads())))
     settings = Settings(threads, args.runs, args.warmup, args.frames, args.detector, args.detector_model)

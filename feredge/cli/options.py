@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +86,28 @@ non_negative_int = checked_type(int, "a whole number >= 0", lambda v: v >= 0)
 positive_float = checked_type(float, "a number > 0", lambda v: v > 0)
 fraction = checked_type(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 port_number = checked_type(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
+# Interpreter threads: more than 4 per core only slows a run down, and the interpreter crashes on huge counts.
+MAX_THREADS = min(256, 4 * (os.cpu_count() or 1))
+thread_count = checked_type(
+    int, f"a whole number from 1 to {MAX_THREADS} (4 per core, at most 256)", lambda v: 1 <= v <= MAX_THREADS
+)
+
+# Characters that would break a printed line or fake another: C0/C1 controls (a newline in a file name),
+# bidirectional overrides, and the lone surrogates that stand for a name's undecodable bytes.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every character ``_UNPRINTABLE`` names escaped (``\\n``, ``\\x1b``, ``\\xff`` for an
+    undecodable byte), so a file name stays on its line and printing it cannot fail."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for the byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def add_labels_option(parser: argparse.ArgumentParser | Any, help: str = LABELS_HELP) -> None:
@@ -96,8 +120,8 @@ def add_threads_option(
     help: str = "interpreter threads (default: all cores, up to 4)",
     many: bool = False,
 ) -> None:
-    """``--threads N`` (or ``N ...`` with ``many``), each a whole number >= 1."""
-    parser.add_argument("--threads", type=positive_int, nargs="+" if many else None, metavar="N", help=help)
+    """``--threads N`` (or ``N ...`` with ``many``), each a whole number from 1 to ``MAX_THREADS``."""
+    parser.add_argument("--threads", type=thread_count, nargs="+" if many else None, metavar="N", help=help)
 
 
 def add_detector_options(parser: argparse.ArgumentParser | Any, finds_faces: bool = False) -> None:
@@ -188,10 +212,15 @@ def run_main(prog: str, run: Callable[[argparse.Namespace], int | None], args: a
         where = f"{exc.filename}: " if exc.filename else ""
         return _fail(prog, f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupted(prog)
+
+
+def interrupted(prog: str) -> int:
+    """Ctrl-C's one line and exit code, at start-up as during the work."""
+    print(f"{prog}: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _fail(prog: str, message: str, code: int = EXIT_USER_ERROR) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {printable(message)}", file=sys.stderr)
     return code

@@ -2,7 +2,9 @@
 
 A bad input gets one message on stderr naming the file and the problem; the run goes on with the
 next input, and the exit code follows ``run_main``'s rule (1 when some inputs failed, 2 when all did).
-Folder scans take the files with an image suffix and count what they skip in the summary.
+Folder scans take the files with an image suffix and count what they skip in the summary; an entry
+with an image suffix that is no file (a broken link, a FIFO) is a failed input, named for what it is.
+File names are printed with control characters escaped (``printable``). SIGTERM stops like Ctrl-C.
 ``--annotate OUT_DIR`` is checked before the model is loaded; each annotated copy keeps the input's
 path below its folder (or its file name) and its format when that format holds a colour image (else
 ``.png`` is appended), and a name that is already taken in the run gets ``-2``, ``-3``... so no copy
@@ -14,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from feredge.cli.options import add_recognizer_options, build_recognizer, outcome_code
+from feredge.cli.options import add_recognizer_options, build_recognizer, outcome_code, printable
 
 EMPTY_INPUT = "empty input path (''); give an image file or a folder ('.' for the current folder)"
 
@@ -36,16 +39,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def expand(path: Path) -> tuple[list[tuple[Path, Path | None]], int]:
-    """([(file, folder it was found in or None)], files skipped): a folder gives its images, sorted,
-    recursively, and skips other files (another suffix, a FIFO, a broken link) but counts them."""
+def expand(path: Path) -> tuple[list[tuple[Path, Path | None]], int, list[tuple[Path, str]]]:
+    """([(file, folder it was found in or None)], files skipped, [(entry, problem)]): a folder gives its
+    images, sorted, recursively, and skips files of another suffix but counts them. An entry with an
+    image suffix that is no regular file (a broken link, a FIFO, a device) is an input that failed."""
     from feredge.edge.decode import IMAGE_SUFFIXES
 
     if not path.is_dir():
-        return [(path, None)], 0
+        return [(path, None)], 0, []
     entries = [f for f in sorted(path.rglob("*")) if not f.is_dir()]
-    found = [(f, path) for f in entries if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
-    return found, len(entries) - len(found)
+    images = [f for f in entries if f.suffix.lower() in IMAGE_SUFFIXES]
+    found = [(f, path) for f in images if f.is_file()]
+    unusable = [(f, not_a_file(f)) for f in images if not f.is_file()]
+    return found, len(entries) - len(images), unusable
+
+
+def not_a_file(path: Path) -> str:
+    """What ``path``, which is no regular file, is: a broken symbolic link (and its target), a FIFO ..."""
+    from feredge.edge.decode import input_file_problem
+
+    if path.is_symlink() and not path.exists():
+        try:
+            target = f" to {os.readlink(path)}"
+        except OSError:
+            target = ""
+        return f"broken symbolic link{target}; an image must be a file"
+    return input_file_problem(path, "an image") or "not a regular file; an image must be a file"
 
 
 # Formats OpenCV writes a BGR image in; an annotated copy of anything else (.pgm) is written as PNG.
@@ -112,21 +131,35 @@ def check_no_overwrite(targets: list[Path], inputs: list[Path]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from feredge.edge.atomic import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():  # SIGTERM stops like Ctrl-C: an annotated copy half written is removed
+        return _predict(args)
+
+
+def _predict(args: argparse.Namespace) -> int:
     from feredge.edge.decode import decode_image_scaled
     from feredge.edge.errors import FeredgeError
     from feredge.edge.outputs import check_writable_dir
+    from feredge.edge.recognizer import UNCERTAIN
 
     files, failures, skipped = [], 0, 0
+
+    def failed(name: str, message: str) -> None:
+        nonlocal failures
+        failures += 1
+        print(f"error: {printable(message)}", file=sys.stderr)
+        if args.json:  # every failed input has its record, as a file that fails to decode has
+            print(json.dumps({"file": name, "error": message}), flush=True)
+
     for item in args.inputs:
         # Path("") is ".": an empty argument (an unset shell variable) would scan the current folder
-        found, passed_over = expand(Path(item)) if item else ([], 0)
+        found, passed_over, unusable = expand(Path(item)) if item else ([], 0, [])
         skipped += passed_over
-        if not found:
-            failures += 1
-            message = f"{item}: no image files in this folder" if item else EMPTY_INPUT
-            print(f"error: {message}", file=sys.stderr)
-            if args.json:  # every failed input has its record, as a file that fails to decode has
-                print(json.dumps({"file": item, "error": message}), flush=True)
+        for entry, problem in unusable:
+            failed(str(entry), f"{entry}: {problem}")
+        if not found and not unusable:
+            failed(item, f"{item}: no image files in this folder" if item else EMPTY_INPUT)
         files += found
     targets: list[Path | None] = [None] * len(files)
     if args.annotate is not None:
@@ -136,9 +169,10 @@ def run(args: argparse.Namespace) -> int:
         check_outside_inputs(args.annotate, [Path(item) for item in args.inputs if item and Path(item).is_dir()])
         check_writable_dir(args.annotate, "annotated images")  # creates it: only once it is known to be usable
     recognizer = build_recognizer(args)
-    width = max([len(str(f)) for f, _ in files] + [4])
-    if not args.json and files:
-        print(f"{'file':<{width}}  face  {'box (x, y, w, h)':<22}  {'label':<10}  conf")
+    table = Table(
+        max([len(printable(str(f))) for f, _ in files] + [len("file")]),
+        max(len(label) for label in (*recognizer.labels, UNCERTAIN, "no face")),
+    )
     progress = sys.stderr.isatty() and any(root is not None for _, root in files)
     labels: Counter[str] = Counter()
     stage_ms: Counter[str] = Counter()
@@ -154,12 +188,9 @@ def run(args: argparse.Namespace) -> int:
             recognizer.timings.decode_ms += decode_ms
             annotated = None if target is None else _write_annotated(image, faces, target)
         except FeredgeError as exc:
-            failures += 1
             if progress:
                 print(file=sys.stderr)
-            print(f"error: {exc}", file=sys.stderr)
-            if args.json:
-                print(json.dumps({"file": str(file), "error": str(exc)}), flush=True)
+            failed(str(file), str(exc))
             continue
         done += 1
         labels.update(face.label for face in faces)
@@ -171,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
                 record["annotated"] = str(annotated)
             print(json.dumps(record), flush=True)
         else:
-            _print_rows(str(file), faces, width)
+            table.print_rows(printable(str(file)), faces)
     if progress:
         print(file=sys.stderr)
     if len(files) > 1 or failures or skipped:
@@ -179,13 +210,28 @@ def run(args: argparse.Namespace) -> int:
     return outcome_code(done, failures)
 
 
-def _print_rows(name: str, faces: list, width: int) -> None:
-    if not faces:
-        print(f"{name:<{width}}  {'-':>4}  {'-':<22}  no face")
-    for number, face in enumerate(faces, 1):
-        box = "(" + ", ".join(map(str, face.box)) + ")"
-        print(f"{name:<{width}}  {number:>4}  {box:<22}  {face.label:<10}  {face.confidence:.2f}")
-    sys.stdout.flush()
+class Table:
+    """The text table: its header is printed with the first row (an input that fails prints none),
+    and the box, the one column without a bound on its width, comes last."""
+
+    def __init__(self, name_width: int, label_width: int) -> None:
+        self.name_width = name_width
+        self.label_width = label_width
+        self._started = False
+
+    def print_rows(self, name: str, faces: list) -> None:
+        if not self._started:
+            self._started = True
+            self._row("file", "face", "label", "conf", "box (x, y, w, h)")
+        if not faces:
+            self._row(name, "-", "no face", "-", "-")
+        for number, face in enumerate(faces, 1):
+            box = "(" + ", ".join(map(str, face.box)) + ")"
+            self._row(name, str(number), face.label, f"{face.confidence:.2f}", box)
+        sys.stdout.flush()
+
+    def _row(self, name: str, face: str, label: str, conf: str, box: str) -> None:
+        print(f"{name:<{self.name_width}}  {face:>4}  {label:<{self.label_width}}  {conf:>4}  {box}")
 
 
 def _write_annotated(image, faces: list, path: Path) -> Path:
@@ -193,15 +239,14 @@ def _write_annotated(image, faces: list, path: Path) -> Path:
 
     from feredge.edge.atomic import atomic_write_bytes
     from feredge.edge.draw import annotate
-    from feredge.edge.errors import ImageError, OutputError
+    from feredge.edge.errors import ImageError
+    from feredge.edge.outputs import naming_write_errors
 
-    ok, encoded = cv2.imencode(path.suffix, annotate(image, faces))
+    ok, encoded = cv2.imencode(path.suffix, annotate(image, faces))  # the format from the suffix, here
     if not ok:
         raise ImageError(f"{path}: cannot encode the annotated image")
-    try:
-        return atomic_write_bytes(path, encoded.tobytes())
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write the annotated image: {exc.strerror or exc}") from exc
+    with naming_write_errors(path, "the annotated image"):
+        return atomic_write_bytes(path, encoded.tobytes())  # under a temporary name no scan takes for an image
 
 
 def _print_summary(done: int, failures: int, skipped: int, labels: Counter, stage_ms: Counter) -> None:

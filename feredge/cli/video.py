@@ -24,6 +24,7 @@ from feredge.cli.options import (
     fraction,
     positive_float,
     positive_int,
+    printable,
 )
 
 
@@ -78,9 +79,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from feredge.edge.atomic import sigterm_as_interrupt
     from feredge.edge.progress import FrameProgress
     from feredge.edge.timeline import check_plot_path, check_timeline_path, record_timeline
-    from feredge.edge.video import FrameRecord, check_output, sigterm_as_interrupt
+    from feredge.edge.video import FrameRecord, check_output
 
     if args.out is not None:
         check_output(Path(args.out), args.source)
@@ -138,11 +140,12 @@ def run(args: argparse.Namespace) -> int:
         f"{ending}: {summary.frames} frames in {summary.seconds:.1f} s ({summary.mean_fps:.1f} FPS)"
         + (f"; face-frames: {counts}" if counts else "")
         + (f"; skipped {summary.dropped} stale frames" if summary.dropped else "")
-        + (f"; wrote {', '.join(written)}" if written else ""),
+        + (f"; wrote {printable(', '.join(written))}" if written else ""),
         file=sys.stderr,
     )
     if summary.interrupted:
         if written:
-            print(f"note: kept the frames processed before the interruption in {', '.join(written)}", file=sys.stderr)
+            kept = printable(", ".join(written))
+            print(f"note: kept the frames processed before the interruption in {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
