@@ -3,9 +3,10 @@
     curl -F file=@face.jpg "http://127.0.0.1:7860/predict?detector=haar&threads=2"
 
 ``model``, ``detector`` and ``threads`` are optional, as query parameters or form fields. Errors are
-JSON ``{"error": message}``: 400 for a missing field, non-image, corrupt image or unknown
-model/detector/threads, 413 for an upload over the size cap, whether the request says its length
-or is sent in chunks (the body is counted as it arrives and reading stops at the cap). The form is
+JSON ``{"error": message}``: 400 for a missing field, a malformed form (one cut before its closing
+boundary too), non-image, corrupt image or unknown model/detector/threads, 408 for an upload that
+stalls for ``UPLOAD_STALL_S``, 413 for an upload over the size cap, whether the request says its
+length or is sent in chunks (the body is counted as it arrives and reading stops at the cap). The form is
 parsed by hand rather than with FastAPI parameters so that a missing field is a 400 with one
 message, like every other bad input. A client that hangs up mid-upload is not an error of the
 server: it is dropped quietly (a debug log line), not with a traceback.
@@ -24,6 +25,7 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -34,16 +36,24 @@ from feredge.edge.errors import FeredgeError, ImageError
 # Multipart boundaries and headers around the file; a body beyond cap + this is refused unread.
 _FORM_OVERHEAD = 64 * 1024
 _OPTIONS = ("model", "detector", "threads")
+# Longest wait for the next piece of an upload's body: a client that stops sending is let go.
+UPLOAD_STALL_S = 30.0
 
 log = logging.getLogger(__name__)
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
+class UploadStalledError(DemoRequestError):
+    """The client stopped sending its upload's body for ``UPLOAD_STALL_S``."""
+
+
 def error_status(exc: FeredgeError) -> int:
     """HTTP status for a demo error: the client's fault is 4xx, a server-side model problem 500."""
     if isinstance(exc, UploadTooLargeError):
         return 413
+    if isinstance(exc, UploadStalledError):
+        return 408
     if isinstance(exc, DemoRequestError | ImageError):
         return 400
     return 500
@@ -93,24 +103,42 @@ def _threads(value: str | None) -> int | None:
         raise DemoRequestError(f"threads must be a whole number, got {value!r}") from None
 
 
-def capped_receive(receive: Receive, limit: int, max_bytes: int) -> Receive:
-    """``receive`` that raises ``UploadTooLargeError`` once the request body passes ``limit`` bytes,
-    so a body without Content-Length (chunked) is read no further than that."""
-    received = 0
+class BodyWatch:
+    """``receive`` for the form parser that raises ``UploadTooLargeError`` once the body passes ``limit``
+    bytes (so a chunked body is read no further), ``UploadStalledError`` when the next piece takes
+    longer than ``UPLOAD_STALL_S``, and notes whether the form's closing ``--BOUNDARY--`` arrived: a body
+    cut before it parses as a form without its file, which is not what went wrong."""
 
-    async def capped() -> MutableMapping[str, Any]:
-        nonlocal received
-        message = await receive()
+    def __init__(self, receive: Receive, limit: int, max_bytes: int, boundary: bytes | None) -> None:
+        self._receive, self.limit, self.max_bytes = receive, limit, max_bytes
+        self._closing = b"--" + boundary + b"--" if boundary else None
+        self._tail = b""
+        self.received = 0
+        self.closed = False
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        with anyio.move_on_after(UPLOAD_STALL_S) as scope:
+            message = await self._receive()
+        if scope.cancelled_caught:
+            raise UploadStalledError(f"the upload stalled: nothing arrived for {UPLOAD_STALL_S:g} s")
         if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
+            body = message.get("body", b"")
+            self.received += len(body)
+            if self.received > self.limit:
                 raise UploadTooLargeError(
-                    f"request of more than {received / 2**20:.1f} MB: larger than the "
-                    f"{max_bytes / 2**20:g} MB upload limit"
+                    f"request of more than {self.received / 2**20:.1f} MB: larger than the "
+                    f"{self.max_bytes / 2**20:g} MB upload limit"
                 )
+            if self._closing is not None and not self.closed:
+                window = self._tail + body
+                self.closed = self._closing in window
+                self._tail = window[-len(self._closing) :]
         return message
 
-    return capped
+
+def _boundary(content_type: str) -> bytes | None:
+    kind, options = parse_options_header(content_type)
+    return options.get(b"boundary") or None if kind == b"multipart/form-data" else None
 
 
 async def _read_upload(request: Request, max_bytes: int) -> tuple[bytes, str, dict[str, str]]:
@@ -122,11 +150,17 @@ async def _read_upload(request: Request, max_bytes: int) -> tuple[bytes, str, di
             f"request of {int(length) / 2**20:.1f} MB: larger than the {max_bytes / 2**20:g} MB upload limit"
         )
     fields = {key: request.query_params[key] for key in _OPTIONS if key in request.query_params}
-    capped = Request(request.scope, capped_receive(request.receive, limit, max_bytes))
+    boundary = _boundary(request.headers.get("content-type", ""))
+    watch = BodyWatch(request.receive, limit, max_bytes, boundary)
+    capped = Request(request.scope, watch.receive)
     try:
         async with capped.form(max_files=1, max_fields=10) as form:
             upload = form.get("file")
             fields.update({key: str(form[key]) for key in _OPTIONS if key in form})
+            if boundary is not None and not watch.closed:
+                raise DemoRequestError(
+                    "malformed multipart form: the body ends before its closing boundary (was the upload cut off?)"
+                )
             if upload is None:
                 raise DemoRequestError("missing multipart field 'file' (send the image as -F file=@image.jpg)")
             if not isinstance(upload, UploadFile):

@@ -1,16 +1,21 @@
 """The Gradio Blocks UI: an image, webcam snapshot or live webcam in, boxes, labels and charts out; or a
 short clip in, the annotated video, each face's emotions over time and the timeline CSV out.
 
-The upload handler runs with ``preprocess=False``: it gets the uploaded file itself, not a PIL
+The upload handlers run with ``preprocess=False``: they get the uploaded file's record, not a PIL
 decode of it, so a non-image or truncated file reaches ``DemoService`` and comes back as the same
-friendly message ``POST /predict`` gives, instead of a Gradio processing error.
+friendly message ``POST /predict`` gives, instead of a Gradio processing error. A record names a
+server path that a client can set to anything, so the handlers open only files that
+``feredge.demo.uploads`` accepts (Gradio's own uploads), and every error is answered in this
+project's words: an unexpected one is logged with its traceback and answered with a fixed message.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import gradio as gr
@@ -21,6 +26,7 @@ from feredge.demo import example_images
 from feredge.demo.clips import IDLE_MESSAGE as VIDEO_IDLE_MESSAGE
 from feredge.demo.clips import MAX_CLIP_SECONDS, analyze_clip, human_size
 from feredge.demo.service import Analysis, DemoService
+from feredge.demo.uploads import read_uploaded, uploaded_file
 from feredge.edge.draw import annotate
 from feredge.edge.errors import FeredgeError
 
@@ -29,8 +35,16 @@ IDLE_MESSAGE = "Upload an image, take a webcam snapshot or pick an example."
 COMPARE_IDLE_MESSAGE = (
     "Upload an image: every model answers for the same faces, the default first (the Model choice does not apply)."
 )
+INTERNAL_ERROR = "the demo failed on this request (an internal error, logged on the server); try another file"
 # System fonts: the default theme fetches Google Fonts, which an offline Pi cannot reach.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+TIE_NOTE = (
+    "Some scores are equal (an int8 model scores in steps of 1/256): equal scores are listed in the model's "
+    "label order, and a tie for the best is named with `=`."
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def build_blocks(service: DemoService) -> gr.Blocks:
@@ -112,14 +126,13 @@ def build_blocks(service: DemoService) -> gr.Blocks:
 
 def mount_ui(app: FastAPI, service: DemoService) -> FastAPI:
     """Mount the UI at ``/`` of ``app`` with Gradio's upload cap set to the service's."""
-    return gr.mount_gradio_app(
-        app,
-        build_blocks(service),
-        path="/",
-        theme=THEME,
-        ssr_mode=False,
-        max_file_size=service.max_upload_bytes,
+    blocks = build_blocks(service)
+    mounted = gr.mount_gradio_app(
+        app, blocks, path="/", theme=THEME, ssr_mode=False, max_file_size=service.max_upload_bytes
     )
+    # Only launch() sets this, and Gradio skips its own check that API inputs are uploads without it.
+    blocks.has_launched = True
+    return mounted
 
 
 def predict_upload(
@@ -128,8 +141,13 @@ def predict_upload(
     """Gradio handler for an uploaded file or webcam snapshot (the raw upload record, not a decode)."""
     if not payload:
         return _message(IDLE_MESSAGE)
-    path = Path(payload["path"])
-    return _respond(service, path.read_bytes(), model, detector, threads, payload.get("orig_name") or path.name)
+    name = upload_name(payload)
+
+    def work() -> tuple:
+        data = read_uploaded(payload.get("path"), service.max_upload_bytes, name)
+        return _respond(service, data, model, detector, threads, name)
+
+    return _guard(work, lambda text: _message(_error_line(text), {"error": text}))
 
 
 def compare_upload(
@@ -138,19 +156,45 @@ def compare_upload(
     """Gradio handler of the Compare tab: every model on one upload, as a table and JSON records."""
     if not payload:
         return COMPARE_IDLE_MESSAGE, None
-    path = Path(payload["path"])
+    name = upload_name(payload)
+
+    def work() -> tuple[str, Any]:
+        data = read_uploaded(payload.get("path"), service.max_upload_bytes, name)
+        analyses = service.compare(data, detector, threads, name)
+        return comparison_table(analyses, service.default_model), [analysis.to_dict() for analysis in analyses]
+
+    return _guard(work, lambda text: (_error_line(text), {"error": text}))
+
+
+def upload_name(payload: dict[str, Any]) -> str:
+    """The name the user's file had (the client's word, never a server path), for messages."""
+    name = payload.get("orig_name")
+    return Path(name).name if isinstance(name, str) and Path(name).name else "upload"
+
+
+def _guard(work: Callable[[], T], failed: Callable[[str], T]) -> T:
+    """``work()``, or ``failed(message)`` with the message toasted: a ``FeredgeError``'s own text, and a
+    fixed text for anything else (its traceback goes to the server log, never to the client)."""
     try:
-        analyses = service.compare(path.read_bytes(), detector, threads, payload.get("orig_name") or path.name)
+        return work()
     except FeredgeError as exc:
-        return _error(exc), {"error": str(exc)}
-    return comparison_table(analyses, service.default_model), [analysis.to_dict() for analysis in analyses]
+        text = str(exc)
+    except Exception:
+        log.exception("demo request failed")
+        text = INTERNAL_ERROR
+    gr.Warning(text)
+    return failed(text)
+
+
+def _error_line(text: str) -> str:
+    return f"**Error:** {text}"
 
 
 def comparison_table(analyses: list[Analysis], default_model: str) -> str:
-    """Markdown: one row per model with each face's label and confidence, and the model's times."""
+    """Markdown: one row per model with each face's label(s) and confidence, and the model's times."""
     rows = ["| model | faces | infer ms | total ms |", "| --- | --- | ---: | ---: |"]
     for analysis in analyses:
-        faces = ", ".join(f"{face.label} {face.confidence:.0%}" for face in analysis.faces) or "no face found"
+        faces = ", ".join(f"{shown_label(face)} {face.confidence:.0%}" for face in analysis.faces) or "no face found"
         name = f"{analysis.model} (default)" if analysis.model == default_model else analysis.model
         t = analysis.timings
         rows.append(f"| {name} | {faces} | {t['infer_ms']:.1f} | {t['total_ms']:.1f} |")
@@ -161,21 +205,22 @@ def predict_frame(service: DemoService, frame: np.ndarray | None, model: str, de
     """Gradio handler for a live webcam frame (RGB array)."""
     if frame is None:
         return _message(IDLE_MESSAGE)
-    return _respond(service, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), model, detector, threads, "webcam")
+    return _guard(
+        lambda: _respond(service, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), model, detector, threads, "webcam"),
+        lambda text: _message(_error_line(text), {"error": text}),
+    )
 
 
 def _respond(
     service: DemoService, image: bytes | np.ndarray, model: str, detector: str, threads: float, name: str
 ) -> tuple:
-    try:
-        analysis = service.analyze(image, model, detector, threads, name=name)
-    except FeredgeError as exc:
-        return _message(_error(exc), {"error": str(exc)})
+    """The Image tab's outputs for one image; errors propagate to the caller's ``_guard``."""
+    analysis = service.analyze(image, model, detector, threads, name=name)
     shown = [
         gr.Label(
             value=face.scores,
             num_top_classes=len(face.scores),
-            label=f"Face {number}: {face.label} {face.confidence:.0%}",
+            label=f"Face {number}: {shown_label(face)} {face.confidence:.0%}",
             visible=True,
         )
         for number, face in enumerate(analysis.faces[:MAX_CHARTS], 1)
@@ -184,10 +229,21 @@ def _respond(
     return (annotated, summary(analysis), analysis.to_dict(), *shown, *_hidden_charts(MAX_CHARTS - len(shown)))
 
 
-def _error(exc: FeredgeError) -> str:
-    """Toast the user's error and give its Markdown line: a bad input is a message, never a crash."""
-    gr.Warning(str(exc))
-    return f"**Error:** {exc}"
+def tied(scores: dict[str, float]) -> list[list[str]]:
+    """Labels grouped by equal score, best first, each group in the model's label order: an int8
+    model's scores come in steps of 1/256, so exact ties are common and must not look ranked."""
+    groups: dict[float, list[str]] = {}
+    for label, score in scores.items():
+        groups.setdefault(score, []).append(label)
+    return [groups[score] for score in sorted(groups, reverse=True)]
+
+
+def shown_label(face: Any) -> str:
+    """The face's label, or every label tied with it at the top (``happy = neutral``)."""
+    if face.label not in face.scores:  # "uncertain": below the recognizer's min_confidence
+        return face.label
+    best = tied(face.scores)[0]
+    return " = ".join(best) if face.label in best else face.label
 
 
 def summary(analysis: Analysis) -> str:
@@ -196,10 +252,12 @@ def summary(analysis: Analysis) -> str:
     if count == 0:
         head = "**No face found.** If the image already is a face crop, choose detector `none`."
     else:
-        labels = ", ".join(face.label for face in analysis.faces)
+        labels = ", ".join(shown_label(face) for face in analysis.faces)
         head = f"**{count} face{'s' if count > 1 else ''}:** {labels}"
         if count > MAX_CHARTS:
             head += f" (charts for the {MAX_CHARTS} largest)"
+        if any(len(group) > 1 for face in analysis.faces for group in tied(face.scores)):
+            head += f"\n\n{TIE_NOTE}"
     t = analysis.timings
     return (
         f"{head}\n\nlatency: detect {t['detect_ms']:.1f} ms · infer {t['infer_ms']:.1f} ms · "
@@ -221,22 +279,25 @@ def build_video_tab(service: DemoService, model: gr.Dropdown, detector: gr.Radio
     """The Video tab's components and its handler (``/analyze_video``), inside the page's ``gr.Blocks``."""
     with gr.Row():
         with gr.Column():
-            clip = gr.Video(
+            # A file box, not a gr.Video: a browser cannot play many uploads (mp4v, AVI), and a video
+            # player would show its "not playable" error for a clip this tab reads well.
+            clip = gr.File(
                 label=f"Clip (up to {MAX_CLIP_SECONDS:g} s and {human_size(service.max_upload_bytes)})",
-                sources=["upload"],
+                file_types=["video"],
                 elem_id="input-video",
             )
             detect_every = gr.Slider(
                 1, 10, value=3, step=1, label="Run the face detector every N frames", info="higher: faster"
             )
-            button = gr.Button("Analyze video", variant="primary")
+            button = gr.Button("Analyze video", variant="primary", elem_id="analyze-video")
         with gr.Column():
             annotated = gr.Video(label="Annotated video", interactive=False, elem_id="annotated-video")
             status = gr.Markdown(VIDEO_IDLE_MESSAGE, elem_id="video-status")
             plot = gr.Image(label="Emotions over time", type="filepath", interactive=False, elem_id="timeline-plot")
             table = gr.File(label="Timeline (CSV: one row per frame and face)", elem_id="timeline-csv")
+    # The button alone starts a clip: an upload that started it too made one click analyse it twice.
     gr.on(
-        [clip.upload, button.click],
+        [button.click],
         partial(predict_clip, service),
         inputs=[clip, model, detector, threads, detect_every],
         outputs=[annotated, plot, table, status],
@@ -255,19 +316,19 @@ def predict_clip(
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress bar)
 ) -> tuple:
     """Gradio handler for an uploaded clip (the raw upload record, never a converted copy)."""
-    payload = payload.get("video", payload) if payload else None  # older Gradio wraps the file
+    payload = payload.get("video", payload) if isinstance(payload, dict) else None  # gr.Video wraps the file
     if not payload:
         return None, None, None, VIDEO_IDLE_MESSAGE
-    path = Path(payload["path"])
-    name = payload.get("orig_name") or path.name
+    name = upload_name(payload)
 
     def on_progress(done: int, total: int | None) -> None:
         if total:
             progress((done, total), desc="frames", unit="frames")
 
-    try:
+    def work() -> tuple:
+        path = uploaded_file(payload.get("path"))
         result = analyze_clip(service, path, name, model, detector, threads, int(detect_every), on_progress)
-    except FeredgeError as exc:
-        return None, None, None, _error(exc)
-    plot = str(result.plot) if result.plot is not None else None
-    return str(result.video), plot, str(result.timeline), result.status
+        plot = str(result.plot) if result.plot is not None else None
+        return str(result.video), plot, str(result.timeline), result.status
+
+    return _guard(work, lambda text: (None, None, None, _error_line(text)))

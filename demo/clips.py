@@ -157,7 +157,7 @@ def analyze_clip(
     if info.seconds is None and summary.frames >= max_frames:
         lines.append(f"\nOnly the first {MAX_CLIP_SECONDS:g} s were analysed.")
     if plot is None:
-        lines.append("\nThe timeline plot needs matplotlib (`pip install 'feredge[analytics]'`).")
+        lines.append("\nThe timeline plot needs matplotlib (`pip install 'feredge[demo]'`).")
     return ClipResult(video, timeline, plot, "\n".join(lines))
 
 

@@ -94,11 +94,13 @@ def capture(url: str, image: Path, out: Path, chromium: str, timeout_s: float = 
 
 
 def capture_video(url: str, clip: Path, out: Path, chromium: str, timeout_s: float = 120.0) -> str:
-    """Open ``url``, upload ``clip`` in the Video tab, wait for the annotated video and the timeline
-    plot, screenshot to ``out``; returns the tab's status text."""
+    """Open ``url``, upload ``clip`` in the Video tab and press "Analyze video", wait for the annotated
+    video and the timeline plot, screenshot to ``out``; returns the tab's status text."""
     with open_page(url, chromium, timeout_s) as page:
         page.get_by_role("tab", name="Video").click()
         page.locator("#input-video input[type=file]").set_input_files(str(clip))
+        page.locator("#input-video", has_text=clip.name).wait_for()  # uploaded: the button analyses it
+        page.locator("#analyze-video").click()
         page.locator("#video-status", has_text="frames/s").wait_for()
         page.locator("#annotated-video video").wait_for()
         page.locator("#timeline-plot img").wait_for()

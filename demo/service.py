@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from feredge.demo.decoder import DECODE_TIMEOUT_S, DecoderPool
 from feredge.edge.artifacts import display_names
 from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, YuNetDetector, available_detectors
@@ -133,7 +134,8 @@ class DemoService:
     Every model is loaded once at construction (default detector and threads), and a YuNet
     ``detector_model`` is loaded once too, so a bad model file fails at start-up rather than on the
     first request. ``labels`` (a preset or a comma list) labels models without feredge metadata.
-    ``workers`` (default: the number of cores) is how many requests run at once per model.
+    ``workers`` (default: the number of cores) is how many requests run at once per model, and how many
+    decoder processes there are at most; a decode longer than ``decode_timeout_s`` is refused.
     """
 
     def __init__(
@@ -143,6 +145,7 @@ class DemoService:
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         labels: str | Iterable[str] | None = None,
         workers: int | None = None,
+        decode_timeout_s: float = DECODE_TIMEOUT_S,
     ) -> None:
         if not models:
             raise ModelLoadError(f"no default model is installed (expected {DEFAULT_MODEL}); pass --model PATH")
@@ -164,6 +167,8 @@ class DemoService:
         self.max_threads = cores  # default_threads() never exceeds the cores
         self._pools: dict[tuple[str, str, int], RecognizerPool] = {}
         self._pools_lock = threading.Lock()
+        self.decoders = DecoderPool(self.workers, decode_timeout_s)
+        self.decoders.warm()
         for name in self.models:
             with self.recognizer(name):
                 pass
@@ -178,13 +183,15 @@ class DemoService:
     ) -> Analysis:
         """Decode ``image`` (encoded bytes, or a BGR/gray array such as a webcam frame) and find its faces.
 
-        Raises ``UploadTooLargeError``, ``ImageError`` (named after ``name``) or ``DemoRequestError``.
+        Encoded bytes are decoded in a worker process (``feredge.demo.decoder``), so a decode that takes
+        too long is stopped and refused. Raises ``UploadTooLargeError``, ``ImageError`` (named after
+        ``name``; ``DecodeTimeoutError`` for a slow decode) or ``DemoRequestError``.
         """
         model, detector, threads = self._choices(model, detector, threads)
         if isinstance(image, bytes) and len(image) > self.max_upload_bytes:
             raise UploadTooLargeError(f"{name}: larger than the {self.max_upload_bytes / 2**20:g} MB upload limit")
         start = time.perf_counter()
-        decoded = decode_image_scaled(image, name)
+        decoded = self.decoders.decode(image, name) if isinstance(image, bytes) else decode_image_scaled(image, name)
         decode_ms = (time.perf_counter() - start) * 1000.0
         with self.recognizer(model, detector, threads) as recognizer:
             faces = recognizer.predict(decoded)

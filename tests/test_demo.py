@@ -230,7 +230,7 @@ def test_gradio_client_calls_the_predict_api(demo_server, face_drawer, tmp_path:
     assert not any(h["visible"] for h in hidden)
 
     _, status, record, *_ = client.predict(handle_file(str(junk)), "float16", "haar", 1, api_name="/predict")
-    assert status.startswith("**Error:** junk.jpg: truncated image file") and "error" in record
+    assert status.startswith("**Error:** junk.jpg: ") and "error" in record
     sky = handle_file(str(EXAMPLES_DIR / "no_face.png"))
     _, status, *_ = client.predict(sky, "int8", "haar", 2, api_name="/predict")
     assert status.startswith("**No face found.**")

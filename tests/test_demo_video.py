@@ -51,7 +51,7 @@ def test_without_matplotlib_the_clip_still_gives_the_video_and_the_timeline(serv
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     result = analyze_clip(service, clip, "clip.avi", "int8")
     assert result.plot is None and result.video.is_file() and result.timeline.is_file()
-    assert result.status.endswith("The timeline plot needs matplotlib (`pip install 'feredge[analytics]'`).")
+    assert result.status.endswith("The timeline plot needs matplotlib (`pip install 'feredge[demo]'`).")
 
 
 @edge
