@@ -20,10 +20,35 @@ _NEEDS_EXTRA = {"test_demo.py": "httpx", "test_demo_load.py": "psutil"}
 collect_ignore = [name for name, module in _NEEDS_EXTRA.items() if importlib.util.find_spec(module) is None]
 
 
+SCALEOUT_BUDGET_S = 180  # what the scale-out tests may add to .ci/run (issue 26)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "scaleout: starts PostgreSQL or tf.distribute worker processes; their total time is reported"
+    )
+
+
 def pytest_report_header(config: pytest.Config) -> str | None:
     if not collect_ignore:
         return None
     return f"not collected (extra not installed): {', '.join(collect_ignore)}"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The scale-out tests' wall time (set-up included: a PostgreSQL start), for the CI log to show the budget."""
+    reports = [
+        r
+        for reports in terminalreporter.stats.values()
+        for r in reports
+        if isinstance(r, pytest.TestReport) and "scaleout" in r.keywords
+    ]
+    if reports:
+        tests = len({r.nodeid for r in reports})
+        seconds = sum(r.duration for r in reports)
+        terminalreporter.write_line(
+            f"scale-out tests (-m scaleout): {tests} took {seconds:.0f} s (budget {SCALEOUT_BUDGET_S} s)"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -308,6 +308,12 @@ def test_a_study_name_with_another_space_or_options_is_refused(tmp_path, space_f
     assert "other training options (epochs: 2 there, 5 here)" in err
 
 
+def test_tune_refuses_the_multiworker_strategy(tmp_path, space_file, capsys):
+    err = run_error([*tune_args(tmp_path / "o", space_file), "--trials", "1", "--strategy", "multiworker"], capsys)
+    assert "--strategy multiworker would need every machine to run the same trial" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_study_made_before_an_option_existed_still_opens():
     from feredge.train.tune import with_new_defaults
 

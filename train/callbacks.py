@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -99,6 +100,18 @@ class RunState(keras.callbacks.Callback):
             row["lr"],
             row["seconds"],
         )
+
+    def on_train_end(self, logs=None):
+        """The weights' digest at the end of each stage: every worker of a multi-worker run logs the same one."""
+        log.info("stage %s ends: weights sha256 %s", self.state["stage"], weights_digest(self.model))
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of the model's weights in layer order: equal digests, equal weights, bit for bit."""
+    digest = hashlib.sha256()
+    for array in model.get_weights():
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:

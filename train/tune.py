@@ -71,6 +71,11 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings) -> dict[
     """
     _optuna()  # one clear line when the extra is not installed
     base = replace(base, final_fit=False)  # trials are chosen on validation: a --config's final fit does not apply
+    if base.strategy == "multiworker":
+        raise StudyError(
+            "feredge tune runs each trial in one process, and --strategy multiworker would need every machine "
+            "to run the same trial; use --strategy mirrored, or start a tune worker on every machine"
+        )
     resolve_spec(base)  # a bad backbone or weights file fails here, not in every trial
     out = settings.out
     out.mkdir(parents=True, exist_ok=True)
@@ -115,10 +120,10 @@ def open_storage(url: str, heartbeat: int):
             return optuna.storages.RDBStorage(
                 url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat, heartbeat_stale_trial_callback=retry
             )
-        except ImportError as exc:  # no driver for the URL's database (psycopg2, pymysql, ...)
+        except ImportError as exc:  # no driver for the URL's database (psycopg, pymysql, ...)
             raise StudyError(
                 f"study storage {redact(url)}: database driver not installed ({_root_message(exc)}); "
-                "e.g. pip install psycopg2-binary for postgresql://, pymysql for mysql+pymysql://"
+                "e.g. pip install 'psycopg[binary]' for postgresql+psycopg://, pymysql for mysql+pymysql://"
             ) from exc
 
 
