@@ -47,7 +47,9 @@ _TIFF_INTEGERS = {1: "B", 3: "H", 4: "I", 16: "Q"}
 _GIF_TRAILER, _GIF_EXTENSION, _GIF_IMAGE = 0x3B, 0x21, 0x2C
 _PNM_CHANNELS = {b"1": 1, b"2": 1, b"3": 3, b"4": 1, b"5": 1, b"6": 3}
 # Whitespace and "#" comments between a PNM header's fields; the header is read from its first 4 KiB.
-_PNM_HEADER = re.compile(rb"P([1-6])((?:\s|#[^\r\n]*)+)(\d{1,9})((?:\s|#[^\r\n]*)+)(\d{1,9})\s?")
+# A comment runs to its line's end, which it must reach: were it allowed to end anywhere, "P5 # # # ..."
+# could be split into comments in exponentially many ways, and a failed match would try them all.
+_PNM_HEADER = re.compile(rb"P([1-6])((?:\s|#[^\r\n]*[\r\n])+)(\d{1,9})((?:\s|#[^\r\n]*[\r\n])+)(\d{1,9})\s?")
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,14 @@ def test_the_same_structures_within_the_limits_decode():
     assert decode_image(many_scans(MAX_JPEG_SCANS)).shape == (48, 64)
 
 
+def test_pnm_comments_cannot_make_the_header_reader_backtrack():
+    """A comment that could end anywhere let "P5 # # # ...x" take exponential time (40 pairs: hours)."""
+    assert image_info(b"P5" + b" #" * 2000 + b"x") is None
+    assert image_info(b"P5 #" + b" #" * 40 + b"\n8 8 255\n" + bytes(64)).width == 8
+    with pytest.raises(ImageError, match="corrupt PBM/PGM/PPM header"):
+        decode_image(b"P5" + b" #" * 40 + b"x", "comments.pgm")
+
+
 def test_a_tiff_whose_ifd_points_to_itself_ends():
     data = tiff([pattern()], loop=True)
     assert image_info(data).frames == 1
