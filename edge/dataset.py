@@ -161,7 +161,7 @@ def load_dataset(
         split.images = apply_photometric(split.images, photometric)
     if dataset.skipped:
         summary = ", ".join(f"{n} {reason}" for reason, n in sorted(dataset.skipped.items()))
-        log.warning("skipped %d bad file(s) in %s: %s", sum(dataset.skipped.values()), path, summary)
+        log.warning("left out %d item(s) of %s: %s", sum(dataset.skipped.values()), path, summary)
     return dataset
 
 

@@ -154,7 +154,11 @@ def test_both_layouts_train_on_the_votes_and_evaluate_end_to_end(tmp_path, capsy
     assert main(["evaluate", str(run), *data, *extra, "--split", "val", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["samples"] == 14 and report["vote_cross_entropy"] > 0
-    assert 0 <= report["balanced_accuracy"] <= 1
+    assert 0 <= report["balanced_accuracy"] <= 1 and report["prior_tau"] == 0.0
+    assert main(["evaluate", str(run), *data, *extra, "--split", "val", "--json", "--prior-tau", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["prior_tau"] == 1.0
+    assert main(["evaluate", str(run), *data, *extra, "--prior-tau", "nan"]) != 0
+    assert "prior_tau" in capsys.readouterr().err
 
 
 @pytest.mark.slow

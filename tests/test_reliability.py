@@ -240,7 +240,7 @@ def test_data_folder_scan_counts_skipped_files(face_drawer, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="feredge.edge.dataset"):
         dataset = load_dataset(data, make_val=False)
     assert dataset.skipped[NON_IMAGE] == 1
-    assert "skipped 1 bad file(s)" in caplog.text and f"1 {NON_IMAGE}" in caplog.text
+    assert "left out 1 item(s)" in caplog.text and f"1 {NON_IMAGE}" in caplog.text
 
 
 # --- 9: one exit-code rule: 0 all done, 1 some failed, 2 none done, 130 interrupted ---

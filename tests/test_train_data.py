@@ -70,7 +70,7 @@ def test_bad_files_are_counted_not_fatal(tmp_path, caplog):
         data = load_dataset(tmp_path, val_fraction=0.3)
     assert sum(len(s) for s in data.splits.values()) == 6
     assert data.skipped == {"unreadable or corrupt image(s)": 3, "non-image file(s)": 1}
-    assert "skipped 4 bad file(s)" in caplog.text
+    assert "left out 4 item(s)" in caplog.text
 
 
 def test_empty_root_and_empty_class_folders_raise_clear_errors(tmp_path):

@@ -21,6 +21,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="auto: val if present, else test, else all images",
     )
     add_labels_option(parser)
+    parser.add_argument(
+        "--prior-tau",
+        type=float,
+        help="take TAU times the log training prior from the scores (0: the raw network; default: the model's own)",
+    )
     add_threads_option(parser, "interpreter threads (TFLite, ONNX)")
     parser.add_argument("--out", help="folder for metrics.json and confusion_matrix.png")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -33,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out:  # before the evaluation, which a bad --out would otherwise waste
         check_writable_dir(args.out, "the evaluation")
-    metrics = evaluate(args.model, args.data, args.split, args.labels, args.threads, args.ferplus)
+    metrics = evaluate(args.model, args.data, args.split, args.labels, args.threads, args.ferplus, args.prior_tau)
     print(
         json.dumps(metrics, indent=2)
         if args.json
