@@ -410,7 +410,9 @@ def tflite_metadata_spans(data: bytes) -> dict[str, tuple[int, int]]:
                 start, length = offset, buffer.scalar(_BUFFER_SIZE, "<Q")
             else:
                 start, length = buffer.vector(_BUFFER_DATA)
-            spans[meta.string(_META_NAME)] = (start, min(start + length, len(data)))
+            if start + length > len(data):
+                raise MetadataError(f"metadata entry {meta.string(_META_NAME)!r:.40} runs past the end of the file")
+            spans[meta.string(_META_NAME)] = (start, start + length)
     except (struct.error, IndexError) as exc:
         raise MetadataError(f"corrupt TFLite flatbuffer: {exc}") from exc
     return spans

@@ -201,8 +201,8 @@ def load_model(
         data = _read_tflite(path)
         try:
             span = tflite_metadata_spans(data).get(METADATA_KEY)
-        except MetadataError as exc:
-            raise ModelLoadError(f"{path}: {exc}") from exc
+        except MetadataError as exc:  # a truncated or damaged file, as the interpreter would say
+            raise ModelLoadError(f"{path}: not a valid TFLite model ({exc})") from exc
         if span is not None:  # checked before the interpreter parses a file that may be corrupt
             parsed = _checked_metadata(path, data, data[span[0] : span[1]], span)
         runner = TFLiteRunner(data, threads, name=str(path))
