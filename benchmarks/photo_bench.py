@@ -44,8 +44,8 @@ def photo_pipeline(subject: Subject, model: EmotionModel, detector: Detector) ->
     column = {label: i for i, label in enumerate(model.labels)}
 
     def served(image: np.ndarray) -> int | None:
-        faces = recognizer.predict(image)
-        return column[faces[0].label] if faces else None
+        faces = recognizer.predict(image)  # in reading order
+        return column[max(faces, key=lambda face: face.box[2] * face.box[3]).label] if faces else None
 
     margin, offset = model.metadata.framing_for(recognizer.detector_name)
     return f"{recognizer.detector_name}, margin {margin:g}, offset {offset:g}", served

@@ -30,7 +30,9 @@ from feredge.edge.detectors import (
     DEFAULT_MIN_FACE,
     DETECTORS,
     Box,
+    Detection,
     Detector,
+    detect_faces,
     detector_name,
     make_detector,
 )
@@ -55,6 +57,11 @@ class Face:
 
     ``label`` is the best-scoring class, or ``"uncertain"`` when ``confidence`` (the best score) is
     below the recognizer's ``min_confidence``; ``scores`` always holds every class.
+
+    ``detector_score`` and ``landmarks`` ((x, y) points in original pixels, in the detector's order: see
+    ``feredge.edge.detectors.Detection``) are the detector's, for a face it found: YuNet and BlazeFace give
+    both, Haar no landmarks and a score of 1 for every face; faces from given boxes or from a detector with
+    only ``detect(image)`` have neither.
     """
 
     box: Box
@@ -62,6 +69,8 @@ class Face:
     confidence: float
     scores: dict[str, float]
     track_id: int | None = None
+    detector_score: float | None = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     def to_fer(self) -> dict[str, Any]:
         """The record ``fer.FER.detect_emotions`` returns for a face."""
@@ -72,24 +81,61 @@ class Face:
         return sorted(self.scores.items(), key=lambda item: item[1], reverse=True)[:k]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record (``track_id`` only when the face is tracked in a video)."""
+        """JSON-ready record (``track_id``, ``detector_score`` and ``landmarks`` only when known)."""
         data = {"box": list(self.box), "label": self.label, "confidence": self.confidence}
         data["scores"] = self.scores
         if self.track_id is not None:
             data["track_id"] = self.track_id
+        if self.detector_score is not None:
+            data["detector_score"] = self.detector_score
+        if self.landmarks is not None:
+            data["landmarks"] = [list(point) for point in self.landmarks]
         return data
 
 
 def face_from_scores(
-    box: Box, labels: Sequence[str], probs: np.ndarray, track_id: int | None = None, min_confidence: float = 0.0
+    box: Box,
+    labels: Sequence[str],
+    probs: np.ndarray,
+    track_id: int | None = None,
+    min_confidence: float = 0.0,
+    detection: Detection | None = None,
+    scale: tuple[float, float] = (1.0, 1.0),
 ) -> Face:
     """A ``Face`` labelled with the highest of ``probs`` (one row, ordered like ``labels``), or
-    ``UNCERTAIN`` when that score is below ``min_confidence``."""
+    ``UNCERTAIN`` when that score is below ``min_confidence``; ``detection`` (found in an image ``scale``
+    times smaller than the original, per axis) gives its detector score and landmarks."""
     best = int(np.argmax(probs))
     scores = {label: round(float(p), 6) for label, p in zip(labels, probs, strict=True)}
     confidence = scores[labels[best]]
     label = labels[best] if confidence >= min_confidence else UNCERTAIN
-    return Face(tuple(int(v) for v in box), label, confidence, scores, track_id)
+    score, points = None, None
+    if detection is not None:
+        score = round(float(detection.score), 4)
+        if detection.landmarks is not None:
+            points = tuple(
+                (round(float(x) * scale[0], 1), round(float(y) * scale[1], 1)) for x, y in detection.landmarks
+            )
+    return Face(tuple(int(v) for v in box), label, confidence, scores, track_id, score, points)
+
+
+def reading_order(detections: Sequence[Detection]) -> list[Detection]:
+    """Faces top to bottom, then left to right, as a page is read.
+
+    Sorted by their top edge, faces form rows: a face is on the row of the row's first (topmost) face when
+    their heights overlap by at least half the smaller one, and each row is read left to right. Faces side
+    by side whose tops differ by a few pixels are thus read left to right, not by those pixels.
+    """
+    rows: list[tuple[Box, list[Detection]]] = []  # (the row's first face's box, the row's faces)
+    for detection in sorted(detections, key=lambda d: (d.box[1], d.box[0])):
+        _, top, _, height = detection.box
+        if rows:
+            _, row_top, _, row_height = rows[-1][0]
+            if min(top + height, row_top + row_height) - top >= min(height, row_height) / 2:
+                rows[-1][1].append(detection)
+                continue
+        rows.append((detection.box, [detection]))
+    return [detection for _, row in rows for detection in sorted(row, key=lambda d: d.box[0])]
 
 
 @dataclass
@@ -129,6 +175,9 @@ class EmotionRecognizer:
     ``detector`` is a name from ``feredge.edge.detectors.DETECTORS`` (``none``: the input already is a
     face crop) or any object with ``detect(image) -> boxes``. Faces smaller than ``min_face`` pixels
     are ignored and frames larger than ``max_side`` are downscaled for detection only.
+
+    Faces come in reading order (``reading_order``: top to bottom, then left to right); faces of given
+    ``boxes`` keep the boxes' order.
 
     Encoded images above ``REDUCED_DECODE_SIDE`` (4096 px) are decoded at 1/2, 1/4 or 1/8 scale
     (``decode_image_scaled``); detection and cropping run on that image (``min_face`` counts its
@@ -264,24 +313,31 @@ class EmotionRecognizer:
     def _classify(
         self, images: list[ScaledImage], given: list[Sequence[Box] | None], clock: _Clock
     ) -> list[list[Face]]:
-        found: list[list[tuple[Box, Box]]] = []  # per image: (box in original pixels, box in its pixels)
+        # per image: (box in original pixels, box in its pixels, the detector's finding or None)
+        found: list[list[tuple[Box, Box, Detection | None]]] = []
+        own_findings = callable(getattr(self.detector, "detect_faces", None))  # else only boxes, no score
         for scaled, known in zip(images, given, strict=True):
             if known is not None:
-                found.append([(box, scaled.to_image(box)) for box in _given_boxes(known, scaled.original_size)])
+                boxes = _given_boxes(known, scaled.original_size)
+                found.append([(box, scaled.to_image(box), None) for box in boxes])
             else:
-                found.append([(scaled.to_original(box), box) for box in self.detector.detect(scaled.image)])
+                faces = reading_order(detect_faces(self.detector, scaled.image))
+                found.append([(scaled.to_original(f.box), f.box, f if own_findings else None) for f in faces])
             clock.lap("detect")
         margin, offset = self.model.metadata.framing_for(self.detector_name)
         pairs = zip(images, found, strict=True)
-        crops = [crop_face(scaled.image, box, margin, offset) for scaled, boxes in pairs for _, box in boxes]
+        crops = [crop_face(scaled.image, box, margin, offset) for scaled, faces in pairs for _, box, _ in faces]
         batch = self.model.preprocess(crops)
         clock.lap("preprocess")
         probs = self.model.predict(batch, self.prior_tau)
         clock.lap("infer")
         rows = iter(probs)
         results = [
-            [face_from_scores(box, self.labels, next(rows), min_confidence=self.min_confidence) for box, _ in boxes]
-            for boxes in found
+            [
+                face_from_scores(box, self.labels, next(rows), None, self.min_confidence, detection, scaled.scale)
+                for box, _, detection in faces
+            ]
+            for scaled, faces in zip(images, found, strict=True)
         ]
         clock.timings.faces = len(probs)
         self.timings = clock.timings

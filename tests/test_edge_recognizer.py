@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from feredge.edge import detectors
+from feredge.edge.decode import ScaledImage
 from feredge.edge.detectors import HaarDetector, WholeImage, YuNetDetector, make_detector
 from feredge.edge.errors import ImageError, ModelLoadError, OptionError
 from feredge.edge.labels import FER2013
 from feredge.edge.model import load_model
-from feredge.edge.recognizer import EmotionRecognizer, Face
+from feredge.edge.recognizer import EmotionRecognizer, Face, reading_order
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
 
@@ -280,3 +281,70 @@ def test_a_registered_detector_is_offered_and_built_by_name(monkeypatch):
         detectors.register_detector("fixed", "again")(lambda path, min_face, max_side: Fixed())
     with pytest.raises(OptionError, match="unknown detector 'nope'"):
         make_detector("nope")
+
+
+# --- detector facts and reading order ---
+
+
+def _detection(box, score=1.0, landmarks=None):
+    return detectors.Detection(box, score, None if landmarks is None else np.asarray(landmarks, np.float32))
+
+
+def test_reading_order_is_rows_top_to_bottom_then_left_to_right():
+    # two rows; on each the right face sits a few pixels higher than the left one, and the detector's own
+    # order (largest first) is neither
+    top_left, top_right = _detection((10, 14, 50, 50)), _detection((200, 10, 40, 40))
+    low_left, low_right = _detection((12, 150, 60, 60)), _detection((180, 146, 30, 30))
+    shuffled = [low_left, top_left, top_right, low_right]
+    assert reading_order(shuffled) == [top_left, top_right, low_left, low_right]
+    # a face whose height overlaps the row by less than half its own starts a new row, even further left
+    below = _detection((0, 40, 20, 60))  # overlaps the row of top_right (10..50) by 10 < 40 / 2
+    assert reading_order([top_right, below, top_left]) == [top_left, top_right, below]
+    assert reading_order([]) == []
+
+
+class _Finder:
+    """A detector with its own findings: two faces, the larger one lower and listed first, with scores
+    and landmarks in the pixels of the image it was given."""
+
+    registry_name = "finder"
+
+    def detect_faces(self, image):
+        return [
+            _detection((40, 100, 60, 60), 0.9, [[50.0, 110.0], [80.0, 112.5]]),
+            _detection((10, 10, 40, 40), 0.75, [[20.0, 20.0], [30.0, 21.0]]),
+        ]
+
+    def detect(self, image):
+        return [face.box for face in self.detect_faces(image)]
+
+
+def test_faces_carry_the_detectors_score_and_landmarks_in_reading_order(tiny_int8_model):
+    recognizer = EmotionRecognizer(tiny_int8_model, detector=_Finder(), threads=1)
+    image = np.full((200, 200, 3), 90, np.uint8)
+    faces = recognizer.predict(image)
+    assert [face.box for face in faces] == [(10, 10, 40, 40), (40, 100, 60, 60)]
+    assert [face.detector_score for face in faces] == [0.75, 0.9]
+    assert faces[0].landmarks == ((20.0, 20.0), (30.0, 21.0))
+    record = faces[1].to_dict()
+    assert record["detector_score"] == 0.9 and record["landmarks"] == [[50.0, 110.0], [80.0, 112.5]]
+    assert [r["box"] for r in recognizer.detect_emotions(image)] == [[10, 10, 40, 40], [40, 100, 60, 60]]
+    assert all(set(r) == {"box", "emotions"} for r in recognizer.detect_emotions(image))  # fer's shape
+
+
+def test_landmarks_of_a_reduced_decode_are_in_original_pixels(tiny_int8_model):
+    recognizer = EmotionRecognizer(tiny_int8_model, detector=_Finder(), threads=1)
+    image = np.full((200, 200, 3), 90, np.uint8)
+    faces = recognizer.predict(ScaledImage(image, (400, 400)))  # decoded at 1/2
+    assert [face.box for face in faces] == [(20, 20, 80, 80), (80, 200, 120, 120)]
+    assert faces[0].landmarks == ((40.0, 40.0), (60.0, 42.0))
+
+
+def test_faces_without_detector_facts_have_none_and_given_boxes_keep_their_order(recognizer, half_face):
+    whole = EmotionRecognizer(recognizer.model, detector="none").predict(half_face)
+    assert whole[0].detector_score is None and whole[0].landmarks is None
+    assert set(whole[0].to_dict()) == {"box", "label", "confidence", "scores"}
+    image = np.zeros((200, 300, 3), np.uint8)
+    boxes = [(150, 100, 96, 96), (0, 0, 96, 96)]
+    given = recognizer.predict(image, boxes=boxes)
+    assert [face.box for face in given] == boxes and given[0].detector_score is None

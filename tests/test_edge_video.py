@@ -107,14 +107,14 @@ def test_bad_smoothing():
 
 def test_detection_every_n_frames_with_boxes_carried(recognizer, clip, tmp_path):
     calls = []
-    detect = recognizer.detector.detect
-    recognizer.detector.detect = lambda image: calls.append(1) or detect(image)
+    detect = recognizer.detector.detect_faces
+    recognizer.detector.detect_faces = lambda image: calls.append(1) or detect(image)
     records = []
     out = tmp_path / "annotated.mp4"
     try:
         summary = process_video(recognizer, str(clip), detect_every=4, out=out, on_frame=records.append)
     finally:
-        recognizer.detector.detect = detect
+        recognizer.detector.detect_faces = detect
     assert summary.frames == 12 and not summary.interrupted
     assert [r.detected for r in records] == [i % 4 == 0 for i in range(12)]
     assert len(calls) == 3
