@@ -376,3 +376,14 @@ def test_unwritable_annotate_and_video_out_fail_before_any_work(tiny_int8_model,
         code = main(["video", "missing.avi", "--model", "missing.tflite", "--out", str(folder / "y.mp4")])
         assert code == 2
         assert f"feredge video: error: cannot write the video to {folder}:" in capsys.readouterr().err
+
+
+def test_prior_tau_is_checked_before_any_image_is_read(tiny_int8_model, photos, capsys):
+    image = str(photos / "scene.jpg")
+    with pytest.raises(SystemExit) as usage:
+        main(["predict", image, "--model", str(tiny_int8_model), "--prior-tau", "7"])
+    assert usage.value.code == 2 and "expected a number from 0 to 3" in capsys.readouterr().err
+    assert main(["predict", image, "--model", str(tiny_int8_model), "--prior-tau", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "no training class prior" in captured.err and captured.out == ""
+    assert main(["predict", image, "--model", str(tiny_int8_model), "--prior-tau", "0", "--json"]) == 0

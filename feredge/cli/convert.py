@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from feredge.cli.options import add_labels_option, add_threads_option, checked_type, positive_int
+from feredge.cli.options import add_labels_option, add_prior_tau_option, add_threads_option, checked_type, positive_int
 from feredge.convert.formats import FORMATS, check_options, parse_formats
 from feredge.edge.detectors import DETECTORS
 from feredge.edge.errors import FeredgeError
@@ -121,6 +121,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="fit a softmax temperature on the check set, as the runtime scores the artefact, and store it "
         "in the metadata so confidences mean what they say (default: on)",
     )
+    add_prior_tau_option(parser, "the run's, 0 unless set")
     parser.add_argument(
         "--temperature",
         type=temperature_value,
@@ -147,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
     source = load_source(args.model, args.labels, args.normalization)
     if args.test_time_flip is not None:  # the gate then scores float and converted models the same new way
         source.metadata = source.metadata.replace(test_time_flip=args.test_time_flip)
+    if args.prior_tau is not None:  # the artefact's default; the gate still scores the network at tau 0
+        source.metadata = source.metadata.replace(prior_tau=args.prior_tau)
     if args.framing:
         source.metadata = source.metadata.replace(framing={**source.metadata.framing, **dict(args.framing)})
     check_final_fit(source.config, args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from feredge.cli.options import add_labels_option, add_threads_option
+from feredge.cli.options import add_labels_option, add_prior_tau_option, add_threads_option
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,11 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="auto: val if present, else test, else all images",
     )
     add_labels_option(parser)
-    parser.add_argument(
-        "--prior-tau",
-        type=float,
-        help="take TAU times the log training prior from the scores (0: the raw network; default: the model's own)",
-    )
+    add_prior_tau_option(parser)
     add_threads_option(parser, "interpreter threads (TFLite, ONNX)")
     parser.add_argument("--out", help="folder for metrics.json and confusion_matrix.png")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")

@@ -160,6 +160,21 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="label a face 'uncertain' when its best score is below P; its scores are kept (default: 0, off)",
     )
+    add_prior_tau_option(group)
+
+
+def add_prior_tau_option(parser: argparse.ArgumentParser | Any, default_help: str = "the model's own") -> None:
+    """``--prior-tau T``: how much of the training class prior to take from the scores (logit adjustment)."""
+    from feredge.edge.metadata import PRIOR_TAU_RANGE
+
+    low, high = PRIOR_TAU_RANGE
+    parser.add_argument(
+        "--prior-tau",
+        type=checked_type(float, f"a number from {low:g} to {high:g}", lambda v: low <= v <= high),
+        metavar="T",
+        help=f"take T x log(training class prior) from the scores: 1 for faces without the training data's "
+        f"class mix (real photos), 0 for the raw network (FER-like crops) (default: {default_help})",
+    )
 
 
 def add_normalization_option(parser: argparse.ArgumentParser | Any, help: str | None = None) -> None:
@@ -186,6 +201,7 @@ def build_recognizer(args: argparse.Namespace):
         detector_model=args.detector_model,
         min_face=args.min_face,
         min_confidence=args.min_confidence,
+        prior_tau=args.prior_tau,
     )
 
 
