@@ -27,8 +27,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from feredge.edge.errors import ImageError
-from feredge.edge.imageinfo import MAX_WALKED_PARTS, ImageInfo, image_format, image_info, tiff_as_stored
+from feredge.edge.errors import ImageError, ModelLoadError
+from feredge.edge.imageinfo import (
+    MAX_WALKED_PARTS,
+    MAX_WALKED_SEGMENTS,
+    ImageInfo,
+    image_format,
+    image_info,
+    tiff_as_stored,
+)
 from feredge.edge.quiet import library_messages
 
 _FORMAT_NAMES = {
@@ -186,8 +193,8 @@ def checked_info(data: bytes, label: str) -> ImageInfo:
     OpenCV recognizes more by their content (JPEG 2000, AVIF, OpenEXR, Radiance HDR, PAM, PFM, Sun
     raster), but their size would be known only after decoding, which is what a bomb exploits.
     The limits: ``MAX_IMAGE_PIXELS`` and ``MAX_IMAGE_SIDE`` for the image and for every GIF frame,
-    TIFF page and tile; ``MAX_IMAGE_FRAMES`` frames or pages; ``MAX_JPEG_SCANS`` scans; a complete
-    PNG or JPEG (not truncated).
+    TIFF page and tile; ``MAX_IMAGE_FRAMES`` frames or pages; ``MAX_JPEG_SCANS`` scans and
+    ``MAX_WALKED_SEGMENTS`` segments of a JPEG; a complete PNG or JPEG (not truncated).
     """
     kind = image_format(data)
     if kind is None:
@@ -203,6 +210,11 @@ def checked_info(data: bytes, label: str) -> ImageInfo:
         raise ImageError(
             f"{label}: more than {MAX_IMAGE_FRAMES:,} {many}; only the first is read, so split the file or "
             "save that one image on its own"
+        )
+    if info.segments > MAX_WALKED_SEGMENTS:
+        raise ImageError(
+            f"{label}: more than {MAX_WALKED_SEGMENTS:,} JPEG segments (markers); encoders write a few dozen, "
+            "so re-save the image"
         )
     if info.scans > MAX_JPEG_SCANS:
         raise ImageError(
@@ -273,6 +285,17 @@ def input_file_problem(path: str | Path, what: str) -> str | None:
     except OSError as exc:
         return _os_problem(exc)
     return _mode_problem(info.st_mode, what)
+
+
+def check_model_file(path: Path, kind: str = "model", hint: str = "") -> None:
+    """``ModelLoadError`` unless ``path`` is a regular file: a folder or a FIFO is named as such, not
+    reported "not found" (``hint`` follows a missing file's message). It lives here, not in ``model``,
+    so a detector can check its file without loading the emotion-model stack."""
+    problem = input_file_problem(path, f"a {kind} file")
+    if problem == "file not found":
+        raise ModelLoadError(f"{path}: {kind} file not found{hint}")
+    if problem is not None:
+        raise ModelLoadError(f"{path}: {problem}")
 
 
 def _mode_problem(mode: int, what: str) -> str | None:

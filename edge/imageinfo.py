@@ -33,7 +33,12 @@ _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xDA)})
 # Inside entropy-coded data 0xFF is followed by a stuffed 0x00, a restart marker or a fill byte;
 # anything else is the marker that ends the scan.
 _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_FILL = re.compile(rb"\xff+")
 
+# A JPEG walk stops after this many segments (``ImageInfo.segments`` then holds one more): a real file
+# has a few dozen outside its scans (restart markers inside scans are not walked), and a file of
+# millions of empty 4-byte segments would cost a minute of Python while libjpeg walks it in C.
+MAX_WALKED_SEGMENTS = 10_000
 # A TIFF or GIF walk stops after this many pages or frames (``ImageInfo.parts`` then holds one more
 # than this): the caller refuses such a file rather than letting a chain of tiny IFDs or frames cost
 # seconds of parsing.
@@ -60,7 +65,8 @@ class ImageInfo:
     area a decoder of this file may allocate for, as (what, width, height): a GIF's frames, a TIFF's
     later pages and its tiles. ``frames`` counts a GIF's frames or a TIFF's pages (the walk stops at
     ``MAX_WALKED_PARTS + 1``). ``orientation`` is the EXIF orientation (1-8, 1 = upright) and
-    ``scans`` the number of JPEG scans (SOS markers) before EOI. ``end`` is where the image ends in
+    ``scans`` the number of JPEG scans (SOS markers) before EOI, ``segments`` of all its segments (the walk
+    stops at ``MAX_WALKED_SEGMENTS + 1``). ``end`` is where the image ends in
     the data (as ``encoded_end``), None when the data stops before it does.
     """
 
@@ -72,6 +78,7 @@ class ImageInfo:
     frames: int = 1
     orientation: int = 1
     scans: int = 0
+    segments: int = 0
     end: int | None = None
 
     @property
@@ -155,8 +162,8 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
             yield -1, pos, pos
             return
         marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
+        if marker == 0xFF:  # fill bytes before a marker: skipped at once, a run may be millions long
+            pos = _JPEG_FILL.match(data, pos).end() - 1
             continue
         if marker in _JPEG_STANDALONE:
             yield marker, pos + 2, pos + 2
@@ -187,13 +194,19 @@ class _JpegWalk:
     frame: tuple[int, int, int] | None = None  # (width, height, components) of the first SOFn before any scan
     orientation: int = 1
     scans: int = 0
+    segments: int = 0
     end: int | None = None  # as ``encoded_end``
 
 
 def _jpeg_walk(data: bytes) -> _JpegWalk:
-    """One pass over a JPEG's segments: its frame header, EXIF orientation, scan count and end."""
+    """One pass over a JPEG's segments: its frame header, EXIF orientation, scan count and end; it
+    stops after ``MAX_WALKED_SEGMENTS`` (the structure is then not followed: the end is the data's)."""
     walk, seen_exif = _JpegWalk(), False
     for marker, start, end in _jpeg_segments(data):
+        walk.segments += 1
+        if walk.segments > MAX_WALKED_SEGMENTS:
+            walk.end = len(data)
+            break
         if marker == _JPEG_EOI:
             walk.end = end
             break
@@ -219,7 +232,9 @@ def _jpeg_info(data: bytes) -> ImageInfo | None:
         return None
     width, height, components = walk.frame
     # height 0 means "set later by a DNL marker": unknown here.
-    return _positive(ImageInfo("jpeg", width, height, components, (), 1, walk.orientation, walk.scans, walk.end))
+    return _positive(
+        ImageInfo("jpeg", width, height, components, (), 1, walk.orientation, walk.scans, walk.segments, walk.end)
+    )
 
 
 def _webp_info(data: bytes) -> ImageInfo | None:
@@ -273,27 +288,35 @@ def _gif_info(data: bytes) -> ImageInfo | None:
     width, height, flags = struct.unpack("<HHB", data[6:11])
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # the global colour table
     frames: list[tuple[str, int, int]] = []
-    while pos < len(data) and len(frames) <= MAX_WALKED_PARTS:
+    # Encoders write 255-byte sub-blocks; a walk of many more than that is a file made to be slow to walk.
+    budget = 10_000 + len(data) // 64
+    while pos < len(data) and len(frames) <= MAX_WALKED_PARTS and budget >= 0:
         block = data[pos]
         if block == _GIF_TRAILER:
             break
         if block == _GIF_EXTENSION:
-            pos = _gif_skip_sub_blocks(data, pos + 2)
+            pos, walked = _gif_skip_sub_blocks(data, pos + 2, budget)
         elif block == _GIF_IMAGE and pos + 10 <= len(data):
             frame_width, frame_height, frame_flags = struct.unpack("<HHB", data[pos + 5 : pos + 10])
             frames.append((f"frame {len(frames) + 1}", frame_width, frame_height))
             pos += 10 + (3 << ((frame_flags & 7) + 1) if frame_flags & 0x80 else 0)
-            pos = _gif_skip_sub_blocks(data, pos + 1)  # after the LZW minimum code size
+            pos, walked = _gif_skip_sub_blocks(data, pos + 1, budget)  # after the LZW minimum code size
         else:
             break  # truncated or corrupt: the decoder judges the rest
+        budget -= walked
+    if budget < 0:
+        return None
     return _positive(ImageInfo("gif", width, height, None, tuple(frames), len(frames), end=len(data)))
 
 
-def _gif_skip_sub_blocks(data: bytes, pos: int) -> int:
-    """The offset after the sub-blocks starting at ``pos`` (each a length byte and as many bytes, 0 ends)."""
-    while pos < len(data) and (size := data[pos]):
+def _gif_skip_sub_blocks(data: bytes, pos: int, most: int) -> tuple[int, int]:
+    """The offset after the sub-blocks starting at ``pos`` (each a length byte and as many bytes, 0
+    ends), and how many there were; it stops after ``most`` + 1."""
+    count = 0
+    while pos < len(data) and (size := data[pos]) and count <= most:
         pos += size + 1
-    return pos + 1
+        count += 1
+    return pos + 1, count
 
 
 def _tiff_info(data: bytes) -> ImageInfo | None:
@@ -421,8 +444,13 @@ def _pnm_info(data: bytes) -> ImageInfo | None:
 
 
 def _png_end(data: bytes) -> int | None:
-    pos = len(PNG_SIGNATURE)
+    """Past the IEND chunk; None if the data ends first. A file of many more chunks than encoders write
+    (their IDAT chunks are 8 KiB and up) is not followed to its end: the decoder judges it."""
+    pos, budget = len(PNG_SIGNATURE), 10_000 + len(data) // 1024
     while pos + 8 <= len(data):
+        budget -= 1
+        if budget < 0:
+            return len(data)
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = data[pos + 4 : pos + 8]
         pos += 12 + length  # length, type, data, CRC

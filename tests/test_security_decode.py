@@ -212,6 +212,22 @@ def test_pnm_comments_cannot_make_the_header_reader_backtrack():
         decode_image(b"P5" + b" #" * 40 + b"x", "comments.pgm")
 
 
+def test_structures_made_to_be_slow_to_walk_are_refused_or_skipped_fast():
+    """Each walk in Python is bounded: JPEG segments (libjpeg walks 4-byte COM segments in C, the
+    header reader would take a minute for 50 MB of them), runs of JPEG fill bytes, GIF sub-blocks."""
+    jpeg = cv2.imencode(".jpg", pattern())[1].tobytes()
+    sof = jpeg.index(b"\xff\xc0")
+    comments = jpeg[:sof] + b"\xff\xfe\x00\x02" * 10_001 + jpeg[sof:]
+    with pytest.raises(ImageError, match=r"more than 10,000 JPEG segments"):
+        decode_image(jpeg[: sof + 19] + b"\xff\xfe\x00\x02" * 10_001 + jpeg[sof + 19 :], "comments.jpg")
+    assert image_info(comments) is None  # before the frame header: no usable header
+    filled = jpeg[:sof] + b"\xff" * 1_000_000 + jpeg[sof:]  # fill bytes before a marker are legal
+    assert image_info(filled).scans == 1 and decode_image(filled).shape == (48, 64, 3)
+    one_byte_blocks = gif((8, 8), [(8, 8)])[:-5] + b"\x01\x00" * 20_000 + b"\x00\x3b"
+    with pytest.raises(ImageError, match=r"corrupt GIF header"):
+        decode_image(one_byte_blocks, "slow.gif")
+
+
 def test_a_tiff_whose_ifd_points_to_itself_ends():
     data = tiff([pattern()], loop=True)
     assert image_info(data).frames == 1
