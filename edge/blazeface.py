@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from feredge.edge.decode import check_model_file
 from feredge.edge.detectors import Found
 from feredge.edge.errors import ModelLoadError
-from feredge.edge.model import check_model_file
 from feredge.edge.tflite_runner import create_interpreter
 
 INPUT_SIZE = 128

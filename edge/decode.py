@@ -32,6 +32,7 @@ from feredge.edge.imageinfo import (
     MAX_WALKED_PARTS,
     MAX_WALKED_SEGMENTS,
     ImageInfo,
+    encoded_end,
     image_format,
     image_info,
     tiff_as_stored,
@@ -200,6 +201,8 @@ def checked_info(data: bytes, label: str) -> ImageInfo:
     if kind is None:
         raise ImageError(f"{label}: not a readable image (not a {_SUPPORTED} file)")
     info = image_info(data)
+    if info is None and encoded_end(data) is None:  # a PNG or JPEG cut before or inside its header
+        raise ImageError(f"{label}: truncated image file")
     if info is None:
         raise ImageError(f"{label}: not a readable image (corrupt {_FORMAT_NAMES[kind]} header)")
     _check_pixels(label, info.width, info.height)

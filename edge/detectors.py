@@ -34,8 +34,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from feredge.edge.decode import check_model_file
 from feredge.edge.errors import ModelLoadError, OptionError
-from feredge.edge.model import check_model_file
 from feredge.edge.preprocess import to_gray
 from feredge.edge.quiet import library_messages
 
