@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from feredge.cli import main as feredge_main
-from feredge.cli.info import main, parse_cpuinfo
+from feredge.cli.info import main
+from feredge.edge.cpu import cpu_info, parse_cpuinfo
 from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, available_detectors
 from feredge.edge.model import DEFAULT_MODEL, MODELS_DIR
 
@@ -87,6 +88,14 @@ def test_a_pi_4_cpuinfo_names_its_cores_board_and_neon():
     x86 = parse_cpuinfo("model name\t: Intel(R) Core(TM) i5\nflags\t\t: fpu sse4_2 fma avx2\n", board=None)
     assert x86["model"] == "Intel(R) Core(TM) i5" and x86["simd"] == ["sse4_2", "avx2", "fma"] and x86["board"] is None
     assert parse_cpuinfo("")["source"] == "platform"
+
+
+def test_the_benchmark_record_names_the_cpu_as_info_does():
+    pytest.importorskip("psutil")  # feredge[bench]
+    from feredge.benchmarks.machine import machine_info
+
+    cpu, machine = cpu_info(), machine_info([])
+    assert (machine["cpu"], machine["board"], machine["cores"]) == (cpu["model"], cpu["board"], cpu["cores"])
 
 
 # Blocking the light interpreters leaves TensorFlow's (in the dev install) or none (edge-only install).
