@@ -168,6 +168,9 @@ def load_model(
     override the embedded metadata; a model without metadata needs ``labels``, and then takes its
     input size and channels from the input tensor and ``normalization`` defaults to ``unit``.
     ``threads`` (interpreter threads, >= 1) defaults to ``default_threads()``.
+
+    The file is checked against the checksum in its metadata (``model_sha256``) before an interpreter reads
+    it: a mismatch raises ``ModelLoadError``; feredge metadata without a checksum loads with a warning.
     """
     if threads is None:
         threads = default_threads()
