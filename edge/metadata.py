@@ -119,8 +119,8 @@ class ModelMetadata:
         _set(self, "test_time_flip", bool(self.test_time_flip))
         _set(self, "class_prior", _class_prior(self.class_prior, len(self.labels)))
         _set(self, "prior_tau", _number("prior_tau", self.prior_tau, PRIOR_TAU_RANGE))
-        if self.prior_tau and self.class_prior is None:
-            raise MetadataError(f"prior_tau is {self.prior_tau:g} but the metadata has no class_prior to remove")
+        if self.prior_tau and (problem := self.prior_problem()):
+            raise MetadataError(f"prior_tau is {self.prior_tau:g} but {problem}")
         if not isinstance(self.model_sha256, str) or not _SHA256.fullmatch(self.model_sha256):
             raise MetadataError(f"model_sha256 must be 64 lowercase hex digits or empty, got {self.model_sha256!r:.80}")
         if not isinstance(self.extra, dict):
@@ -132,6 +132,18 @@ class ModelMetadata:
             return PreprocessSpec(self.input_size, self.channels, self.normalization, self.photometric)
         except ValueError as exc:
             raise MetadataError(f"invalid preprocessing in metadata: {exc}") from exc
+
+    def prior_problem(self) -> str | None:
+        """Why no prior can be removed from this model's scores (no ``class_prior``, or a class that training
+        never saw: log 0 would give it every face), or None when one can."""
+        if self.class_prior is None:
+            return "the metadata has no class_prior to remove"
+        unseen = [label for label, p in zip(self.labels, self.class_prior, strict=True) if p == 0]
+        if unseen:
+            return (
+                f"class_prior is 0 for {', '.join(unseen[:5])}{', ...' if len(unseen) > 5 else ''} (never trained on)"
+            )
+        return None
 
     def framing_for(self, detector: str) -> tuple[float, float]:
         """(margin, offset) of the square crop around a box from ``detector``.
@@ -235,14 +247,13 @@ _SHA256 = re.compile(r"(?:[0-9a-f]{64})?")
 
 
 def _class_prior(value: Any, count: int) -> tuple[float, ...] | None:
-    """The training prior as floats: one per label, each positive (log 0 would give that class every face
-    once the prior is removed), summing to 1."""
+    """The training prior as floats: one per label, each >= 0, summing to 1."""
     if value is None:
         return None
     if not isinstance(value, list | tuple | np.ndarray) or len(value) != count:
         raise MetadataError(f"class_prior must be a list of {count} numbers (one per label), got {value!r:.80}")
-    if not all(is_real(p) and math.isfinite(p) and p > 0 for p in value):
-        raise MetadataError(f"class_prior entries must be positive numbers, got {list(value)!r:.80}")
+    if not all(is_real(p) and math.isfinite(p) and p >= 0 for p in value):
+        raise MetadataError(f"class_prior entries must be numbers >= 0, got {list(value)!r:.80}")
     prior = tuple(float(p) for p in value)
     if abs(math.fsum(prior) - 1.0) > PRIOR_SUM_TOLERANCE:
         raise MetadataError(f"class_prior must sum to 1 (within {PRIOR_SUM_TOLERANCE:g}), sums to {math.fsum(prior):g}")

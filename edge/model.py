@@ -115,15 +115,12 @@ class EmotionModel:
 
     def checked_prior_tau(self, prior_tau: float | None) -> float:
         """``prior_tau`` as a float (``None``: the model's own), or ``OptionError`` when it is out of
-        ``PRIOR_TAU_RANGE`` or not 0 for a model whose metadata carries no training prior."""
+        ``PRIOR_TAU_RANGE``, or not 0 for a model without a usable training prior (``prior_problem``)."""
         if prior_tau is None:
             return self.metadata.prior_tau
         check_prior_tau(prior_tau)
-        if prior_tau and self.metadata.class_prior is None:
-            raise OptionError(
-                f"{Path(self.name).name} has no training class prior in its metadata, so it has none to remove: "
-                f"prior_tau must be 0, got {prior_tau:g}"
-            )
+        if prior_tau and (problem := self.metadata.prior_problem()):
+            raise OptionError(f"{Path(self.name).name}: prior_tau must be 0 ({problem}), got {prior_tau:g}")
         return float(prior_tau)
 
     def prior_shift(self, prior_tau: float | None = None) -> np.ndarray | None:

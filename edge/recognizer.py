@@ -190,7 +190,7 @@ class EmotionRecognizer:
     ``prior_tau`` (0 to 3; ``None``: the model's own, from its metadata) removes that multiple of the
     log training class prior from the scores before the temperature (logit adjustment): 1 suits photos
     whose expressions are not distributed like the training faces, 0 gives the network's raw scores. A
-    model without a ``class_prior`` in its metadata takes only 0.
+    model without a ``class_prior`` in its metadata, or with a class its training never saw, takes only 0.
 
     ``with EmotionRecognizer() as recognizer:`` frees the interpreter and detector when the block
     ends (``close()``), rather than whenever the garbage collector gets to them.

@@ -55,10 +55,9 @@ def test_prior_and_tau_round_trip():
     [
         ({"class_prior": [0.5, 0.5]}, r"class_prior must be a list of 7 numbers \(one per label\)"),
         ({"class_prior": "uniform"}, r"class_prior must be a list of 7 numbers"),
-        ({"class_prior": [0.2, -0.1, 0.2, 0.2, 0.2, 0.2, 0.1]}, r"class_prior entries must be positive numbers"),
-        ({"class_prior": [0.2, 0.0, 0.2, 0.2, 0.2, 0.1, 0.1]}, r"class_prior entries must be positive numbers"),
-        ({"class_prior": [math.nan] * 7}, r"class_prior entries must be positive numbers"),
-        ({"class_prior": [True] * 7}, r"class_prior entries must be positive numbers"),
+        ({"class_prior": [0.2, -0.1, 0.2, 0.2, 0.2, 0.2, 0.1]}, r"class_prior entries must be numbers >= 0"),
+        ({"class_prior": [math.nan] * 7}, r"class_prior entries must be numbers >= 0"),
+        ({"class_prior": [True] * 7}, r"class_prior entries must be numbers >= 0"),
         ({"class_prior": [0.2] * 7}, r"class_prior must sum to 1 \(within 0.001\), sums to 1.4"),
         ({"prior_tau": -0.5, "class_prior": PRIOR}, r"prior_tau must be a number within \[0.0, 3.0\], got -0.5"),
         ({"prior_tau": 3.5, "class_prior": PRIOR}, r"prior_tau must be a number within \[0.0, 3.0\]"),
@@ -66,6 +65,10 @@ def test_prior_and_tau_round_trip():
         ({"prior_tau": "1", "class_prior": PRIOR}, r"prior_tau must be a number within"),
         ({"prior_tau": True, "class_prior": PRIOR}, r"prior_tau must be a number within"),
         ({"prior_tau": 1.0}, r"prior_tau is 1 but the metadata has no class_prior to remove"),
+        (
+            {"prior_tau": 0.5, "class_prior": [0.2, 0.0, 0.2, 0.2, 0.2, 0.1, 0.1]},
+            r"prior_tau is 0.5 but class_prior is 0 for disgust \(never trained on\)",
+        ),
     ],
 )
 def test_bad_prior_metadata_is_refused(fields, message):
@@ -158,8 +161,20 @@ def test_tau_without_a_prior_is_an_error_unless_zero(tiny_int8_model):
     model = load_model(tiny_int8_model, threads=1)
     assert model.metadata.class_prior is None
     assert model.predict(_batch(1), prior_tau=0).shape == (1, 7)
-    with pytest.raises(OptionError, match=r"int8.tflite has no training class prior in its metadata.*must be 0, got 1"):
+    with pytest.raises(OptionError, match=r"int8.tflite: prior_tau must be 0 \(the metadata has no class_prior"):
         model.predict(_batch(1), prior_tau=1)
+
+
+def test_a_class_never_trained_on_is_kept_but_allows_only_tau_zero(tiny_int8_model):
+    """Its log prior is -inf: removing it would give that class every face."""
+    unseen = (0.2, 0.0, 0.2, 0.2, 0.2, 0.1, 0.1)
+    model = _with(load_model(tiny_int8_model, threads=1), class_prior=unseen)
+    assert model.metadata.class_prior == unseen
+    assert np.array_equal(model.predict(_batch(2), prior_tau=0), _todays_scores(model, _batch(2)))
+    with pytest.raises(OptionError, match=r"prior_tau must be 0 \(class_prior is 0 for disgust \(never trained on\)\)"):
+        model.predict(_batch(1), prior_tau=0.5)
+    with pytest.raises(OptionError, match=r"class_prior is 0 for disgust"):
+        EmotionRecognizer(model, detector="none", prior_tau=1)
 
 
 # --- the recognizer option ---
@@ -188,7 +203,7 @@ def test_recognizer_refuses_a_bad_tau_before_loading_a_model(tmp_path, tau):
 
 
 def test_recognizer_refuses_tau_for_a_model_without_a_prior(tiny_int8_model):
-    with pytest.raises(OptionError, match=r"int8.tflite has no training class prior"):
+    with pytest.raises(OptionError, match=r"int8.tflite: prior_tau must be 0 \(the metadata has no class_prior"):
         EmotionRecognizer(tiny_int8_model, detector="none", prior_tau=1)
     assert EmotionRecognizer(tiny_int8_model, detector="none", prior_tau=0.0).prior_tau == 0.0
 
