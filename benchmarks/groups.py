@@ -24,8 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from feredge.edge.detectors import detect_faces
-from feredge.edge.track import greedy_match, iou
+from feredge.edge.detectors import detect_faces, iou
+from feredge.edge.track import greedy_match
 
 CANVAS = (480, 640)  # height, width
 FACE_SIDES = (30.0, 150.0)
@@ -63,7 +63,7 @@ def consensus_sources(images: Sequence[np.ndarray], detectors: dict[str, Any]) -
         box = np.mean([boxes[name] for name in agreeing], axis=0)
         sources.append(Source(_bgr(image), box))
         for name in detectors:
-            self_iou[name].append(iou(boxes[name], box) if name in boxes else 0.0)
+            self_iou[name].append(float(iou(boxes[name], box)) if name in boxes else 0.0)
     return sources, {name: float(np.mean(v)) if v else 0.0 for name, v in self_iou.items()}
 
 
@@ -138,7 +138,9 @@ def _paste(canvas: np.ndarray, source: Source, side: float, at: tuple[float, flo
 
 def match(truth: Sequence[np.ndarray], found: Sequence[Sequence[float]]) -> tuple[list[bool], int]:
     """Greedy one-to-one matching at IoU >= 0.3: (was each true face found, number of false boxes)."""
-    pairs = sorted(((iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), key=lambda p: -p[0])
+    pairs = sorted(
+        ((float(iou(t, f)), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), key=lambda p: -p[0]
+    )
     found_of = greedy_match(pairs, lambda overlap: overlap >= MATCH_IOU)
     return [i in found_of for i in range(len(truth))], len(found) - len(found_of)
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from feredge.edge.decode import check_model_file
-from feredge.edge.detectors import Found
+from feredge.edge.detectors import Found, iou
 from feredge.edge.errors import ModelLoadError
 from feredge.edge.tflite_runner import create_interpreter
 
@@ -80,28 +80,18 @@ def weighted_nms(decoded: np.ndarray, scores: np.ndarray, iou_threshold: float) 
     """
     order = np.argsort(-scores)
     decoded, scores = decoded[order], scores[order]
+    boxes = np.concatenate([decoded[:, :2], decoded[:, 2:4] - decoded[:, :2]], axis=1)  # x0, y0, x1, y1 -> x, y, w, h
     remaining = np.ones(len(scores), bool)
     kept = []
     for i in range(len(scores)):
         if not remaining[i]:
             continue
-        cluster = remaining & (_iou(decoded[i, :4], decoded[:, :4]) > iou_threshold)
+        cluster = remaining & (iou(boxes[i], boxes) > iou_threshold)
         cluster[i] = True
         weights = scores[cluster]
         kept.append(((decoded[cluster] * weights[:, None]).sum(0) / weights.sum(), float(scores[i])))
         remaining &= ~cluster
     return kept
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 class BlazeFaceModel:

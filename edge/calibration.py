@@ -38,9 +38,12 @@ def apply_temperature(probs: np.ndarray, temperature: float, shift: np.ndarray |
     logits = np.log(np.clip(probs, _EPS, 1.0))
     if shift is not None:
         logits = logits - shift
-    logits = logits / temperature
-    logits -= logits.max(axis=-1, keepdims=True)
-    exp = np.exp(logits)
+    return softmax(logits / temperature)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """float32 probabilities over the last axis, the maximum taken off first so ``exp`` cannot overflow."""
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 

@@ -89,6 +89,18 @@ class Detector(Protocol):
     def detect(self, image: np.ndarray) -> list[Box]: ...
 
 
+def iou(a: Box | np.ndarray, b: Box | np.ndarray) -> np.ndarray:
+    """Intersection over union of (x, y, w, h) boxes, broadcast as numpy does: ``b`` may be one box or an
+    (N, 4) array of them (BlazeFace's NMS scores every anchor against the best at once). Boxes with no
+    area have IoU 0 with anything. One box against one box gives a 0-d array: ``float()`` it."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ix = np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
+    iy = np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
+    inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
 def detect_faces(detector: Detector, image: np.ndarray) -> list[Detection]:
     """``detector``'s faces in ``image`` with scores and landmarks where it gives them, largest first."""
     finder = getattr(detector, "detect_faces", None)

@@ -18,18 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from feredge.edge.detectors import Box
+from feredge.edge.detectors import Box, iou
 from feredge.edge.errors import OptionError
 from feredge.edge.recognizer import Face, face_from_scores
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _centre(box: Box) -> np.ndarray:
@@ -146,7 +137,7 @@ class FaceTracker:
             track.age += 1
         overlaps = sorted(
             (
-                (iou(t.predicted(t.missed + 1), f.box), ti, fi)
+                (float(iou(t.predicted(t.missed + 1), f.box)), ti, fi)
                 for ti, t in enumerate(self._tracks)
                 for fi, f in enumerate(faces)
             ),

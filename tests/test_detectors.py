@@ -176,6 +176,16 @@ def test_blazeface_model_gives_x_y_w_h_boxes_scores_and_keypoints(astronaut) -> 
     assert (nothing.boxes.shape, nothing.scores.shape, nothing.landmarks.shape) == ((0, 4), (0,), (0, 6, 2))
 
 
+def test_iou_of_one_box_against_many_is_each_pair() -> None:
+    """One IoU for the tracker's pairs and BlazeFace's NMS: broadcast over boxes, 0 for boxes with no area."""
+    box = (0, 0, 10, 10)
+    others = np.array([(0, 0, 10, 10), (5, 0, 10, 10), (20, 20, 5, 5), (2, 2, 0, 0), (2, 2, 5, 5)])
+    expected = [1.0, 50 / 150, 0.0, 0.0, 25 / 100]
+    np.testing.assert_allclose(detectors.iou(box, others), expected)
+    assert [float(detectors.iou(box, other)) for other in others] == pytest.approx(expected)
+    assert float(detectors.iou((0, 0, 0, 0), (0, 0, 0, 0))) == 0.0
+
+
 def test_weighted_nms_merges_one_face_and_keeps_two() -> None:
     rows = np.zeros((3, 16))
     rows[:, :4] = [(0.1, 0.1, 0.3, 0.3), (0.12, 0.1, 0.32, 0.3), (0.6, 0.6, 0.8, 0.8)]
