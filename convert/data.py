@@ -1,4 +1,4 @@
-"""Faces for calibration, QAT and the accuracy gate, loaded by train/data so they pass the edge contract.
+"""Faces for calibration, QAT and the accuracy gate, loaded by ``edge/dataset.py`` so they pass the edge contract.
 
 The default is the run's own data, reloaded from config.json with its labels, validation fraction
 and seed: the stratified split is deterministic, so the gate sees exactly the run's validation faces

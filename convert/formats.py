@@ -1,4 +1,5 @@
-"""The one table of output formats; the CLI, the converter and the benchmarks all read it.
+"""The one table of output formats; ``feredge convert`` and the converter read it (the benchmarks read
+the artefact table in ``feredge.edge.artifacts``, which needs no TensorFlow).
 
 Each row is an edge artefact (``feredge.edge.artifacts``: name, file-name rules) plus the function
 that builds it and what that build needs, as ultralytics' ``export_formats()`` carries its exporters:
