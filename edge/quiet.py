@@ -40,6 +40,9 @@ _NOISE = re.compile(
 # What makes a line an internal detail rather than a reason: "libpng error: " and OpenCV's
 # "[ERROR:0@0.03] global grfmt_tiff.cpp:116 TIFF_Error " (its file, line and function).
 _PREFIX = re.compile(r"^(libpng (error|warning): |\[[^\]]*\]\s*(global\s+)?\S+:\d+\s+\S+\s+|(ERROR|WARNING): )")
+# libpng writes its message and its newline in two writes, so lines of concurrent decodes can run
+# together ("libpng error: IDAT: CRC errorlibpng error: ..."): its prefix starts a line too.
+_LINES = re.compile(r"[\r\n]+|(?=libpng (?:error|warning): )")
 _CAPTURES = hasattr(os, "pread")  # POSIX: the capture is read without moving the offset fd 2 writes at
 
 
@@ -52,7 +55,7 @@ class Messages:
     def reason(self) -> str | None:
         """The last message as a reason for a one-line error, without the library's prefixes or any
         source file and line; None if there is none."""
-        for line in reversed(self.text.splitlines()):
+        for line in reversed(_LINES.split(self.text)):
             cleaned = _PREFIX.sub("", line.strip()).strip().rstrip(".")
             if cleaned and ".cpp" not in cleaned and not cleaned.startswith("Created TensorFlow Lite"):
                 return cleaned
