@@ -1,10 +1,14 @@
 """feredge: facial emotion recognition that runs on the edge.
 
-    from feredge import EmotionRecognizer, analyze_video
+    from feredge import EmotionRecognizer, ImageError, analyze_video
 
-    with EmotionRecognizer() as recognizer:          # the shipped int8 model, Haar detector
+    with EmotionRecognizer() as recognizer:          # the shipped int8 model, YuNet detector
         faces = recognizer.predict("photo.jpg")
     timeline = analyze_video("clip.mp4")              # one row per frame and tracked face
+
+Every error feredge raises for a problem the caller can fix is a ``FeredgeError`` (``ImageError``,
+``ModelLoadError``, ``OptionError``, ...), and ``Detector`` is the protocol a detector of your own
+meets (``detect(image) -> boxes``) to be passed as ``EmotionRecognizer(detector=...)``.
 
 The public names are imported on first use, so ``import feredge`` costs nothing beyond this file
 (no numpy, OpenCV or interpreter until a name is used) and never loads TensorFlow.
@@ -26,17 +30,63 @@ if (_checkout / "pyproject.toml").is_file() and (_checkout / "edge" / "__init__.
     __path__.append(str(_checkout))
 
 # public name -> the module that defines it
+_ERRORS = (
+    "FeredgeError",
+    "DataError",
+    "ImageError",
+    "LabelError",
+    "MetadataError",
+    "ModelLoadError",
+    "OptionError",
+    "OutputError",
+    "PartialFailure",
+    "VideoError",
+)
 _PUBLIC = {
     "EmotionRecognizer": "feredge.edge.recognizer",
     "Face": "feredge.edge.recognizer",
+    "RecognizerClosedError": "feredge.edge.recognizer",
+    "Detector": "feredge.edge.detectors",
     "load_model": "feredge.edge.model",
     "analyze_video": "feredge.edge.timeline",
+    **dict.fromkeys(_ERRORS, "feredge.edge.errors"),
 }
-__all__ = ["EmotionRecognizer", "Face", "__version__", "analyze_video", "load_model"]
+__all__ = [
+    "DataError",
+    "Detector",
+    "EmotionRecognizer",
+    "Face",
+    "FeredgeError",
+    "ImageError",
+    "LabelError",
+    "MetadataError",
+    "ModelLoadError",
+    "OptionError",
+    "OutputError",
+    "PartialFailure",
+    "RecognizerClosedError",
+    "VideoError",
+    "__version__",
+    "analyze_video",
+    "load_model",
+]  # the keys of _PUBLIC, and the version
 
 if TYPE_CHECKING:
+    from feredge.edge.detectors import Detector
+    from feredge.edge.errors import (
+        DataError,
+        FeredgeError,
+        ImageError,
+        LabelError,
+        MetadataError,
+        ModelLoadError,
+        OptionError,
+        OutputError,
+        PartialFailure,
+        VideoError,
+    )
     from feredge.edge.model import load_model
-    from feredge.edge.recognizer import EmotionRecognizer, Face
+    from feredge.edge.recognizer import EmotionRecognizer, Face, RecognizerClosedError
     from feredge.edge.timeline import analyze_video
 
 

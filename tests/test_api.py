@@ -19,7 +19,12 @@ from feredge.edge.recognizer import UNCERTAIN, EmotionRecognizer, Face, Recogniz
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
 
-PUBLIC = ["EmotionRecognizer", "Face", "analyze_video", "load_model"]
+ERRORS = [
+    "DataError", "FeredgeError", "ImageError", "LabelError", "MetadataError", "ModelLoadError", "OptionError",
+    "OutputError", "PartialFailure", "VideoError",
+]  # fmt: skip
+API = ["EmotionRecognizer", "Face", "RecognizerClosedError", "Detector", "analyze_video", "load_model"]
+PUBLIC = sorted(API + ERRORS)
 
 
 def run_python(code: str) -> str:
@@ -40,6 +45,35 @@ def test_import_feredge_is_cheap_and_names_load_on_first_use():
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras')))\n"
     )
     assert run_python(code).splitlines() == ["[]", "[]"]
+
+
+def test_every_error_and_the_detector_protocol_come_from_feredge():
+    """A caller catches ``feredge.ImageError`` and writes a ``feredge.Detector`` without knowing the layout."""
+    from feredge.edge import errors
+    from feredge.edge.detectors import Detector
+
+    defined = sorted(
+        name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, Exception)
+    )
+    assert defined == ERRORS  # a new error in edge/errors.py must be exported too
+    for name in ERRORS:
+        assert getattr(feredge, name) is getattr(errors, name) and issubclass(
+            getattr(feredge, name), feredge.FeredgeError
+        )
+    assert feredge.Detector is Detector and feredge.RecognizerClosedError is RecognizerClosedError
+    namespace: dict = {}
+    exec(f"from feredge import {', '.join(PUBLIC)}", namespace)  # every public name, as users import it
+    assert set(PUBLIC) <= namespace.keys()
+
+
+def test_catching_a_feredge_error_loads_no_numpy_or_opencv():
+    code = (
+        "import sys\n"
+        "from feredge import FeredgeError, ImageError, OptionError\n"
+        "assert issubclass(ImageError, FeredgeError) and issubclass(OptionError, ValueError)\n"
+        "print(sorted(m for m in ('numpy', 'cv2', 'ai_edge_litert', 'tensorflow') if m in sys.modules))\n"
+    )
+    assert run_python(code) == "[]"
 
 
 def test_recognizing_through_the_top_level_api_never_imports_tensorflow(tiny_int8_model, face_scene, tmp_path):
