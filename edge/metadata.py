@@ -137,12 +137,11 @@ class ModelMetadata:
         """Why no prior can be removed from this model's scores (no ``class_prior``, or a class that training
         never saw: log 0 would give it every face), or None when one can."""
         if self.class_prior is None:
-            return "the metadata has no class_prior to remove"
+            return "it has no training class prior (class_prior) in its metadata"
         unseen = [label for label, p in zip(self.labels, self.class_prior, strict=True) if p == 0]
         if unseen:
-            return (
-                f"class_prior is 0 for {', '.join(unseen[:5])}{', ...' if len(unseen) > 5 else ''} (never trained on)"
-            )
+            names = ", ".join(unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+            return f"its training class prior is 0 for {names} (never trained on)"
         return None
 
     def framing_for(self, detector: str) -> tuple[float, float]:

@@ -120,7 +120,7 @@ class EmotionModel:
             return self.metadata.prior_tau
         check_prior_tau(prior_tau)
         if prior_tau and (problem := self.metadata.prior_problem()):
-            raise OptionError(f"{Path(self.name).name}: prior_tau must be 0 ({problem}), got {prior_tau:g}")
+            raise OptionError(f"{Path(self.name).name}: prior_tau must be 0, got {prior_tau:g}: {problem}")
         return float(prior_tau)
 
     def prior_shift(self, prior_tau: float | None = None) -> np.ndarray | None:

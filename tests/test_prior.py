@@ -64,10 +64,10 @@ def test_prior_and_tau_round_trip():
         ({"prior_tau": math.nan, "class_prior": PRIOR}, r"prior_tau must be a number within"),
         ({"prior_tau": "1", "class_prior": PRIOR}, r"prior_tau must be a number within"),
         ({"prior_tau": True, "class_prior": PRIOR}, r"prior_tau must be a number within"),
-        ({"prior_tau": 1.0}, r"prior_tau is 1 but the metadata has no class_prior to remove"),
+        ({"prior_tau": 1.0}, r"prior_tau is 1 but it has no training class prior \(class_prior\) in its metadata"),
         (
             {"prior_tau": 0.5, "class_prior": [0.2, 0.0, 0.2, 0.2, 0.2, 0.1, 0.1]},
-            r"prior_tau is 0.5 but class_prior is 0 for disgust \(never trained on\)",
+            r"prior_tau is 0.5 but its training class prior is 0 for disgust \(never trained on\)",
         ),
     ],
 )
@@ -161,7 +161,7 @@ def test_tau_without_a_prior_is_an_error_unless_zero(tiny_int8_model):
     model = load_model(tiny_int8_model, threads=1)
     assert model.metadata.class_prior is None
     assert model.predict(_batch(1), prior_tau=0).shape == (1, 7)
-    with pytest.raises(OptionError, match=r"int8.tflite: prior_tau must be 0 \(the metadata has no class_prior"):
+    with pytest.raises(OptionError, match=r"int8.tflite: prior_tau must be 0, got 1: it has no training class prior"):
         model.predict(_batch(1), prior_tau=1)
 
 
@@ -171,9 +171,11 @@ def test_a_class_never_trained_on_is_kept_but_allows_only_tau_zero(tiny_int8_mod
     model = _with(load_model(tiny_int8_model, threads=1), class_prior=unseen)
     assert model.metadata.class_prior == unseen
     assert np.array_equal(model.predict(_batch(2), prior_tau=0), _todays_scores(model, _batch(2)))
-    with pytest.raises(OptionError, match=r"prior_tau must be 0 \(class_prior is 0 for disgust \(never trained on\)\)"):
+    with pytest.raises(
+        OptionError, match=r"prior_tau must be 0, got 0.5: its training class prior is 0 for disgust \(never"
+    ):
         model.predict(_batch(1), prior_tau=0.5)
-    with pytest.raises(OptionError, match=r"class_prior is 0 for disgust"):
+    with pytest.raises(OptionError, match=r"training class prior is 0 for disgust"):
         EmotionRecognizer(model, detector="none", prior_tau=1)
 
 
@@ -203,7 +205,7 @@ def test_recognizer_refuses_a_bad_tau_before_loading_a_model(tmp_path, tau):
 
 
 def test_recognizer_refuses_tau_for_a_model_without_a_prior(tiny_int8_model):
-    with pytest.raises(OptionError, match=r"int8.tflite: prior_tau must be 0 \(the metadata has no class_prior"):
+    with pytest.raises(OptionError, match=r"int8.tflite: prior_tau must be 0, got 1: it has no training class prior"):
         EmotionRecognizer(tiny_int8_model, detector="none", prior_tau=1)
     assert EmotionRecognizer(tiny_int8_model, detector="none", prior_tau=0.0).prior_tau == 0.0
 
