@@ -4,9 +4,12 @@ as a context manager with a useful repr; ``Face`` helpers; ``min_confidence`` in
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +28,8 @@ ERRORS = [
 ]  # fmt: skip
 API = ["EmotionRecognizer", "Face", "RecognizerClosedError", "Detector", "analyze_video", "load_model"]
 PUBLIC = sorted(API + ERRORS)
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_PHOTO = ROOT / "demo" / "examples" / "two_faces.jpg"  # shipped with the demo; two drawn faces
 
 
 def run_python(code: str) -> str:
@@ -207,3 +212,18 @@ def test_min_confidence_in_the_cli(tiny_int8_model, face_scene, tmp_path, capsys
 def test_repr_shows_the_threads_a_given_model_was_loaded_with(tiny_int8_model):
     model = feredge.load_model(tiny_int8_model, threads=1)
     assert "threads=1" in repr(EmotionRecognizer(model, threads=3))
+
+
+def test_the_readmes_first_python_block_runs_as_written(tmp_path):
+    """A newcomer's first paste: top-level imports only, every name defined, on the shipped model."""
+    if not EXAMPLE_PHOTO.is_file():
+        pytest.skip(f"{EXAMPLE_PHOTO} not present")
+    block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    assert "from feredge import EmotionRecognizer" in block and "feredge.edge" not in block
+    shutil.copy(EXAMPLE_PHOTO, tmp_path / "photo.jpg")
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    faces = [line for line in lines if re.match(r"\(\d+, \d+, \d+, \d+\) \w+ 0\.\d+ \{", line)]
+    assert len(faces) == 2, done.stdout
+    assert lines[-1].startswith("<bytes>: not a readable image"), done.stdout
