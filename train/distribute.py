@@ -15,11 +15,14 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,17 +138,36 @@ def refuse_multiworker_resume(strategy: str, where: Path) -> None:
         )
 
 
-def set_precision(mixed: bool) -> None:
-    """``mixed_float16`` with ``--mixed-precision``, else float32 (also after an earlier trial of the process
-    set it). On a CPU it works but is emulated and slower, so that is said instead of left to be found."""
+@contextlib.contextmanager
+def lost_workers(strategy: Any) -> Iterator[None]:
+    """A multi-worker peer that died, as one line: its heartbeats stop and TensorFlow aborts the others'
+    collective ops (``UnavailableError``), which would otherwise end every other worker with a traceback."""
+    if getattr(strategy, "cluster_resolver", None) is None:
+        yield
+        return
     import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as exc:
+        text = str(exc)
+        lost = (
+            re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", text.split("unhealthy", 1)[1])
+            if "unhealthy" in text
+            else []
+        )
+        who = ", ".join(f"{job} {task}" for job, task in dict.fromkeys(lost)) or "a worker"
+        raise DistributeError(
+            f"{who} of the multi-worker cluster stopped; the run cannot go on without it, nor be resumed: "
+            "start it again on every worker with a new --out"
+        ) from exc
+
+
+def set_precision(mixed: bool) -> None:
+    """``mixed_float16`` with ``--mixed-precision``, else float32, also after an earlier trial of the process set
+    it. On a CPU it trains (float16 emulated, slower than float32: Keras says so when the policy is set)."""
     import tf_keras as keras
 
-    if mixed and not tf.config.list_physical_devices("GPU"):
-        log.warning(
-            "--mixed-precision without a GPU: float16 math is emulated on the CPU and runs slower than float32; "
-            "it pays on GPUs with float16 units (compute capability 7.0 and up)"
-        )
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
 
 

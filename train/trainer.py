@@ -51,7 +51,13 @@ from feredge.train.distill import (
     load_teachers,
     teacher_scores,
 )
-from feredge.train.distribute import make_strategy, refuse_multiworker_resume, run_folder, set_precision
+from feredge.train.distribute import (
+    lost_workers,
+    make_strategy,
+    refuse_multiworker_resume,
+    run_folder,
+    set_precision,
+)
 from feredge.train.keras_io import MODEL_FILE
 from feredge.train.optimizers import OPTIMIZERS
 from feredge.train.pipeline import class_weights, make_dataset
@@ -248,13 +254,14 @@ def train(config: TrainConfig, resume: bool = False, on_epoch: Callable[[int, fl
                 )
             )
         log.info("stage %s: epochs %d..%d, lr %.2g", name, initial_epoch + 1, epochs, lr)
-        model.fit(
-            train_ds,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            verbose=1 if sys.stderr.isatty() else 2,
-        )
+        with lost_workers(strategy):  # a dead peer of a multi-worker run is one line, not a traceback
+            model.fit(
+                train_ds,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                callbacks=callbacks,
+                verbose=1 if sys.stderr.isatty() else 2,
+            )
     model.load_weights(str(run_dir / BEST_WEIGHTS))
     if config.head == "svm":
         fit_svm_head(model, dataset.splits["train"], spec, config.svm_c, config.balance != "none", config.seed)
