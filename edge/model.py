@@ -114,21 +114,12 @@ class EmotionModel:
         return apply_temperature(probs, self.metadata.temperature, shift)
 
     def checked_prior_tau(self, prior_tau: float | None) -> float:
-        """``prior_tau`` as a float (``None``: the model's own), or ``OptionError`` when it is out of
-        ``PRIOR_TAU_RANGE``, or not 0 for a model without a usable training prior (``prior_problem``)."""
-        if prior_tau is None:
-            return self.metadata.prior_tau
-        check_prior_tau(prior_tau)
-        if prior_tau and (problem := self.metadata.prior_problem()):
-            raise OptionError(f"{Path(self.name).name}: prior_tau must be 0, got {prior_tau:g}: {problem}")
-        return float(prior_tau)
+        """``prior_tau`` as a float (``None``: the model's own); see ``checked_prior_tau``."""
+        return checked_prior_tau(self.metadata, prior_tau, self.name)
 
     def prior_shift(self, prior_tau: float | None = None) -> np.ndarray | None:
         """``prior_tau * log(class_prior)``, what ``predict`` takes from the log scores; None for tau 0."""
-        tau = self.checked_prior_tau(prior_tau)
-        if tau == 0.0:
-            return None
-        return tau * np.log(np.asarray(self.metadata.class_prior, np.float64))
+        return prior_shift(self.metadata, prior_tau, self.name)
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         return _as_probabilities(self.runner.run(batch))
@@ -136,6 +127,27 @@ class EmotionModel:
     def predict_crops(self, crops: Sequence[np.ndarray], prior_tau: float | None = None) -> np.ndarray:
         """Decoded face crops -> float32 (N, K) probabilities (contract preprocessing, one batch)."""
         return self.predict(self.preprocess(crops), prior_tau)
+
+
+def checked_prior_tau(metadata: ModelMetadata, prior_tau: float | None, name: str) -> float:
+    """``prior_tau`` as a float (``None``: the model's own), or ``OptionError`` when it is out of
+    ``PRIOR_TAU_RANGE``, or not 0 for a model without a usable training prior (``prior_problem``).
+
+    A function of the metadata, so a Keras run folder (``feredge evaluate``) is adjusted as served."""
+    if prior_tau is None:
+        return metadata.prior_tau
+    check_prior_tau(prior_tau)
+    if prior_tau and (problem := metadata.prior_problem()):
+        raise OptionError(f"{Path(name).name}: prior_tau must be 0, got {prior_tau:g}: {problem}")
+    return float(prior_tau)
+
+
+def prior_shift(metadata: ModelMetadata, prior_tau: float | None, name: str) -> np.ndarray | None:
+    """``prior_tau * log(class_prior)`` of a model's metadata; None for tau 0."""
+    tau = checked_prior_tau(metadata, prior_tau, name)
+    if tau == 0.0:
+        return None
+    return tau * np.log(np.asarray(metadata.class_prior, np.float64))
 
 
 def check_prior_tau(prior_tau: object) -> None:

@@ -157,8 +157,9 @@ def test_both_layouts_train_on_the_votes_and_evaluate_end_to_end(tmp_path, capsy
     assert 0 <= report["balanced_accuracy"] <= 1 and report["prior_tau"] == 0.0
     assert main(["evaluate", str(run), *data, *extra, "--split", "val", "--json", "--prior-tau", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["prior_tau"] == 1.0
-    assert main(["evaluate", str(run), *data, *extra, "--prior-tau", "nan"]) != 0
-    assert "prior_tau" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(run), *data, *extra, "--prior-tau", "nan"])
+    assert "--prior-tau: expected a number from 0 to 3" in capsys.readouterr().err
 
 
 @pytest.mark.slow

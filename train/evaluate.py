@@ -30,7 +30,7 @@ def load_predictor(
     The predictor applies the metadata's flip averaging itself, as the edge runtime's models do, and
     takes ``prior_tau`` times the log training prior from the scores (None: the model's own τ).
     """
-    from feredge.edge.model import EmotionModel, load_model
+    from feredge.edge.model import load_model, prior_shift
 
     path = Path(path)
     if path.is_dir() or path.suffix.lower() in KERAS_SUFFIXES:
@@ -38,7 +38,7 @@ def load_predictor(
 
         source = load_source(path, labels)
         model, metadata = source.model, source.metadata
-        shift = EmotionModel(_NoRunner(), metadata, str(path)).prior_shift(prior_tau)
+        shift = prior_shift(metadata, prior_tau, str(path))
 
         def keras_predict(batch: np.ndarray) -> np.ndarray:
             probs = (
@@ -52,17 +52,6 @@ def load_predictor(
     emotion_model = load_model(path, labels=labels, threads=threads)
     emotion_model.checked_prior_tau(prior_tau)  # a bad τ fails before the data loads
     return lambda batch: emotion_model.predict(batch, prior_tau), emotion_model.metadata
-
-
-class _NoRunner:
-    """A Keras model has no edge runner; ``EmotionModel`` is used only for its τ checks and prior shift."""
-
-    input_shape = (0, 0, 0)
-    num_outputs = 0
-    backend = "tensorflow"
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
 
 
 def evaluate(
