@@ -16,8 +16,11 @@ description. CLI choices, the demo's offer and the benchmark's pipeline all read
 
 Every detector offers ``detect(image) -> boxes``; the learned ones also ``detect_faces(image) ->
 [Detection]`` with scores and landmarks (``detect_faces(detector, image)`` serves any detector).
-Large frames are downscaled once for detection and the results mapped back, so a 10000 x 10000 photo
-costs one small resized copy, not a gray or float copy at full size. An image too thin to hold a face
+Detection runs on a copy whose long side is at most ``detect_size`` (the resolution faces need: a
+detector's cost grows with its input pixels; ``None``: the image's own) and never above ``max_side``
+(so a 10000 x 10000 photo costs one small resized copy, not a gray or float copy at full size); the
+results are mapped back to the image's pixels. Each detector's default ``detect_size`` was chosen by
+the rule in ``docs/deploy.md`` (``DetectorEntry.detect_size``). An image too thin to hold a face
 at that scale (``MIN_DETECTION_SIDE``: a 20000 x 1 strip) has no faces. Boxes are in the pixels of the
 image given, which ``edge/decode.py`` has already turned upright by its EXIF orientation.
 """
@@ -49,6 +52,9 @@ DEFAULT_DETECTOR = "yunet"
 DEFAULT_MIN_FACE: int | None = None
 HAAR_MIN_FACE = 32
 DEFAULT_MAX_SIDE = 640
+# ``make_detector(detect_size=DETECTOR_DEFAULT)``: the detector's own measured default (None is full resolution).
+DETECTOR_DEFAULT = "default"
+DetectSize = int | None | str  # pixels, None (full resolution) or DETECTOR_DEFAULT
 YUNET_SCORE = 0.7
 # On inputs 32 px high (or wide) or less YuNet returns random boxes with score 1; 33 px is fine.
 YUNET_MIN_INPUT = 64
@@ -56,6 +62,9 @@ YUNET_MIN_INPUT = 64
 # scaled to 640x0.64) holds no face any detector here finds: the keenest, YuNet, finds a 14 px face
 # and misses an 11 px one. Such an image is no face, not a resize to 0 pixels.
 MIN_DETECTION_SIDE = 8
+# The smallest detect size taken: below it a 4:3 frame's short side nears MIN_DETECTION_SIDE's territory
+# and any face in it is a few pixels.
+MIN_DETECT_SIZE = 32
 # YuNet 2023mar's outputs (what cv2.FaceDetectorYN reads): name -> values per anchor, at strides 8, 16, 32.
 YUNET_OUTPUTS = {
     f"{kind}_{stride}": size
@@ -109,7 +118,8 @@ def detect_faces(detector: Detector, image: np.ndarray) -> list[Detection]:
     return [Detection(tuple(int(v) for v in box)) for box in detector.detect(image)]
 
 
-DetectorBuilder = Callable[[ModelPath, int, int], Detector]  # (model_path, min_face, max_side) -> detector
+# (model_path, min_face, max_side, detect_size) -> detector
+DetectorBuilder = Callable[[ModelPath, int, int, int | None], Detector]
 
 
 @dataclass(frozen=True)
@@ -119,7 +129,9 @@ class DetectorEntry:
     ``model_file``: it runs a model file that ``--detector-model`` may replace; ``landmarks``: it
     finds facial landmarks besides boxes; ``whole_image``: it finds no faces but passes the image on
     as one (no use for a pipeline benchmark); ``ready(model_path)``: it can be built here, which
-    decides whether the demo offers it; ``min_face``: its smallest face side when none is asked for.
+    decides whether the demo offers it; ``min_face``: its smallest face side when none is asked for;
+    ``detect_size``: the long side it detects at when none is asked for (None: full resolution), chosen
+    by the rule in ``docs/deploy.md``.
     """
 
     name: str
@@ -130,6 +142,7 @@ class DetectorEntry:
     whole_image: bool = False
     ready: Callable[[ModelPath], bool] = lambda model_path: True
     min_face: int = 0
+    detect_size: int | None = None
 
 
 DETECTORS: dict[str, DetectorEntry] = {}
@@ -144,15 +157,25 @@ def register_detector(
     whole_image: bool = False,
     ready: Callable[[ModelPath], bool] | None = None,
     min_face: int = 0,
+    detect_size: int | None = None,
 ) -> Callable[[DetectorBuilder], DetectorBuilder]:
-    """Decorator: add ``build(model_path, min_face, max_side) -> Detector`` to ``DETECTORS`` as ``name``."""
+    """Decorator: add ``build(model_path, min_face, max_side, detect_size) -> Detector`` to ``DETECTORS``
+    as ``name``."""
 
     def wrap(build: DetectorBuilder) -> DetectorBuilder:
         if name in DETECTORS:
             raise ValueError(f"detector {name!r} is registered twice")
         extra = {} if ready is None else {"ready": ready}
         DETECTORS[name] = DetectorEntry(
-            name, build, description, model_file, landmarks, whole_image, **extra, min_face=min_face
+            name,
+            build,
+            description,
+            model_file,
+            landmarks,
+            whole_image,
+            **extra,
+            min_face=min_face,
+            detect_size=detect_size,
         )
         return build
 
@@ -185,11 +208,14 @@ def make_detector(
     model_path: ModelPath = None,
     min_face: int | None = DEFAULT_MIN_FACE,
     max_side: int = DEFAULT_MAX_SIDE,
+    detect_size: DetectSize = DETECTOR_DEFAULT,
 ) -> Detector:
     """A detector by name, one of ``DETECTORS``; an unknown name, a bad size or a ``model_path`` for a
     detector without a replaceable model file (it would be ignored) is an ``OptionError``.
 
-    ``min_face`` None is the detector's own default (``DetectorEntry.min_face``)."""
+    ``min_face`` None is the detector's own default (``DetectorEntry.min_face``); ``detect_size`` is the
+    long side of the copy detection runs on (never above ``max_side``, never upscaled), None the image's
+    own resolution and ``DETECTOR_DEFAULT`` the detector's measured default (``DetectorEntry.detect_size``)."""
     entry = DETECTORS.get(name)
     if entry is None:
         raise OptionError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
@@ -198,7 +224,28 @@ def make_detector(
             f"detector {name!r} takes no detector model file ({model_path}); "
             f"one can be given only for: {', '.join(detector_names(model_file=True))}"
         )
-    return entry.build(model_path, entry.min_face if min_face is None else min_face, max_side)
+    size = entry.detect_size if detect_size == DETECTOR_DEFAULT else detect_size
+    return entry.build(model_path, entry.min_face if min_face is None else min_face, max_side, size)
+
+
+def default_detect_size(name: str) -> int | None:
+    """The detect size ``name`` runs at unless told otherwise (None: full resolution, up to ``max_side``)."""
+    entry = DETECTORS.get(name)
+    if entry is None:
+        raise OptionError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    return entry.detect_size
+
+
+def check_detect_size(detect_size: object) -> int | None:
+    """``detect_size`` as an int of at least ``MIN_DETECT_SIZE`` pixels, or None; else ``OptionError``."""
+    if detect_size is None:
+        return None
+    if isinstance(detect_size, bool) or not isinstance(detect_size, int | np.integer) or detect_size < MIN_DETECT_SIZE:
+        raise OptionError(
+            f"detect_size must be an int of at least {MIN_DETECT_SIZE} pixels (the long side detection runs at) "
+            f"or None (full resolution), got {detect_size!r:.80}"
+        )
+    return int(detect_size)
 
 
 def detector_name(detector: Detector) -> str:
@@ -218,22 +265,25 @@ class Found:
 
 
 class _ScaledDetector(ABC):
-    """Runs ``_detect`` on a copy no larger than ``max_side`` and maps the faces back, largest first."""
+    """Runs ``_detect`` on a copy whose long side is at most ``detect_size`` and ``max_side`` and maps the
+    faces back, largest first."""
 
-    def __init__(self, min_face: int, max_side: int) -> None:
+    def __init__(self, min_face: int, max_side: int, detect_size: int | None = None) -> None:
         if min_face < 0:
             raise OptionError(f"min_face must be >= 0 pixels, got {min_face}")
         if max_side < 1:
             raise OptionError(f"max_side must be >= 1 pixel, got {max_side}")
         self.min_face = min_face
         self.max_side = max_side
+        self.detect_size = check_detect_size(detect_size)
 
     def detect(self, image: np.ndarray) -> list[Box]:
         return [face.box for face in self.detect_faces(image)]
 
     def detect_faces(self, image: np.ndarray) -> list[Detection]:
         height, width = image.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width, 1))
+        side = self.max_side if self.detect_size is None else min(self.max_side, self.detect_size)
+        scale = min(1.0, side / max(height, width, 1))
         if min(height, width) * scale < MIN_DETECTION_SIDE:
             return []
         small = image
@@ -266,8 +316,9 @@ class HaarDetector(_ScaledDetector):
         max_side: int = DEFAULT_MAX_SIDE,
         scale_factor: float = 1.1,
         min_neighbors: int = 5,
+        detect_size: int | None = None,
     ) -> None:
-        super().__init__(min_face, max_side)
+        super().__init__(min_face, max_side, detect_size)
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
             raise ModelLoadError(
                 f"OpenCV {cv2.__version__} ships no Haar cascades: "
@@ -305,8 +356,9 @@ class YuNetDetector(_ScaledDetector):
         min_face: int = 0,
         max_side: int = DEFAULT_MAX_SIDE,
         score_threshold: float = YUNET_SCORE,
+        detect_size: int | None = None,
     ) -> None:
-        super().__init__(min_face, max_side)
+        super().__init__(min_face, max_side, detect_size)
         path = _model_file(model_path, YUNET_MODEL)
         with library_messages():  # OpenCV's ONNX importer logs its complaints in three lines of its own
             try:
@@ -371,10 +423,11 @@ class BlazeFaceDetector(_ScaledDetector):
         min_face: int = 0,
         max_side: int = DEFAULT_MAX_SIDE,
         score_threshold: float = BLAZEFACE_SCORE,
+        detect_size: int | None = None,
     ) -> None:
         from feredge.edge.blazeface import BlazeFaceModel
 
-        super().__init__(min_face, max_side)
+        super().__init__(min_face, max_side, detect_size)
         self._model = BlazeFaceModel(_model_file(model_path, BLAZEFACE_MODEL), score_threshold)
 
     def _detect(self, image: np.ndarray, min_size: int) -> Found:
@@ -402,8 +455,8 @@ def _file_ready(shipped: Path) -> Callable[[ModelPath], bool]:
 
 
 @register_detector(HaarDetector.registry_name, "OpenCV's frontal-face Haar cascade", min_face=HAAR_MIN_FACE)
-def _haar(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
-    return HaarDetector(min_face, max_side)
+def _haar(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
+    return HaarDetector(min_face, max_side, detect_size=detect_size)
 
 
 @register_detector(
@@ -413,8 +466,8 @@ def _haar(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
     landmarks=True,
     ready=_file_ready(YUNET_MODEL),
 )
-def _yunet(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
-    return YuNetDetector(model_path, min_face, max_side)
+def _yunet(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
+    return YuNetDetector(model_path, min_face, max_side, detect_size=detect_size)
 
 
 @register_detector(
@@ -423,10 +476,10 @@ def _yunet(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
     landmarks=True,
     ready=_file_ready(BLAZEFACE_MODEL),
 )
-def _blazeface(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
-    return BlazeFaceDetector(None, min_face, max_side)
+def _blazeface(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
+    return BlazeFaceDetector(None, min_face, max_side, detect_size=detect_size)
 
 
 @register_detector(WholeImage.registry_name, "no detection, each input already is a face crop", whole_image=True)
-def _whole_image(model_path: ModelPath, min_face: int, max_side: int) -> Detector:
+def _whole_image(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
     return WholeImage()

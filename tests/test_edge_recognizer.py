@@ -273,12 +273,12 @@ def test_a_registered_detector_is_offered_and_built_by_name(monkeypatch):
             return [(1, 2, 3, 4)]
 
     monkeypatch.setattr(detectors, "DETECTORS", dict(detectors.DETECTORS))
-    detectors.register_detector("fixed", "a test detector", landmarks=True)(lambda path, min_face, max_side: Fixed())
+    detectors.register_detector("fixed", "a test detector", landmarks=True)(lambda *sizes: Fixed())
     assert detectors.DETECTORS["fixed"].landmarks and "fixed" in detectors.detector_names()
     assert make_detector("fixed").detect(np.zeros((8, 8), np.uint8)) == [(1, 2, 3, 4)]
     assert "none" not in detectors.detector_names(finds_faces=True)
     with pytest.raises(ValueError, match="registered twice"):
-        detectors.register_detector("fixed", "again")(lambda path, min_face, max_side: Fixed())
+        detectors.register_detector("fixed", "again")(lambda *sizes: Fixed())
     with pytest.raises(OptionError, match="unknown detector 'nope'"):
         make_detector("nope")
 
