@@ -81,7 +81,7 @@ def format_label(path: str | Path, metadata_format: str) -> str:
 
 def display_names(paths: Sequence[str | Path]) -> list[str]:
     """Short, distinct names for model files: the stem, ``parent/stem`` where stems clash, else the path."""
-    paths = [Path(p) for p in paths]
-    names = [p.stem for p in paths]
-    names = [f"{p.parent.name}/{p.stem}" if names.count(n) > 1 else n for p, n in zip(paths, names, strict=True)]
-    return [str(p) if names.count(n) > 1 else n for p, n in zip(paths, names, strict=True)]
+    files = [Path(p) for p in paths]
+    names = [p.stem for p in files]
+    names = [f"{p.parent.name}/{p.stem}" if names.count(n) > 1 else n for p, n in zip(files, names, strict=True)]
+    return [str(p) if names.count(n) > 1 else n for p, n in zip(files, names, strict=True)]

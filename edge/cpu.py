@@ -59,7 +59,7 @@ def parse_cpuinfo(cpuinfo: str, board: str | None = None) -> dict[str, Any]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "model": _cpu_model(fields) or platform.processor() or platform.machine(),
-        "board": board or (fields.get("Model") or [None])[0],  # a Pi's cpuinfo ends with its board
+        "board": board or next(iter(fields.get("Model", [])), None),  # a Pi's cpuinfo ends with its board
         "arch": platform.machine(),
         "cores": os.cpu_count(),
         "usable_cores": usable,

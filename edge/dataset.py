@@ -73,11 +73,11 @@ class Split:
 
 def join_splits(parts: Sequence[Split]) -> Split:
     """One split of several, in order; votes only when every part has them."""
-    votes = [p.votes for p in parts]
+    votes = [p.votes for p in parts if p.votes is not None]
     return Split(
         np.concatenate([p.images for p in parts]),
         np.concatenate([p.targets for p in parts]),
-        None if any(v is None for v in votes) else np.concatenate(votes),
+        np.concatenate(votes) if len(votes) == len(parts) else None,
     )
 
 
@@ -218,7 +218,7 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
     if not 0.0 < fraction < 1.0:
         raise DataError(f"validation fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
-    held = []
+    held: list[int] = []
     for cls in np.unique(split.targets):
         idx = np.flatnonzero(split.targets == cls)
         rng.shuffle(idx)
@@ -227,7 +227,7 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
             n_held = min(max(n_held, 1), len(idx) - 1)
         held.extend(idx[:n_held])
     mask = np.zeros(len(split), bool)
-    mask[np.asarray(held, int)] = True
+    mask[np.asarray(held, np.intp)] = True
     return split.take(~mask), split.take(mask)
 
 
@@ -308,7 +308,7 @@ def _check_readable(
     class_dirs: dict[str, Path], labels: tuple[str, ...], targets: list[int], faces: list[np.ndarray | str]
 ) -> None:
     """``DataError`` naming each class whose image files are all unreadable, with their count and first error."""
-    files, readable, first = Counter(targets), set(), {}
+    files, readable, first = Counter(targets), set(), dict[int, str]()
     for index, face in zip(targets, faces, strict=True):
         if isinstance(face, str):
             first.setdefault(index, face)
@@ -447,7 +447,8 @@ def _load_ferplus_folders(
         if len(readable) < len(rows):
             skipped[UNREADABLE] += len(rows) - len(readable)
         votes = np.stack([rows[i][1] for i in readable]) if readable else np.zeros((0, len(ferplus.COLUMNS)))
-        split = _vote_split([faces[i] for i in readable], votes, labels, mode, skipped) if readable else None
+        kept = [face for face in faces if not isinstance(face, str)]
+        split = _vote_split(kept, votes, labels, mode, skipped) if readable else None
         if split is None:
             raise DataError(f"{folder}: no readable FER+ face with a usable label")
         splits[name] = split

@@ -172,13 +172,12 @@ def decode_image_scaled(
         flags = _REDUCED_FLAGS[factor, info.channels in (1, 2)] | cv2.IMREAD_IGNORE_ORIENTATION
     else:
         flags = cv2.IMREAD_UNCHANGED  # as stored: no EXIF orientation (applied below for every format alike)
+    error: cv2.error | None = None
     with library_messages() as messages:
         try:
             image = cv2.imdecode(buffer, flags)
         except cv2.error as exc:  # a decoder's own refusal (a header it cannot allocate for, ...)
             image, error = None, exc
-        else:
-            error = None
     if image is None:
         reason = messages.reason() or (_cv_reason(error) if error is not None else None)
         problem = f"corrupt {_FORMAT_NAMES[info.format]} data" + (f": {reason}" if reason else "")

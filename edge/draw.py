@@ -28,7 +28,7 @@ def label_color(label: str) -> tuple[int, int, int]:
     if label in COLORS:
         return COLORS[label]
     hue = zlib.crc32(label.encode()) % 180
-    b, g, r = cv2.cvtColor(np.uint8([[[hue, 200, 230]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    b, g, r = cv2.cvtColor(np.array([[[hue, 200, 230]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
 
 

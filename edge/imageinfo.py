@@ -163,7 +163,9 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
             return
         marker = data[pos + 1]
         if marker == 0xFF:  # fill bytes before a marker: skipped at once, a run may be millions long
-            pos = _JPEG_FILL.match(data, pos).end() - 1
+            run = _JPEG_FILL.match(data, pos)
+            assert run is not None  # data[pos] is 0xFF
+            pos = run.end() - 1
             continue
         if marker in _JPEG_STANDALONE:
             yield marker, pos + 2, pos + 2
@@ -410,12 +412,15 @@ def tiff_as_stored(data: bytes) -> bytes:
     reduced one), in no documented way, so the decoder is given the pixels as stored and the caller
     turns them upright once, as for JPEG and WebP."""
     header = _tiff_header(data)
-    found = None if header is None else _tiff_entries(data, header[2], header[0], header[1])
+    if header is None:
+        return data
+    order, big, offset = header
+    found = _tiff_entries(data, offset, order, big)
     if found is None or _TIFF_ORIENTATION not in found[0]:
         return data
     code, at = found[0][_TIFF_ORIENTATION]
     patched = bytearray(data)
-    struct.pack_into(header[0] + code, patched, at, 1)
+    struct.pack_into(order + code, patched, at, 1)
     return bytes(patched)
 
 

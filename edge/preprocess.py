@@ -10,7 +10,7 @@ tensors (the training pipeline applies it after augmentation).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -99,7 +99,8 @@ def normalize(gray: ArrayLike, spec: PreprocessSpec) -> ArrayLike:
     Stacked photometric views arrive as (..., S, S, V) and keep their channel axis.
     """
     scale, offset = spec.scale_offset()
-    return (gray if spec.stacked else gray[..., None]) * scale + offset
+    tensor: Any = gray  # numpy and TensorFlow index and broadcast alike
+    return (tensor if spec.stacked else tensor[..., None]) * scale + offset
 
 
 def preprocess_face(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

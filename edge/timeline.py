@@ -188,6 +188,8 @@ class TimelineRecorder:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
+        if self.path is None:
+            return  # nothing was opened
         with naming_write_errors(self.path, "the timeline"):  # a full disk shows at the last flush
             try:
                 if exc_type is None and self.parquet and self._tmp is not None:
@@ -207,7 +209,7 @@ class TimelineRecorder:
             stats.frames += 1
             stats.end_s = row["time_s"]
             stats.labels[row["label"]] += 1
-        if self._csv is not None:
+        if self._csv is not None and self.path is not None:  # a CSV is written only to a path
             with naming_write_errors(self.path, "the timeline"):
                 self._csv.writerows(rows)
         if self.keep_rows:

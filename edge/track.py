@@ -60,11 +60,11 @@ class _Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre, pixels per update
     missed: int = 0
     hits: int = 1  # detections
-    anchor: Box | None = None  # the last detected box: the velocity is measured from it
+    anchor: Box = field(init=False)  # the last detected box: the velocity is measured from it
     age: int = 0  # updates since ``anchor``
 
     def __post_init__(self) -> None:
-        self.anchor = self.anchor or self.box
+        self.anchor = self.box
 
     def predicted(self, ahead: int) -> Box:
         """The box moved on by ``ahead`` updates at the track's velocity."""

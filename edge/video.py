@@ -161,7 +161,7 @@ def open_writer(path: Path, fps: float, size: tuple[int, int], name: Path | None
     ``path`` is its temporary stand-in (as in ``process_video``)."""
     check_output(path)
     codec = WRITER_CODECS[path.suffix.lower()]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*codec), fps, size)
     if not writer.isOpened():
         raise VideoError(f"{name or path}: cannot write video with codec {codec} at {fps:g} frames/s")
     return writer

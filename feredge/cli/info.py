@@ -104,10 +104,17 @@ def interpreter_chain(model: bytes) -> dict[str, Any]:
     """
     from feredge.edge.tflite_runner import INTERPRETER_CHAIN
 
-    chain, backend = [], None
+    chain: list[dict[str, Any]] = []
+    backend: dict[str, Any] | None = None
     for module_name, package in INTERPRETER_CHAIN:
         version = _version(package)
-        entry = {"package": package, "version": version, "module": module_name, "imports": None, "loads": None}
+        entry: dict[str, Any] = {
+            "package": package,
+            "version": version,
+            "module": module_name,
+            "imports": None,
+            "loads": None,
+        }
         if package == TENSORFLOW:
             tried = "installed; not tried (feredge info never imports it)"
             entry["status"] = "not installed" if version is None else tried
@@ -139,7 +146,7 @@ def _try_interpreter(module_name: str, version: str | None, model: bytes) -> dic
 
 def onnxruntime_info() -> dict[str, Any]:
     """onnxruntime's version and execution providers, and the one feredge would run ``.onnx`` models on."""
-    missing = {"version": None, "providers": [], "used": None}
+    missing: dict[str, Any] = {"version": None, "providers": [], "used": None}
     if importlib.util.find_spec("onnxruntime") is None:  # also onnxruntime-gpu, whose package name differs
         return missing | {"status": "not installed (pip install 'feredge[jetson]')"}
     from feredge.edge.onnx_runner import choose_providers

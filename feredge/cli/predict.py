@@ -49,7 +49,7 @@ def expand(path: Path) -> tuple[list[tuple[Path, Path | None]], int, list[tuple[
         return [(path, None)], 0, []
     entries = [f for f in sorted(path.rglob("*")) if not f.is_dir()]
     images = [f for f in entries if f.suffix.lower() in IMAGE_SUFFIXES]
-    found = [(f, path) for f in images if f.is_file()]
+    found: list[tuple[Path, Path | None]] = [(f, path) for f in images if f.is_file()]
     unusable = [(f, not_a_file(f)) for f in images if not f.is_file()]
     return found, len(entries) - len(images), unusable
 
@@ -164,10 +164,11 @@ def _predict(args: argparse.Namespace) -> int:
     targets: list[Path | None] = [None] * len(files)
     if args.annotate is not None:
         names = AnnotatedNames(args.annotate)
-        targets = [names.path_for(file, root) for file, root in files]
-        check_no_overwrite(targets, [file for file, _ in files])
+        copies = [names.path_for(file, root) for file, root in files]
+        check_no_overwrite(copies, [file for file, _ in files])
         check_outside_inputs(args.annotate, [Path(item) for item in args.inputs if item and Path(item).is_dir()])
         check_writable_dir(args.annotate, "annotated images")  # creates it: only once it is known to be usable
+        targets = list(copies)
     recognizer = build_recognizer(args)
     table = Table(
         max([len(printable(str(f))) for f, _ in files] + [len("file")]),
