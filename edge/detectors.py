@@ -115,7 +115,7 @@ def detect_faces(detector: Detector, image: np.ndarray) -> list[Detection]:
     finder = getattr(detector, "detect_faces", None)
     if finder is not None:
         return finder(image)
-    return [Detection(tuple(int(v) for v in box)) for box in detector.detect(image)]
+    return [Detection((int(x), int(y), int(w), int(h))) for x, y, w, h in detector.detect(image)]
 
 
 # (model_path, min_face, max_side, detect_size) -> detector
@@ -224,7 +224,7 @@ def make_detector(
             f"detector {name!r} takes no detector model file ({model_path}); "
             f"one can be given only for: {', '.join(detector_names(model_file=True))}"
         )
-    size = entry.detect_size if detect_size == DETECTOR_DEFAULT else detect_size
+    size = entry.detect_size if detect_size == DETECTOR_DEFAULT else check_detect_size(detect_size)
     return entry.build(model_path, entry.min_face if min_face is None else min_face, max_side, size)
 
 
@@ -324,7 +324,7 @@ class HaarDetector(_ScaledDetector):
                 f"OpenCV {cv2.__version__} ships no Haar cascades: "
                 "pip install 'opencv-python-headless<5', or use --detector yunet"
             )
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]  # not in the stubs
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise ModelLoadError(f"{path}: cannot load OpenCV's Haar face cascade")
