@@ -65,8 +65,9 @@ def router(service: DemoService) -> APIRouter:
     limiter = anyio.CapacityLimiter(service.workers)
 
     @routes.get("/health")
-    def health() -> dict:
-        """Liveness, the choices ``/predict`` accepts, and how many requests it runs at once."""
+    async def health() -> dict:
+        """Liveness, the choices ``/predict`` accepts, and how many requests it runs at once; answered on
+        the event loop itself, not after a turn in the thread pool the analyses share."""
         return {
             "status": "ok",
             "models": list(service.models),

@@ -27,12 +27,18 @@ from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.errors import FeredgeError, ImageError
 
 DECODE_TIMEOUT_S = 10.0
+# A new worker's start (an interpreter, numpy and OpenCV) is not part of any decode's deadline.
+STARTUP_TIMEOUT_S = 120.0
 # A decode's own memory: a 100-megapixel image with alpha takes 400 MB; the interpreter and OpenCV ~0.5 GB.
 MAX_DECODE_MEMORY = 3 * 2**30
 
 
 class DecodeTimeoutError(ImageError):
     """An image took longer than the demo's decode deadline: refused as a likely decompression bomb."""
+
+
+class DecoderStartError(FeredgeError, RuntimeError):
+    """A decoder process did not start: the server's problem, not the image's."""
 
 
 class _Worker:
@@ -56,6 +62,19 @@ class _Worker:
             os.close(to_parent)
         self.sender = Connection(to_child, readable=False)
         self.receiver = Connection(from_child, writable=False)
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Wait for the worker's first message, which it sends once it has loaded what a decode needs."""
+        if self.ready:
+            return
+        try:
+            started = self.receiver.poll(STARTUP_TIMEOUT_S) and self.receiver.recv() == ("ready", None)
+        except (EOFError, OSError):
+            started = False
+        if not started:
+            raise DecoderStartError(f"an image decoder process did not start within {STARTUP_TIMEOUT_S:g} s")
+        self.ready = True
 
     def stop(self) -> None:
         self.sender.close()
@@ -81,6 +100,7 @@ class DecoderPool:
         """The decoded image, or the ``ImageError`` the decode raised in its worker."""
         with self._borrow() as worker:
             try:
+                worker.wait_ready()
                 worker.sender.send((data, name))
                 if not worker.receiver.poll(self.timeout_s):
                     self._retire(worker)
@@ -88,17 +108,19 @@ class DecoderPool:
                         f"{name}: took longer than {self.timeout_s:g} s to decode; refused (a decompression bomb?)"
                     )
                 status, value = worker.receiver.recv()
-            except (EOFError, OSError, BrokenPipeError) as exc:  # the worker died (out of memory, a crash)
+            except (EOFError, OSError) as exc:  # the worker died (out of memory, a crash)
                 self._retire(worker)
                 raise ImageError(f"{name}: the image decoder failed on this file") from exc
+            except DecoderStartError:
+                self._retire(worker)
+                raise
         if status == "error":
             raise ImageError(value)
         return value
 
     def warm(self) -> None:
         """Start every worker now (they load in the background), so no request waits for one to start."""
-        started = [self._take() for _ in range(self.size - self._made)]
-        for worker in started:
+        while (worker := self._grow()) is not None:
             self._idle.put(worker)
 
     def close(self) -> None:
@@ -118,14 +140,18 @@ class DecoderPool:
         while True:
             with contextlib.suppress(queue.Empty):
                 return self._idle.get_nowait()
-            with self._lock:
-                grow = self._made < self.size
-                if grow:
-                    self._made += 1
-            if grow:
-                break
+            worker = self._grow()
+            if worker is not None:
+                return worker
             with contextlib.suppress(queue.Empty):  # a retired worker frees a place without coming back
                 return self._idle.get(timeout=0.5)
+
+    def _grow(self) -> _Worker | None:
+        """A new worker, or None when there are ``size`` already."""
+        with self._lock:
+            if self._made >= self.size:
+                return None
+            self._made += 1
         try:
             worker = _Worker()
         except BaseException:
@@ -136,11 +162,13 @@ class DecoderPool:
         return worker
 
     def _retire(self, worker: _Worker) -> None:
-        """Kill a worker that overran or died; the next caller that finds none idle starts a new one."""
+        """Kill a worker that overran or died, and start its replacement loading now."""
         self._workers.discard(worker)
         worker.stop()
         with self._lock:
             self._made -= 1
+        with contextlib.suppress(OSError):  # no process to spare now: the next caller tries again
+            self.warm()
 
 
 def _stop_all(workers: set[_Worker]) -> None:
@@ -155,6 +183,7 @@ def _serve(read_fd: int, write_fd: int) -> None:
 
     resource.setrlimit(resource.RLIMIT_AS, (MAX_DECODE_MEMORY, MAX_DECODE_MEMORY))
     receiver, sender = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    sender.send(("ready", None))
     while True:
         try:
             data, name = receiver.recv()

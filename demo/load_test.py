@@ -8,8 +8,9 @@ the error paths. With ``--hostile-every N`` every Nth request is hostile instead
 API calls naming server paths, FIFOs and devices, decompression bombs, thin images, a multipart body
 cut short): each must get a 4xx JSON answer (a thin or slow image may also be analysed), never a 5xx. Memory
 is judged over the sequential phase against the RSS after warm-up and the concurrent burst (caches and
-thread pools are full by then): its largest growth must stay within ``--max-rss-growth`` percent; the
-RSS is the server's with its child processes (the image decoders). A thread asks ``/health`` every
+thread pools are full by then): its largest growth must stay within ``--max-rss-growth`` percent. That
+RSS is the server process's; its child processes (the image decoders, whose memory is a decode's
+working memory, capped and given back when the decode ends) are sampled and shown apart. A thread asks ``/health`` every
 ``HEALTH_INTERVAL_S`` throughout, and its slowest answer must stay within ``--max-health-ms``.
 Without ``--url`` it starts ``feredge demo`` itself on a free 127.0.0.1 port and stops it afterwards.
 Every request has a timeout and the whole run a time limit, so it ends.
@@ -228,6 +229,7 @@ class LoadReport:
     rss_mb: dict[str, float]
     stopped_early: bool = False
     rss_samples_mb: list[float] = field(default_factory=list)
+    child_rss_samples_mb: list[float] = field(default_factory=list)
     max_rss_growth_pct: float = 5.0
     health_ms: list[float] = field(default_factory=list)
     health_failures: int = 0
@@ -274,6 +276,9 @@ class LoadReport:
                 f"RSS growth over the sequential phase (max of {len(self.rss_samples_mb) + 1} samples): "
                 f"{self.rss_growth_mb:+.1f} MiB ({self.rss_growth_pct:+.1f}%): {verdict}"
             )
+        if self.child_rss_samples_mb:
+            low, high = min(self.child_rss_samples_mb), max(self.child_rss_samples_mb)
+            lines.append(f"the server's child processes (decoders), sampled alike: {low:.1f} to {high:.1f} MiB")
         if self.health_ms:
             p50, p99 = np.percentile(self.health_ms, [50, 99])
             verdict = "ok" if self.health_ok else f"NOT ok (limit {self.max_health_ms:g} ms)"
@@ -301,7 +306,7 @@ def run(args: argparse.Namespace) -> LoadReport:
         httpx.Client(base_url=url, timeout=args.request_timeout) as client,
         tempfile.TemporaryDirectory(prefix="feredge-soak-") as scratch,
     ):
-        rss = _rss_reader(pid)
+        rss, child_rss = _rss_readers(pid)
         fifo = os.path.join(scratch, "pipe.png")
         os.mkfifo(fifo)
 
@@ -348,6 +353,7 @@ def run(args: argparse.Namespace) -> LoadReport:
                     send(phase, number)
                     if name == "sequential" and rss is not None and number % every == every - 1:
                         report.rss_samples_mb.append(rss())
+                        report.child_rss_samples_mb.append(child_rss())
             phase.seconds = time.perf_counter() - start
             if rss is not None:
                 report.rss_mb[name] = rss()
@@ -446,10 +452,10 @@ def _wait_ready(url: str, process: subprocess.Popen, log: IO[str]) -> None:
     raise LoadTestError(f"feredge demo did not answer on {url} within {STARTUP_TIMEOUT_S} s")
 
 
-def _rss_reader(pid: int | None) -> Callable[[], float] | None:
-    """A function returning the RSS of ``pid`` in MiB, or None when no pid is known."""
+def _rss_readers(pid: int | None) -> tuple[Callable[[], float], Callable[[], float]] | tuple[None, None]:
+    """Functions returning the RSS of ``pid`` and of its child processes in MiB, or Nones when no pid is known."""
     if pid is None:
-        return None
+        return None, None
     try:
         import psutil
     except ImportError as exc:
@@ -457,15 +463,15 @@ def _rss_reader(pid: int | None) -> Callable[[], float] | None:
 
     process = psutil.Process(pid)
 
-    def read() -> float:
-        """The server's RSS with its children's (the decoder processes, replaced when one overruns)."""
-        total = process.memory_info().rss
+    def children() -> float:
+        """The RSS of the server's child processes (the decoders, replaced when one overruns)."""
+        total = 0
         for child in process.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
         return total / 2**20
 
-    return read
+    return (lambda: process.memory_info().rss / 2**20), children
 
 
 def main(argv: Sequence[str] | None = None) -> int:
