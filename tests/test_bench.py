@@ -127,12 +127,14 @@ def test_every_model_failing_returns_2(tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "results.json").read_text())["models"][0]["status"] == "failed"
 
 
-def test_peer_fer_without_fer_says_how_to_install(monkeypatch, tmp_path, capsys):
+def test_peer_fer_without_fer_is_skipped_saying_how_to_install(monkeypatch, tiny_int8_model, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "fer", None)  # what find_spec and import see when fer is missing
-    assert main(["bench", "--peer", "fer", "--data", "none", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "fer package" in err and "pip install fer" in err
-    assert not (tmp_path / "results.json").exists()
+    argv = ["bench", "--models", str(tiny_int8_model), "--peer", "fer", "--data", "none", "--threads", "1"]
+    assert main([*argv, "--runs", "2", "--warmup", "0", "--frames", "1", "--out", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "- fer: skipped: --peer fer needs the fer package, which is not installed: pip install fer" in out
+    statuses = {m["name"]: m["status"] for m in json.loads((tmp_path / "results.json").read_text())["models"]}
+    assert statuses == {"int8": "ok", "fer": "skipped"}
 
 
 def test_without_models_the_shipped_models_are_benchmarked_default_first(tmp_path, monkeypatch, capsys):

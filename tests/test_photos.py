@@ -159,9 +159,9 @@ def test_group_canvases_hold_faces_where_their_boxes_say(photo_set) -> None:
 
 
 def test_fers_detector_gives_its_boxes_as_detections_through_the_shared_fallback(photo_set) -> None:
-    from feredge.benchmarks.fer_pipeline import FerHaar
+    from feredge.benchmarks.fer_pipeline import PeerHaar
 
-    detector = FerHaar(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
+    detector = PeerHaar(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
     image = cv2.imread(str(photo_set / "happy" / "0.png"))
     faces = detect_faces(detector, image)
     assert faces and [face.box for face in faces] == detector.detect(image)  # ints, largest first

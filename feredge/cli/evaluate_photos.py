@@ -4,10 +4,11 @@
         --margins -0.1 0 0.1 --offsets 0 0.05 --align --peer fer --groups 40 --out photo-results
 
 Each photo goes through a detector; its largest face is cropped and classified; a photo without a
-face is a miss. Reports found-rate, accuracy, macro-F1, per-class F1 and predicted-class counts per
-row; ``--groups N`` adds detector recall, false boxes and ms per frame on N composed group canvases;
-``--peer fer`` adds fer's own pipeline. Only argparse is imported here (``feredge`` builds its parser
-from every command module).
+face is a miss. Reports found-rate, accuracy, balanced accuracy, macro-F1, neutral answers against
+true neutrals, per-class F1 and predicted-class counts per row; ``--groups N`` adds detector recall,
+false boxes and ms per frame on N composed group canvases; ``--peer fer`` and ``--peer facex`` add
+those packages' own pipelines. Only argparse is imported here (``feredge`` builds its parser from
+every command module).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def _framing_value(bounds: tuple[float, float]) -> Callable[[str], float]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from feredge.benchmarks.peers import PEERS
     from feredge.edge.detectors import DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, detector_names
     from feredge.edge.metadata import MARGIN_RANGE, OFFSET_RANGE
 
@@ -58,7 +60,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument("--align", action="store_true", help="also align faces by their landmarks")
-    parser.add_argument("--peer", action="append", default=[], choices=["fer"], help="add fer's whole pipeline")
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        choices=PEERS,
+        help="add a package's whole pipeline (its own detector, crop and model): fer, facex; one not installed "
+        "is skipped with the install line",
+    )
     parser.add_argument(
         "--min-face",
         type=non_negative_int,
