@@ -18,6 +18,13 @@ RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 
 Table = tuple[list[str], list[list[str]]]
+ACCURACY_NOTE = (
+    "Each model scores as it serves: its own flip averaging, prior correction (tau) and temperature (T). "
+    "bal. acc is the mean recall over the true classes; neutral (truth) counts neutral answers against true "
+    "neutrals. On FER+ data the truth is the annotators' majority (the paper's rule) and CE votes is the mean "
+    "cross-entropy in nats against their vote distribution; a fer2013.csv with FER+ votes is also scored on "
+    "its own FER2013 labels (the FER2013 columns, all of the split's faces)."
+)
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -86,36 +93,67 @@ def pipeline_table(results: dict[str, Any]) -> Table:
     return headers, rows
 
 
+def neutral_cell(answers: dict[str, Any] | None, truth: dict[str, Any] | None) -> str:
+    """``answers (truth)`` for neutral: falling back to neutral on real faces is the known failure."""
+    if answers is None or truth is None:
+        return "-"
+    return f"{answers} ({truth})"
+
+
+def _neutral(metrics: dict[str, Any]) -> str:
+    row = metrics["per_class"].get("neutral")
+    return "-" if row is None else neutral_cell(row.get("answers"), row["support"])
+
+
 def accuracy_table(results: dict[str, Any]) -> Table:
-    """Accuracy, macro-F1 and per-class F1 (over every label any model has, in first-seen order)."""
+    """Accuracy, balanced accuracy, macro-F1, neutral answers (true neutrals), the cross-entropy against the
+    annotators' votes (FER+ data), the same split's FER2013-label figures (a ``fer2013.csv`` with FER+
+    votes), calibration, and per-class F1 (over every label any model has, in first-seen order)."""
     scored = [m for m in results["models"] if m["accuracy"]]
     labels = list(dict.fromkeys(label for m in scored for label in m["accuracy"]["labels"]))
-    headers = ["model", "format", "samples", "accuracy", "macro-F1", "ECE", "ECE T=1", "T"]
-    headers += [f"F1 {label}" for label in labels]
+    votes = any("vote_cross_entropy" in m["accuracy"] for m in scored)
+    original = any("fer2013_labels" in m["accuracy"] for m in scored)
+    headers = ["model", "format", "samples", "accuracy", "bal. acc", "macro-F1", "neutral (truth)"]
+    headers += ["CE votes"] if votes else []
+    headers += ["FER2013 samples", "FER2013 acc", "FER2013 bal. acc", "FER2013 neutral (truth)"] if original else []
+    headers += ["ECE", "ECE T=1", "T", "tau", *(f"F1 {label}" for label in labels)]
     rows = []
     for model in scored:
         acc = model["accuracy"]
-        per_class = [_num(acc["per_class"][label]["f1"], 3) if label in acc["per_class"] else "-" for label in labels]
-        rows.append(
-            [
-                model["name"],
-                model["format"],
-                str(acc["samples"]),
-                _num(acc["accuracy"], 3),
-                _num(acc["macro_f1"], 3),
-                _num(acc.get("ece"), 3),
-                _num(acc.get("ece_uncalibrated"), 3),
-                _num(acc.get("temperature"), 2),
-                *per_class,
-            ]
-        )
+        row = [
+            model["name"],
+            model["format"],
+            str(acc["samples"]),
+            _num(acc["accuracy"], 3),
+            _num(acc.get("balanced_accuracy"), 3),
+            _num(acc["macro_f1"], 3),
+            _neutral(acc),
+        ]
+        row += [_num(acc.get("vote_cross_entropy"), 3)] if votes else []
+        if original:
+            fer = acc.get("fer2013_labels")
+            row += (
+                [str(fer["samples"]), _num(fer["accuracy"], 3), _num(fer["balanced_accuracy"], 3), _neutral(fer)]
+                if fer
+                else ["-"] * 4
+            )
+        row += [
+            _num(acc.get("ece"), 3),
+            _num(acc.get("ece_uncalibrated"), 3),
+            _num(acc.get("temperature"), 2),
+            _num(acc.get("prior_tau"), 2),
+        ]
+        row += [_num(acc["per_class"][label]["f1"], 3) if label in acc["per_class"] else "-" for label in labels]
+        rows.append(row)
     return headers, rows
 
 
 def photo_table(results: dict[str, Any]) -> Table:
-    """Whole photos through each model's pipeline: found-rate, accuracy, macro-F1, the most frequent
-    answer (real photos read as neutral is the known failure) and ms per photo."""
-    headers = ["model", "pipeline", "photos", "found", "accuracy", "macro-F1", "top answer", "ms p50", "ms p90"]
+    """Whole photos through each model's pipeline: found-rate, accuracy, balanced accuracy, macro-F1, neutral
+    answers against true neutrals and the most frequent answer (real photos read as neutral is the
+    known failure), and ms per photo."""
+    headers = ["model", "pipeline", "photos", "found", "accuracy", "bal. acc", "macro-F1", "neutral (truth)"]
+    headers += ["top answer", "ms p50", "ms p90"]
     rows = []
     for model in results["models"]:
         photos = model.get("photos")
@@ -123,6 +161,7 @@ def photo_table(results: dict[str, Any]) -> Table:
             continue
         answers = {label: n for label, n in photos["predicted"].items() if n}
         top = max(answers, key=answers.get) if answers else "-"
+        neutral = "neutral" in photos["truth"]
         rows.append(
             [
                 model["name"],
@@ -130,7 +169,9 @@ def photo_table(results: dict[str, Any]) -> Table:
                 str(photos["photos"]),
                 _num(photos["found_rate"], 3),
                 _num(photos["accuracy"], 3),
+                _num(photos.get("balanced_accuracy"), 3),
                 _num(photos["macro_f1"], 3),
+                neutral_cell(photos["predicted"]["neutral"], photos["truth"]["neutral"]) if neutral else "-",
                 f"{top} ({answers.get(top, 0)}, truth {photos['truth'].get(top, 0)})",
                 _num(photos["ms"]["p50"], 1),
                 _num(photos["ms"]["p90"], 1),
@@ -176,7 +217,11 @@ def machine_line(results: dict[str, Any]) -> str:
 def settings_line(results: dict[str, Any]) -> str:
     s = results["settings"]
     data = results["data"]
-    scored = f"{data['samples']:,} images in {data['path']}" if data else "none (no accuracy)"
+    scored = "none (no accuracy)"
+    if data:
+        votes = f" + {data['ferplus_votes']}" if data.get("ferplus_votes") else ""
+        layout = f" ({data['layout']})" if data.get("layout") else ""
+        scored = f"{data['samples']:,} images in {data['path']}{votes}{layout}"
     photos = results.get("photos")
     whole = f"; photos: {photos['photos']:,} in {photos['path']}" if photos else ""
     return (
@@ -250,7 +295,7 @@ def format_markdown(results: dict[str, Any], figures: Sequence[str]) -> str:
     if THREADS in figures:
         parts += [f"![latency by thread count]({THREADS})", ""]
     if any(m["accuracy"] for m in results["models"]):
-        parts += ["## Accuracy", "", render_markdown(accuracy_table(results)), ""]
+        parts += ["## Accuracy", "", ACCURACY_NOTE, "", render_markdown(accuracy_table(results)), ""]
     if PARETO in figures:
         parts += [f"![latency vs macro-F1]({PARETO})", ""]
     if any(m.get("photos") for m in results["models"]):
@@ -258,8 +303,9 @@ def format_markdown(results: dict[str, Any], figures: Sequence[str]) -> str:
             "## Whole photos",
             "",
             "Each model's whole pipeline as a user runs it (feredge: the detector above and the model's framing "
-            "for it; fer: its own Haar cascade and crop) on every photo; the largest face is scored and a photo "
-            "with no face is a miss. ms is per photo, decoded image to label.",
+            "for it; fer and facex: each its own Haar cascade and crop) on every photo; the largest face is scored "
+            "and a photo with no face is a miss (wrong in accuracy and in its class's recall). ms is per photo, "
+            "decoded image to label.",
             "",
             render_markdown(photo_table(results)),
             "",

@@ -1,6 +1,7 @@
 """``feredge bench``: latency, size, memory and accuracy of several models, side by side.
 
     feredge bench --models a_int8.tflite b_fp16.tflite c.onnx --threads 1 2 4 --peer fer --out results/
+    feredge bench --data ../shared/data/ferplus --photos ../shared/data/jaffe --peer fer --peer facex
 
 Laid out like LiteRT's benchmark tool: ``parse_args`` / ``run`` / ``main`` apart. Only argparse is
 imported here, because ``feredge`` imports every command module to build its parser.
@@ -42,8 +43,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="DIR",
-        help="folder-per-class face images (e.g. FER2013's val split) for accuracy and F1 (default: none, "
-        "accuracy is skipped)",
+        help="face images for accuracy and F1: class folders (e.g. FER2013's val split), a fer2013.csv, or FER+ "
+        "folders (FER2013Train|FER2013Valid/label.csv, scored on the annotators' majority and votes); the val "
+        "split when there is one (default: none, accuracy is skipped)",
+    )
+    parser.add_argument(
+        "--ferplus",
+        metavar="FER2013NEW_CSV",
+        help="FER+ votes for a fer2013.csv --data: score their majority and cross-entropy, and the CSV's own "
+        "FER2013 labels beside them",
     )
     parser.add_argument(
         "--photos",
@@ -60,8 +68,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="add another package's model to the comparison: fer (pip install fer); without --models, "
-        "the shipped models are its company",
+        help="add another package's model to the comparison, each through its own pipeline: fer (pip install "
+        "fer) or facex (pip install --no-deps facex); a peer not installed is skipped with the install line; "
+        "without --models, the shipped models are its company",
     )
     add_labels_option(parser)
     add_detector_options(parser, finds_faces=True)
@@ -86,7 +95,7 @@ def bench_subjects(args: argparse.Namespace) -> list:
     paths = args.models or [str(path) for path in shipped_models()]
     subjects = subjects_from_paths(paths, args.labels) + peer_subjects(args.peer)
     if not subjects:
-        raise BenchError("nothing to benchmark: pass --models MODEL ... and/or --peer fer")
+        raise BenchError("nothing to benchmark: pass --models MODEL ... and/or --peer fer|facex")
     return subjects
 
 
@@ -108,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     subjects = bench_subjects(args)
     check_writable_dir(args.out, "benchmark results")
     data_dir = None if args.data in (None, "none") else Path(args.data)
-    data = load_accuracy_data(data_dir) if data_dir is not None else None
+    if args.ferplus and data_dir is None:
+        raise BenchError("--ferplus FER2013NEW_CSV goes with --data fer2013.csv, the file its rows line up with")
+    data = load_accuracy_data(data_dir, args.ferplus) if data_dir is not None else None
     if data is None:
         log.info("accuracy and F1 are skipped: pass --data DIR, a folder per class of face images")
     photos = PhotoSet(args.photos, load_photos(args.photos)) if args.photos else None
@@ -120,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nwrote {', '.join(str(p) for p in written)}")
     failed = sum(m["status"] != "ok" for m in results["models"])
     if failed:
-        print(f"feredge bench: {failed} of {len(results['models'])} model(s) failed", file=sys.stderr)
+        skipped = sum(m["status"] == "skipped" for m in results["models"])
+        how = f"failed ({skipped} skipped)" if skipped else "failed"
+        print(f"feredge bench: {failed} of {len(results['models'])} model(s) {how}", file=sys.stderr)
     code = outcome_code(len(results["models"]) - failed, failed)
     measured = [m for m in results["models"] if m["status"] == "ok"]
     for what, asked in (("accuracy", args.data not in (None, "none")), ("photos", photos is not None)):
