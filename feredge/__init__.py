@@ -30,18 +30,6 @@ if (_checkout / "pyproject.toml").is_file() and (_checkout / "edge" / "__init__.
     __path__.append(str(_checkout))
 
 # public name -> the module that defines it
-_ERRORS = (
-    "FeredgeError",
-    "DataError",
-    "ImageError",
-    "LabelError",
-    "MetadataError",
-    "ModelLoadError",
-    "OptionError",
-    "OutputError",
-    "PartialFailure",
-    "VideoError",
-)
 _PUBLIC = {
     "EmotionRecognizer": "feredge.edge.recognizer",
     "Face": "feredge.edge.recognizer",
@@ -49,7 +37,16 @@ _PUBLIC = {
     "Detector": "feredge.edge.detectors",
     "load_model": "feredge.edge.model",
     "analyze_video": "feredge.edge.timeline",
-    **dict.fromkeys(_ERRORS, "feredge.edge.errors"),
+    "FeredgeError": "feredge.edge.errors",
+    "DataError": "feredge.edge.errors",
+    "ImageError": "feredge.edge.errors",
+    "LabelError": "feredge.edge.errors",
+    "MetadataError": "feredge.edge.errors",
+    "ModelLoadError": "feredge.edge.errors",
+    "OptionError": "feredge.edge.errors",
+    "OutputError": "feredge.edge.errors",
+    "PartialFailure": "feredge.edge.errors",
+    "VideoError": "feredge.edge.errors",
 }
 __all__ = [
     "DataError",
