@@ -68,7 +68,7 @@ class AccuracyData:
             "votes": split.votes is not None,
             "samples": len(split),
             "unreadable": dataset.skipped[UNREADABLE],
-            "skipped": dict(sorted(dataset.skipped.items())),
+            "left_out_all_splits": dict(sorted(dataset.skipped.items())),  # the loader counts train too
             "classes": {name: int(n) for name, n in zip(labels, counts, strict=True)},
         }
 

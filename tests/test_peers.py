@@ -178,7 +178,7 @@ def test_ferplus_folders_score_majority_votes_and_cross_entropy_in_the_models_la
     data = load_accuracy_data(write_ferplus_folders(tmp_path / "ferplus"))
     summary = data.summary()
     assert summary["votes"] and summary["layout"].startswith("ferplus-folders") and summary["samples"] == 14
-    assert sum(summary["skipped"].values()) == 4  # per split, one face 'unknown' won and one tie
+    assert sum(summary["left_out_all_splits"].values()) == 4  # per split, one face 'unknown' won and one tie
     # The model's columns in another order than the data's classes: targets and votes must follow its labels.
     order = tuple(reversed(FER2013))
     model = load_model(tiny_int8_model, labels=order, threads=1)
