@@ -28,10 +28,13 @@ from feredge.edge.detectors import (
     DEFAULT_DETECTOR,
     DEFAULT_MAX_SIDE,
     DEFAULT_MIN_FACE,
+    DETECTOR_DEFAULT,
     DETECTORS,
     Box,
     Detection,
     Detector,
+    DetectSize,
+    check_detect_size,
     detect_faces,
     detector_name,
     make_detector,
@@ -174,7 +177,9 @@ class EmotionRecognizer:
     ``model`` is a model path, an ``EmotionModel`` or ``None`` for the shipped default model;
     ``detector`` is a name from ``feredge.edge.detectors.DETECTORS`` (``none``: the input already is a
     face crop) or any object with ``detect(image) -> boxes``. Faces smaller than ``min_face`` pixels
-    are ignored and frames larger than ``max_side`` are downscaled for detection only.
+    are ignored. Detection runs on a copy whose long side is ``detect_size`` pixels (never enlarged; the
+    detector's own default unless given, chosen by the rule in docs/deploy.md; ``None``: the frame as
+    it is) and at most ``max_side``; boxes and landmarks are in the frame's pixels.
 
     Faces come in reading order (``reading_order``: top to bottom, then left to right); faces of given
     ``boxes`` keep the boxes' order.
@@ -196,8 +201,8 @@ class EmotionRecognizer:
     ends (``close()``), rather than whenever the garbage collector gets to them.
 
     Arguments of the wrong type or out of range raise ``OptionError`` here, before any model is
-    loaded: ``threads``, ``min_face`` and ``max_side`` are ints (not bools), ``min_confidence`` and
-    ``prior_tau`` numbers.
+    loaded: ``threads``, ``min_face``, ``max_side`` and ``detect_size`` are ints (not bools),
+    ``min_confidence`` and ``prior_tau`` numbers.
     """
 
     def __init__(
@@ -213,6 +218,7 @@ class EmotionRecognizer:
         max_side: int = DEFAULT_MAX_SIDE,
         min_confidence: float = 0.0,
         prior_tau: float | None = None,
+        detect_size: DetectSize = DETECTOR_DEFAULT,
     ) -> None:
         _check_arguments(model, detector, normalization, detector_model, min_confidence)
         if prior_tau is not None:
@@ -220,6 +226,8 @@ class EmotionRecognizer:
         threads = _checked_int("threads", threads, 1, optional=True)
         min_face = _checked_int("min_face", min_face, 0, optional=True)
         max_side = _checked_int("max_side", max_side, 1)
+        if detect_size != DETECTOR_DEFAULT:
+            detect_size = check_detect_size(detect_size)
         labels = _checked_labels(labels)
         if isinstance(model, EmotionModel):
             self.model = model
@@ -230,7 +238,7 @@ class EmotionRecognizer:
         self.threads = loaded_with if loaded_with is not None else default_threads()
         self.detector_name = detector if isinstance(detector, str) else detector_name(detector)
         if isinstance(detector, str):
-            detector = make_detector(detector, detector_model, min_face, max_side)
+            detector = make_detector(detector, detector_model, min_face, max_side, detect_size)
         self.detector = detector
         self.min_confidence = float(min_confidence)
         self.prior_tau = self.model.checked_prior_tau(prior_tau)

@@ -96,3 +96,37 @@ def test_a_bad_detect_size_is_an_option_error(bad) -> None:
 def test_an_unknown_detector_has_no_default_detect_size() -> None:
     with pytest.raises(OptionError, match="unknown detector 'nope'"):
         detectors.default_detect_size("nope")
+
+
+def test_the_recognizer_passes_its_detect_size_to_the_detector(tiny_int8_model) -> None:
+    from feredge.edge.recognizer import EmotionRecognizer
+
+    assert EmotionRecognizer(tiny_int8_model).detector.detect_size == detectors.default_detect_size("yunet")
+    assert EmotionRecognizer(tiny_int8_model, detect_size=None).detector.detect_size is None
+    assert EmotionRecognizer(tiny_int8_model, "haar", detect_size=256).detector.detect_size == 256
+    with pytest.raises(OptionError, match="detect_size must be an int"):
+        EmotionRecognizer("no such model.tflite", detect_size=0)  # checked before the model is loaded
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [([], detectors.DETECTOR_DEFAULT), (["--detect-size", "full"], None), (["--detect-size", "240"], 240)],
+)
+def test_detect_size_on_the_command_line(argv, expected) -> None:
+    import argparse
+
+    from feredge.cli.options import add_recognizer_options, detect_size_argument
+
+    parser = argparse.ArgumentParser()
+    add_recognizer_options(parser)
+    assert detect_size_argument(parser.parse_args(argv).detect_size) == expected
+
+
+@pytest.mark.parametrize("text", ["31", "0", "-320", "320.5", "big"])
+def test_a_bad_detect_size_on_the_command_line_is_a_usage_error(text, capsys) -> None:
+    from feredge.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "x.jpg", "--detect-size", text])
+    assert exit_.value.code == 2
+    assert f"expected a whole number >= 32 or 'full', got '{text}'" in capsys.readouterr().err

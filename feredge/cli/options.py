@@ -153,6 +153,7 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--min-face", type=non_negative_int, metavar="PX", help="smallest face side to report, in pixels"
     )
+    add_detect_size_option(group)
     group.add_argument(
         "--min-confidence",
         type=checked_type(float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
@@ -161,6 +162,46 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
         help="label a face 'uncertain' when its best score is below P; its scores are kept (default: 0, off)",
     )
     add_prior_tau_option(group)
+
+
+FULL_RESOLUTION = "full"
+
+
+def add_detect_size_option(parser: argparse.ArgumentParser | Any) -> None:
+    """``--detect-size PX|full``: the long side detection runs at (``feredge.edge.detectors``); not given,
+    each detector's own default, chosen by the rule in docs/deploy.md."""
+    from feredge.edge.detectors import DEFAULT_MAX_SIDE, DETECTORS, MIN_DETECT_SIZE
+
+    defaults = ", ".join(f"{name} {entry.detect_size or FULL_RESOLUTION}" for name, entry in DETECTORS.items())
+    parser.add_argument(
+        "--detect-size",
+        type=detect_size,
+        metavar="PX",
+        help=f"detect faces on a copy of the frame whose long side is PX (at least {MIN_DETECT_SIZE}; never "
+        f"enlarged), or '{FULL_RESOLUTION}' for the frame as it is (up to {DEFAULT_MAX_SIDE} px); smaller is "
+        f"faster but loses small faces (default: the detector's own: {defaults})",
+    )
+
+
+def detect_size(text: str) -> int | str:
+    """An argparse type: a whole number of at least ``MIN_DETECT_SIZE`` pixels, or ``full``."""
+    from feredge.edge.detectors import MIN_DETECT_SIZE
+
+    if text.strip().lower() == FULL_RESOLUTION:
+        return FULL_RESOLUTION
+    return checked_type(
+        int, f"a whole number >= {MIN_DETECT_SIZE} or '{FULL_RESOLUTION}'", lambda v: v >= MIN_DETECT_SIZE
+    )(text)
+
+
+def detect_size_argument(value: int | str | None) -> int | str | None:
+    """``--detect-size``'s value as ``make_detector`` and ``EmotionRecognizer`` take it: not given is the
+    detector's own default, ``full`` is None."""
+    from feredge.edge.detectors import DETECTOR_DEFAULT
+
+    if value is None:
+        return DETECTOR_DEFAULT
+    return None if value == FULL_RESOLUTION else value
 
 
 def add_prior_tau_option(parser: argparse.ArgumentParser | Any, default_help: str = "the model's own") -> None:
@@ -202,6 +243,7 @@ def build_recognizer(args: argparse.Namespace):
         min_face=args.min_face,
         min_confidence=args.min_confidence,
         prior_tau=args.prior_tau,
+        detect_size=detect_size_argument(args.detect_size),
     )
 
 
