@@ -11,16 +11,21 @@ import pytest
 
 from feredge.cli import main as feredge_main
 from feredge.cli.info import main
+from feredge.edge import detectors
 from feredge.edge.cpu import cpu_info, parse_cpuinfo
 from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, available_detectors
-from feredge.edge.model import DEFAULT_MODEL, MODELS_DIR
+from feredge.edge.macs import count_macs
+from feredge.edge.model import DEFAULT_MODEL, MODELS_DIR, default_threads
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`
 
-SECTIONS = ("interpreter", "onnxruntime", "cpu", "models", "detectors", "cache folder", "model files", "latency check")
+SECTIONS = (
+    "interpreter", "onnxruntime", "cpu", "models", "detectors", "recommended settings", "cache folder", "model files",
+    "latency check",
+)  # fmt: skip
 KEYS = {
     "feredge", "python", "executable", "platform", "numpy", "opencv", "interpreter", "onnxruntime", "cpu",
-    "models", "detectors", "cache", "model_files", "latency",
+    "models", "detectors", "recommended", "cache", "model_files", "latency",
 }  # fmt: skip
 
 # The end of a Raspberry Pi 4's /proc/cpuinfo under 64-bit Raspberry Pi OS (one core of four shown).
@@ -48,9 +53,13 @@ def test_text_names_every_section(capsys):
         assert any(line.startswith(section) for line in lines), section
     assert f"* {DEFAULT_MODEL.name}" in out and f"* {DEFAULT_DETECTOR}" in out
     assert "feredge uses ai-edge-litert" in out and "3 runs: p50" in out
-    for name in DETECTORS:  # every registered detector, marked ready exactly when the registry says so
+    for name, entry in DETECTORS.items():  # every registered detector, ready exactly when the registry says so
         state = "ready" if name in available_detectors() else "no model"
-        assert re.search(rf"^  [* ] {name} +{state} +{re.escape(DETECTORS[name].description)}$", out, re.M), name
+        size = "-" if entry.whole_image else entry.detect_size or "full"
+        assert re.search(rf"^  [* ] {name} +{state} +{size} +{re.escape(entry.description)}$", out, re.M), name
+    size = detectors.default_detect_size(DEFAULT_DETECTOR) or "full"
+    assert f"--detector {DEFAULT_DETECTOR} --detect-size {size} --threads" in out
+    assert re.search(rf"^  \* {DEFAULT_MODEL.name} .* {count_macs(DEFAULT_MODEL).millions:.1f} M MACs ", out, re.M)
     assert "none: every model ships in the package" in out
     assert f"model files ({MODELS_DIR})" in out and DEFAULT_MODEL.name in out
 
@@ -74,6 +83,12 @@ def test_json_has_every_section(capsys):
     assert [d["name"] for d in report["detectors"] if d["default"]] == [DEFAULT_DETECTOR]
     assert [d["name"] for d in report["detectors"] if d["ready"]] == list(available_detectors())
     assert [d["about"] for d in report["detectors"]] == [entry.description for entry in DETECTORS.values()]
+    assert [d["detect_size"] for d in report["detectors"]] == [entry.detect_size for entry in DETECTORS.values()]
+    assert [m["macs"] for m in report["models"]] == [count_macs(MODELS_DIR / m["name"]).total for m in report["models"]]
+    recommended = report["recommended"]
+    assert recommended["detector"] == DEFAULT_DETECTOR
+    assert recommended["detect_size"] == detectors.default_detect_size(DEFAULT_DETECTOR)
+    assert recommended["threads"] == default_threads()
     assert report["cache"]["path"] is None and report["cache"]["files"] == {}
     files = report["model_files"]
     assert files["folder"] == str(MODELS_DIR) and files["files"][DEFAULT_MODEL.name] == DEFAULT_MODEL.stat().st_size
@@ -120,3 +135,4 @@ def test_info_never_imports_tensorflow_in_a_fresh_process(block):
     litert = report["interpreter"]["chain"][0]
     assert litert["status"].startswith("installed, but cannot be imported") and litert["loads"] is False
     assert report["latency"]["runs"] == 0 and "pip install ai-edge-litert" in report["latency"]["skipped"]
+    assert all(model["macs"] is None for model in report["models"])  # counting them would need an interpreter

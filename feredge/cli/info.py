@@ -1,9 +1,10 @@
 """``feredge info``: what feredge finds on this device, the first command to run on a new one.
 
 Versions, the interpreter that loads (and why the others in the chain do not), onnxruntime and its
-providers, the CPU and its SIMD features, the shipped models, the detectors, the cache folder and the
-model files on disk, and a short latency check of the default model. ``--json`` prints the same record
-as JSON.
+providers, the CPU and its SIMD features, the shipped models (with their multiply-accumulates per
+face), the detectors (with their default detect size), the settings recommended here, the cache folder
+and the model files on disk, and a short latency check of the default model. ``--json`` prints the
+same record as JSON.
 
 It never imports TensorFlow: an install whose only interpreter is TensorFlow's is reported as such,
 and the latency check is then skipped rather than loading TensorFlow.
@@ -12,6 +13,7 @@ and the latency check is then skipped rather than loading TensorFlow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -81,8 +83,9 @@ def collect(runs: int, threads: int | None = None) -> dict[str, Any]:
         "interpreter": interpreter,
         "onnxruntime": onnxruntime_info(),
         "cpu": cpu_info(),
-        "models": shipped_model_info(),
+        "models": shipped_model_info(interpreter["backend"]),
         "detectors": detector_info(),
+        "recommended": recommended_settings(),
         "cache": cache_info(),
         "model_files": model_files(),
         "latency": latency_check(runs, threads, interpreter["backend"]),
@@ -159,15 +162,23 @@ def onnxruntime_info() -> dict[str, Any]:
     return {"version": onnxruntime.__version__, "providers": providers, "used": choose_providers(providers)[0]}
 
 
-def shipped_model_info() -> list[dict[str, Any]]:
-    """The models installed with feredge, read from the metadata inside each file (no interpreter)."""
+def shipped_model_info(backend: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The models installed with feredge, read from the metadata inside each file, and their MACs per face,
+    counted from the graph when ``backend`` (the interpreter that loads) is a light one, never TensorFlow."""
+    from feredge.edge.errors import ModelLoadError
+    from feredge.edge.macs import count_macs
     from feredge.edge.metadata import read_tflite_metadata
     from feredge.edge.model import DEFAULT_MODEL, shipped_models
 
     models = []
     for path in shipped_models():
-        metadata = read_tflite_metadata(path.read_bytes())
+        data = path.read_bytes()
+        metadata = read_tflite_metadata(data)
         entry = {"name": path.name, "default": path == DEFAULT_MODEL, "size_bytes": path.stat().st_size}
+        entry["macs"] = None  # MACs per face: the compute a CPU without this one's int8 instructions pays
+        if backend is not None and backend["package"] != TENSORFLOW:
+            with contextlib.suppress(ModelLoadError):  # the latency check reports a model that does not load
+                entry["macs"] = count_macs(data, path.name).total
         if metadata is not None:
             entry |= {
                 "format": metadata.format,
@@ -190,10 +201,31 @@ def detector_info() -> list[dict[str, Any]]:
             "default": name == DEFAULT_DETECTOR,
             "ready": entry.ready(None),
             "whole_image": entry.whole_image,
+            "detect_size": entry.detect_size,
             "about": entry.description,
         }
         for name, entry in DETECTORS.items()
     ]
+
+
+def recommended_settings() -> dict[str, Any]:
+    """The settings to start from on this device: the default detector at its measured detect size (see
+    docs/deploy.md for the rule that chose it) and the interpreter threads the runtime would take here."""
+    from feredge.edge.detectors import DEFAULT_DETECTOR, default_detect_size
+    from feredge.edge.model import default_threads
+
+    size = default_detect_size(DEFAULT_DETECTOR)
+    threads = default_threads()
+    shown = "full" if size is None else str(size)
+    return {
+        "detector": DEFAULT_DETECTOR,
+        "detect_size": size,
+        "threads": threads,
+        "command": f"feredge video 0 --detector {DEFAULT_DETECTOR} --detect-size {shown} --threads {threads}",
+        "why": "detection is most of a frame's time; the detect size is the smallest that kept the recall of "
+        "full resolution (within 1 point) on the group-photo proxy and JAFFE; --detect-size full for faces "
+        "smaller than about 40 px in a 640x480 frame",
+    }
 
 
 def cache_info() -> dict[str, Any]:
@@ -281,15 +313,23 @@ def format_text(report: dict[str, Any]) -> str:
         mark = "*" if model["default"] else " "
         size = model["size_bytes"] / 2**20
         photometric = model.get("photometric", "?")
+        macs = "?" if model.get("macs") is None else f"{model['macs'] / 1e6:.1f} M"
         lines.append(
             f"  {mark} {model['name']:<30} {model.get('format', '?'):<12} {shape:<8} {photometric:<10} {size:.2f} MiB  "
-            f"{labels}"
+            f"{macs:>7} MACs  {labels}"
         )
-    lines += ["", "detectors (* the default; no model: its model file is missing, pass --detector-model)"]
+    lines += [
+        "",
+        "detectors (* the default; no model: its model file is missing, pass --detector-model; "
+        "detect size: its default --detect-size)",
+    ]
     for detector in report["detectors"]:
         mark = "*" if detector["default"] else " "
         state = "ready" if detector["ready"] else "no model"
-        lines.append(f"  {mark} {detector['name']:<10} {state:<9} {detector['about']}")
+        size = "-" if detector["whole_image"] else detector["detect_size"] or "full"
+        lines.append(f"  {mark} {detector['name']:<10} {state:<9} {size!s:<5} {detector['about']}")
+    recommended = report["recommended"]
+    lines += ["", "recommended settings", f"  {recommended['command']}", f"  ({recommended['why']})"]
     lines += ["", "cache folder", f"  {report['cache']['status']}"]
     files = report["model_files"]
     lines += ["", f"model files ({files['folder']})"]
