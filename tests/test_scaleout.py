@@ -181,10 +181,12 @@ def test_tune_workers_share_one_postgresql_study(postgres_url, data, tmp_path):
     assert [len(numbers[name]) for name in ("a", "b", "failing")] == [2, 2, 1]
     assert sorted(numbers["a"] + numbers["b"] + numbers["failing"]) == list(range(5))  # each trial ran once
     by_number = {t.number: t for t in trials}
-    assert by_number[numbers["failing"][0]].state.name == "FAIL"
+    failed = by_number[numbers["failing"][0]]
+    assert failed.state.name == "FAIL"
     for n in numbers["a"] + numbers["b"]:
         assert by_number[n].state.name in ("COMPLETE", "PRUNED")
         assert (out / by_number[n].user_attrs["run"] / "state.json").exists()
+    assert failed.datetime_complete < max(by_number[n].datetime_complete for n in numbers["a"] + numbers["b"])
 
     (out / "best.json").unlink()  # written by each worker as it ended; the report below writes it again
     report = run(create, tmp_path / "report.log", **env)
