@@ -20,10 +20,11 @@ import numpy as np
 
 from feredge.benchmarks.errors import PeerError
 from feredge.benchmarks.models import Subject
+from feredge.edge.decode import check_model_file
 from feredge.edge.errors import ModelLoadError
 from feredge.edge.labels import FER2013
 from feredge.edge.metadata import ModelMetadata
-from feredge.edge.model import EmotionModel, check_model_file, load_model
+from feredge.edge.model import EmotionModel, load_model
 from feredge.edge.preprocess import to_gray
 
 PEERS = ("fer", "facex")

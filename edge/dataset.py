@@ -15,7 +15,7 @@ import errno
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,6 +364,31 @@ def _load_csv(path: Path, wanted, size: int) -> Dataset:
     bad: list[str] = []  # "line N: what is wrong" of the first malformed rows
     labels = wanted or FER2013
     index_of = {lab: i for i, lab in enumerate(labels)}
+    for line, emotion, pixels, usage in _csv_rows(path):
+        try:
+            label, face = _csv_face(emotion, pixels)
+        except ValueError as exc:
+            skipped[MALFORMED_ROWS] += 1
+            if len(bad) < 3:
+                bad.append(f"line {line}: {exc}")
+            continue
+        if label not in index_of:
+            continue
+        faces, targets = rows.setdefault(CSV_USAGE.get(usage or "training", "train"), ([], []))
+        faces.append(prepare_face(face, size))
+        targets.append(index_of[label])
+    if bad:
+        more = skipped[MALFORMED_ROWS] - len(bad)
+        log.warning("%s: skipped malformed row(s): %s%s", path, "; ".join(bad), f"; and {more} more" if more else "")
+    if "train" not in rows:
+        raise DataError(f"{path}: no training rows for labels {', '.join(labels)}")
+    splits = {name: Split(np.stack(f), np.array(t, np.int64)) for name, (f, t) in rows.items()}
+    return Dataset(tuple(labels), splits, str(path), "fer2013-csv", skipped)
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, str | None, str | None, str]]:
+    """``(line, emotion, pixels, usage)`` of each row of a FER2013-style CSV; a file that cannot be read is
+    a ``DataError`` naming the line it stopped at."""
     reader = None
     try:
         with open(path, newline="") as fh:
@@ -372,30 +397,11 @@ def _load_csv(path: Path, wanted, size: int) -> Dataset:
             if not {"emotion", "pixels"} <= set(fields):
                 raise DataError(f"{path}: CSV needs 'emotion' and 'pixels' columns, found {reader.fieldnames}")
             for row in reader:
-                try:
-                    label, face = _csv_face(row.get(fields["emotion"]), row.get(fields["pixels"]))
-                except ValueError as exc:
-                    skipped[MALFORMED_ROWS] += 1
-                    if len(bad) < 3:
-                        bad.append(f"line {reader.line_num}: {exc}")
-                    continue
-                if label not in index_of:
-                    continue
-                usage = (row.get(fields.get("usage", ""), "") or "training").strip().lower()
-                split = CSV_USAGE.get(usage, "train")
-                faces, targets = rows.setdefault(split, ([], []))
-                faces.append(prepare_face(face, size))
-                targets.append(index_of[label])
+                usage = (row.get(fields.get("usage", ""), "") or "").strip().lower()
+                yield reader.line_num, row.get(fields["emotion"]), row.get(fields["pixels"]), usage
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         where = f" (line {reader.line_num})" if reader is not None and reader.line_num else ""
         raise DataError(f"{path}: cannot read CSV{where}: {exc}") from exc
-    if bad:
-        more = skipped[MALFORMED_ROWS] - len(bad)
-        log.warning("%s: skipped malformed row(s): %s%s", path, "; ".join(bad), f"; and {more} more" if more else "")
-    if "train" not in rows:
-        raise DataError(f"{path}: no training rows for labels {', '.join(labels)}")
-    splits = {name: Split(np.stack(f), np.array(t, np.int64)) for name, (f, t) in rows.items()}
-    return Dataset(tuple(labels), splits, str(path), "fer2013-csv", skipped)
 
 
 def _csv_face(emotion: str | None, pixels: str | None) -> tuple[str, np.ndarray]:
@@ -461,40 +467,28 @@ def _load_ferplus_csv(path: Path, votes_path: Path, wanted, size: int, mode: str
     votes_rows = ferplus.read_votes_csv(votes_path)
     skipped: Counter = Counter()
     by_split: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-    reader = None
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            fields = {f.strip().lower(): f for f in reader.fieldnames or []}
-            if not {"emotion", "pixels"} <= set(fields):
-                raise DataError(f"{path}: CSV needs 'emotion' and 'pixels' columns, found {reader.fieldnames}")
-            count = 0
-            for count, row in enumerate(reader, start=1):
-                if count > len(votes_rows):
-                    raise DataError(
-                        f"{path} line {reader.line_num}: more rows than {votes_path} ({len(votes_rows)}); "
-                        "they must line up row by row"
-                    )
-                usage, _name, votes = votes_rows[count - 1]
-                own_usage = (row.get(fields.get("usage", ""), "") or "").strip().lower()
-                if own_usage and own_usage != usage:
-                    raise DataError(
-                        f"{path} line {reader.line_num}: Usage {own_usage!r} but {votes_path} line {count + 1} "
-                        f"says {usage!r}; the two files must line up row by row"
-                    )
-                if votes is None:
-                    skipped[ferplus.NOT_IN_FERPLUS] += 1
-                    continue
-                try:
-                    _label, face = _csv_face(row.get(fields["emotion"]), row.get(fields["pixels"]))
-                except ValueError as exc:
-                    raise DataError(f"{path} line {reader.line_num}: {exc}") from exc
-                faces, votes_list = by_split.setdefault(ferplus.CSV_USAGE.get(usage, "train"), ([], []))
-                faces.append(prepare_face(face, size))
-                votes_list.append(votes)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        where = f" (line {reader.line_num})" if reader is not None and reader.line_num else ""
-        raise DataError(f"{path}: cannot read CSV{where}: {exc}") from exc
+    count = 0
+    for count, (line, emotion, pixels, own_usage) in enumerate(_csv_rows(path), start=1):
+        if count > len(votes_rows):
+            raise DataError(
+                f"{path} line {line}: more rows than {votes_path} ({len(votes_rows)}); they must line up row by row"
+            )
+        usage, _name, votes = votes_rows[count - 1]
+        if own_usage and own_usage != usage:
+            raise DataError(
+                f"{path} line {line}: Usage {own_usage!r} but {votes_path} line {count + 1} "
+                f"says {usage!r}; the two files must line up row by row"
+            )
+        if votes is None:
+            skipped[ferplus.NOT_IN_FERPLUS] += 1
+            continue
+        try:
+            _label, face = _csv_face(emotion, pixels)
+        except ValueError as exc:
+            raise DataError(f"{path} line {line}: {exc}") from exc
+        faces, votes_list = by_split.setdefault(ferplus.CSV_USAGE.get(usage, "train"), ([], []))
+        faces.append(prepare_face(face, size))
+        votes_list.append(votes)
     if count != len(votes_rows):
         raise DataError(f"{path}: {count} rows but {votes_path} has {len(votes_rows)}; they must line up row by row")
     splits = {}

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from feredge.edge.calibration import apply_temperature
-from feredge.edge.decode import input_file_problem
+from feredge.edge.calibration import apply_temperature, softmax
+from feredge.edge.decode import check_model_file
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
 from feredge.edge.labels import resolve_labels
 from feredge.edge.metadata import (
@@ -161,8 +161,7 @@ def _as_probabilities(outputs: np.ndarray) -> np.ndarray:
     sums = outputs.sum(axis=1, keepdims=True)
     if outputs.min() >= 0.0 and np.all(np.abs(sums - 1.0) <= _PROBABILITY_TOLERANCE):
         return (outputs / sums).astype(np.float32)
-    exp = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    return softmax(outputs)
 
 
 def load_model(
@@ -245,16 +244,6 @@ def _checked_metadata(path: Path, data: bytes, raw: bytes, span: tuple[int, int]
             "weights); download or convert it again"
         )
     return parsed
-
-
-def check_model_file(path: Path, kind: str = "model", hint: str = "") -> None:
-    """``ModelLoadError`` unless ``path`` is a regular file: a folder or a FIFO is named as such, not
-    reported "not found" (``hint`` follows a missing file's message)."""
-    problem = input_file_problem(path, f"a {kind} file")
-    if problem == "file not found":
-        raise ModelLoadError(f"{path}: {kind} file not found{hint}")
-    if problem is not None:
-        raise ModelLoadError(f"{path}: {problem}")
 
 
 def _check_file(path: Path) -> None:
