@@ -202,7 +202,7 @@ def _peer(name: str, photos: list[Photo], threads: int) -> Peer:
 def _consensus_detectors() -> dict[str, Any]:
     """Every registered face finder, unrestricted by size: the consensus must not depend on the selection."""
     return {
-        name: make_detector(name, min_face=0, max_side=4096)
+        name: make_detector(name, min_face=0, max_side=4096, detect_size=None)
         for name, entry in DETECTORS.items()
         if not entry.whole_image
     }

@@ -53,7 +53,7 @@ def crop_landmarks(detector, crop: np.ndarray) -> np.ndarray | None:
 
 def measure(root: Path, detector_name: str, count: int, seed: int) -> tuple[np.ndarray, int, int]:
     """(mirror-symmetric median landmarks in crop units, faces found, faces tried)."""
-    detector = make_detector(detector_name, min_face=0, max_side=10_000)
+    detector = make_detector(detector_name, min_face=0, max_side=10_000, detect_size=None)
     points = []
     files = sample_faces(root, count, seed)
     for path in files:

@@ -52,6 +52,14 @@ DEFAULT_DETECTOR = "yunet"
 DEFAULT_MIN_FACE: int | None = None
 HAAR_MIN_FACE = 32
 DEFAULT_MAX_SIDE = 640
+# Each detector's default detect size, chosen by the rule in docs/deploy.md (the smallest size whose recall
+# stays within 1 point of full resolution's, with no more false boxes, on the group-photo proxy and JAFFE;
+# benchmarks/results/detect_size_2026-12-06/). YuNet: 480 keeps 99.7% of the proxy's faces (320: 75.6%) and
+# takes 14 ms per 640x480 frame instead of 19; Haar loses 2 points at 480; BlazeFace's network sees 128 px
+# whatever it is given, so its size changes the resize only.
+YUNET_DETECT_SIZE = 480
+HAAR_DETECT_SIZE = 640
+BLAZEFACE_DETECT_SIZE = 160
 # ``make_detector(detect_size=DETECTOR_DEFAULT)``: the detector's own measured default (None is full resolution).
 DETECTOR_DEFAULT = "default"
 DetectSize = int | None | str  # pixels, None (full resolution) or DETECTOR_DEFAULT
@@ -454,7 +462,12 @@ def _file_ready(shipped: Path) -> Callable[[ModelPath], bool]:
     return lambda model_path: model_path is not None or shipped.is_file()
 
 
-@register_detector(HaarDetector.registry_name, "OpenCV's frontal-face Haar cascade", min_face=HAAR_MIN_FACE)
+@register_detector(
+    HaarDetector.registry_name,
+    "OpenCV's frontal-face Haar cascade",
+    min_face=HAAR_MIN_FACE,
+    detect_size=HAAR_DETECT_SIZE,
+)
 def _haar(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
     return HaarDetector(min_face, max_side, detect_size=detect_size)
 
@@ -465,6 +478,7 @@ def _haar(model_path: ModelPath, min_face: int, max_side: int, detect_size: int 
     model_file=True,
     landmarks=True,
     ready=_file_ready(YUNET_MODEL),
+    detect_size=YUNET_DETECT_SIZE,
 )
 def _yunet(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
     return YuNetDetector(model_path, min_face, max_side, detect_size=detect_size)
@@ -475,6 +489,7 @@ def _yunet(model_path: ModelPath, min_face: int, max_side: int, detect_size: int
     "MediaPipe BlazeFace short range on LiteRT, about 1 ms, faces near the camera, 6 landmarks",
     landmarks=True,
     ready=_file_ready(BLAZEFACE_MODEL),
+    detect_size=BLAZEFACE_DETECT_SIZE,
 )
 def _blazeface(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
     return BlazeFaceDetector(None, min_face, max_side, detect_size=detect_size)
