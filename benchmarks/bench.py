@@ -20,7 +20,7 @@ import numpy as np
 
 from feredge import __version__
 from feredge.benchmarks.accuracy import AccuracyData, model_accuracy
-from feredge.benchmarks.frames import draw_face, scene
+from feredge.benchmarks.frames import draw_face, frame_comparison, scene
 from feredge.benchmarks.latency import face_latency, opencv_threads, pipeline_latency, throughput
 from feredge.benchmarks.machine import load_average, machine_info
 from feredge.benchmarks.memory import measure
@@ -97,6 +97,7 @@ def run_benchmark(
         "data": data.summary() if data is not None else None,
         "photos": photos.summary() if photos is not None else None,
         "models": models,
+        "frames": [frame_comparison(None, threads, settings.frames) for threads in settings.threads],
     }
 
 
@@ -194,12 +195,20 @@ def _bench_photos(
         entry["photos_skipped"] = f"{type(exc).__name__}: {exc}"
 
 
+def _macs(path: str) -> int | None:
+    """Multiply-accumulates per face of a ``.tflite`` file (``edge/macs.py``); None for other formats."""
+    from feredge.edge.macs import count_macs
+
+    return count_macs(path).total if path.endswith(".tflite") else None
+
+
 def _describe(entry: dict[str, Any], model: EmotionModel) -> None:
     meta = model.metadata
     entry["format"] = format_label(entry["path"], meta.format)
     entry["backend"] = model.runner.backend
     entry["provider"] = getattr(model.runner, "provider", None)  # onnxruntime's execution provider
     entry["runtime"] = package_version(model.runner.backend)
+    entry["macs"] = _macs(entry["path"])
     entry["model"] = {
         "input": [meta.input_size, meta.input_size, meta.channels],
         "normalization": meta.normalization,

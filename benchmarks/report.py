@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from feredge.benchmarks.frames import frames_markdown
 from feredge.benchmarks.latency import BATCH_SIZES, STAGES
 from feredge.benchmarks.plots import PARETO, THREADS, confusion_name, write_plots
 from feredge.edge.atomic import atomic_write_text
@@ -18,6 +19,12 @@ RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 
 Table = tuple[list[str], list[list[str]]]
+FRAMES_NOTE = (
+    "The default model on the one-face 640x480 frame through EmotionRecognizer, decoded frame to labels, at "
+    "each detector's default detect size, at full resolution and at 320 px; fer is fer's own pipeline (its "
+    "Haar cascade on the full gray frame, its crop and its TFLite model), timed in the same run. frames/s is "
+    "1000 / the median ms."
+)
 ACCURACY_NOTE = (
     "Each model scores as it serves: its own flip averaging, prior correction (tau) and temperature (T). "
     "bal. acc is the mean recall over the true classes; neutral (truth) counts neutral answers against true "
@@ -41,6 +48,7 @@ def speed_table(results: dict[str, Any]) -> Table:
         "threads",
         "load ms",
         "first ms",
+        "M MACs",
         "p50 ms",
         "p90 ms",
         "p99 ms",
@@ -50,6 +58,7 @@ def speed_table(results: dict[str, Any]) -> Table:
     rows = []
     for model in results["models"]:
         size = None if model["size_bytes"] is None else model["size_bytes"] / 2**20
+        macs = None if model.get("macs") is None else model["macs"] / 1e6
         head = [model["name"], model["format"] or "-", model["status"], _num(size, 2)]
         for row in model["threads"]:
             steady = row["steady_ms"]
@@ -59,6 +68,7 @@ def speed_table(results: dict[str, Any]) -> Table:
                     str(row["threads"]),
                     _num(row["load_ms"]),
                     _num(row["first_ms"], 2),
+                    _num(macs),
                     *(_num(steady[p], 2) for p in ("p50", "p90", "p99")),
                     *(_num(row["throughput"][str(size)], 0) for size in BATCH_SIZES),
                     _num(row["memory"]["peak_rss_mb"], 0),
@@ -259,6 +269,8 @@ def format_text(results: dict[str, Any]) -> str:
         "",
         render_text(pipeline_table(results)),
     ]
+    for comparison in results.get("frames", []):
+        parts += ["", *frames_markdown(comparison)]
     if any(m["accuracy"] for m in results["models"]):
         parts += ["", render_text(accuracy_table(results))]
     if any(m.get("photos") for m in results["models"]):
@@ -292,6 +304,10 @@ def format_markdown(results: dict[str, Any], figures: Sequence[str]) -> str:
         render_markdown(pipeline_table(results)),
         "",
     ]
+    if results.get("frames"):
+        parts += ["## Whole frames: detect sizes and fer's own pipeline", "", FRAMES_NOTE, ""]
+        for comparison in results["frames"]:
+            parts += [*frames_markdown(comparison), ""]
     if THREADS in figures:
         parts += [f"![latency by thread count]({THREADS})", ""]
     if any(m["accuracy"] for m in results["models"]):

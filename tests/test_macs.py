@@ -55,3 +55,16 @@ def test_a_file_that_is_no_model_is_a_model_load_error(tmp_path) -> None:
     bad.write_bytes(b"not a flatbuffer" * 8)
     with pytest.raises(ModelLoadError):
         macs.count_macs(bad)
+
+
+def test_the_bench_reports_macs_beside_the_time() -> None:
+    from feredge.benchmarks.bench import _macs
+    from feredge.benchmarks.report import speed_table
+
+    assert _macs(str(FIXTURES / "int8.tflite")) == 73_728 and _macs("model.onnx") is None
+    row = {"threads": 1, "load_ms": 1.0, "first_ms": 1.0, "steady_ms": {"p50": 1.0, "p90": 1.0, "p99": 1.0}}
+    row |= {"throughput": {"1": 1.0, "8": 1.0, "32": 1.0}, "memory": {"peak_rss_mb": 1.0}}
+    model = {"name": "m", "format": "tflite-int8", "status": "ok", "size_bytes": 1, "macs": 139_862_016}
+    headers, rows = speed_table({"models": [model | {"threads": [row]}]})
+    assert rows[0][headers.index("M MACs")] == "139.9"
+    assert headers.index("M MACs") == headers.index("p50 ms") - 1
