@@ -35,7 +35,7 @@ from feredge.edge.metadata import (
     resolve_metadata,
     tflite_metadata_spans,
 )
-from feredge.edge.preprocess import preprocess_face
+from feredge.edge.preprocess import preprocess_faces
 from feredge.edge.tflite_runner import TFLiteRunner
 from feredge.edge.tta import flip_average
 
@@ -85,10 +85,9 @@ class EmotionModel:
         return self.metadata.labels
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Decoded face crops (uint8 gray or BGR, any size) -> float32 (N, S, S, C) model input."""
-        if not crops:
-            return np.zeros((0, self.spec.input_size, self.spec.input_size, self.spec.channels), np.float32)
-        return np.stack([preprocess_face(crop, self.spec) for crop in crops])
+        """Decoded face crops (uint8 gray or BGR, any size) -> float32 (N, S, S, C) model input, in one
+        vectorised step (``preprocess_faces``)."""
+        return preprocess_faces(crops, self.spec)
 
     def predict(self, batch: np.ndarray, prior_tau: float | None = None) -> np.ndarray:
         """float32 (N, S, S, C) preprocessed tensors -> float32 (N, K) probabilities.
