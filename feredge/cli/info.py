@@ -224,7 +224,7 @@ def recommended_settings() -> dict[str, Any]:
         "command": f"feredge video 0 --detector {DEFAULT_DETECTOR} --detect-size {shown} --threads {threads}",
         "why": "detection is most of a frame's time; the detect size is the smallest that kept the recall of "
         "full resolution (within 1 point) on the group-photo proxy and JAFFE; --detect-size full for faces "
-        "smaller than about 40 px in a 640x480 frame",
+        "of 30 px and less in a 640x480 frame",
     }
 
 
