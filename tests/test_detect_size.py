@@ -130,3 +130,17 @@ def test_a_bad_detect_size_on_the_command_line_is_a_usage_error(text, capsys) ->
         main(["predict", "x.jpg", "--detect-size", text])
     assert exit_.value.code == 2
     assert f"expected a whole number >= 32 or 'full', got '{text}'" in capsys.readouterr().err
+
+
+def test_predict_finds_the_face_at_the_detect_size_asked(capsys) -> None:
+    import json
+
+    from feredge.cli import main
+
+    if not ASTRONAUT.is_file():
+        pytest.skip(f"{ASTRONAUT} not present")
+    boxes = {}
+    for size in ("full", "160"):
+        assert main(["predict", str(ASTRONAUT), "--json", "--detect-size", size]) == 0
+        boxes[size] = json.loads(capsys.readouterr().out.splitlines()[0])["faces"][0]["box"]
+    assert float(iou(boxes["full"], boxes["160"])) > 0.7

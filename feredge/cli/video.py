@@ -7,7 +7,8 @@ draws it, ``--summary`` prints each track's share of time per emotion. A file sh
 with ETA on a terminal. Ctrl-C, SIGTERM (or ``q`` in the window) stop cleanly: the outputs hold the
 frames processed until then, and the exit code is 130. An output that is the input is refused.
 A camera or stream that delivers frames faster than they are processed is read on a thread that
-keeps only the newest frame (``--all-frames`` turns this off).
+keeps only the newest frame (``--all-frames`` turns this off). ``--detect-size PX`` detects on a copy
+of each frame PX pixels long (the detector's measured default unless given; ``full``: the frame as it is).
 """
 
 from __future__ import annotations
