@@ -4,20 +4,23 @@ It sends warm-up requests, then ``--concurrent`` requests at once, then ``--sequ
 after another, and prints per phase p50/p95 latency, throughput (requests/s over the phase's wall
 time) and errors, and the server's RSS. With ``--bad-every N`` every Nth request is a bad upload (a
 truncated image, a non-image, an empty file) that must get a 400 with a JSON message: a soak test of
-the error paths. With ``--hostile-every N`` every Nth request is hostile instead (``HOSTILE``: Gradio
-API calls naming server paths, FIFOs and devices, decompression bombs, thin images, a multipart body
-cut short): each must get a 4xx JSON answer (a thin or slow image may also be analysed), never a 5xx. Memory
-is judged over the sequential phase against the RSS after warm-up and the concurrent burst (caches and
-thread pools are full by then): its largest growth must stay within ``--max-rss-growth`` percent. That
-RSS is the server process's; its child processes (the image decoders, whose memory is a decode's
-working memory, capped and given back when the decode ends) are sampled and shown apart. A thread asks ``/health`` every
-``HEALTH_INTERVAL_S`` throughout, and its slowest answer must stay within ``--max-health-ms``.
+the error paths. With ``--hostile-every N`` every Nth request is hostile instead (``HOSTILE_KINDS``:
+Gradio API calls naming server paths, FIFOs and devices, decompression bombs, thin images, a multipart
+body cut short): each must get a 4xx JSON answer (a thin or slow image may also be analysed), never a
+5xx. Memory is judged over the sequential phase against the RSS after warm-up and the concurrent burst
+(caches and thread pools are full by then): its largest growth must stay within ``--max-rss-growth``
+percent. That RSS is the server process's; its child processes (the image decoders, whose memory is a
+decode's working memory, capped and given back when the decode ends) are sampled and shown apart. The
+soak's warm-up of 44 requests sends each hostile kind once, so the RSS it is judged against includes
+the working memory of the largest image the limits let through. A thread asks ``/health`` every
+``HEALTH_INTERVAL_S`` after warm-up, and its slowest answer must stay within ``--max-health-ms``.
 Without ``--url`` it starts ``feredge demo`` itself on a free 127.0.0.1 port and stops it afterwards.
 Every request has a timeout and the whole run a time limit, so it ends.
 
     python -m feredge.demo.load_test --model model_int8.tflite
     python -m feredge.demo.load_test --workers 1                           # one recognizer per model
-    python -m feredge.demo.load_test --concurrent 0 --sequential 2000 --hostile-every 4 --max-rss-growth 10  # the soak
+    python -m feredge.demo.load_test --warmup 44 --concurrent 0 --sequential 2000 --hostile-every 4 \
+        --max-rss-growth 10                                                # the soak
     python -m feredge.demo.load_test --url http://127.0.0.1:7860 --server-pid 1234
 """
 
