@@ -144,3 +144,8 @@ def test_predict_finds_the_face_at_the_detect_size_asked(capsys) -> None:
         assert main(["predict", str(ASTRONAUT), "--json", "--detect-size", size]) == 0
         boxes[size] = json.loads(capsys.readouterr().out.splitlines()[0])["faces"][0]["box"]
     assert float(iou(boxes["full"], boxes["160"])) > 0.7
+
+
+def test_a_bad_detect_size_is_refused_even_for_the_whole_image_detector() -> None:
+    with pytest.raises(OptionError, match="detect_size must be"):
+        make_detector("none", detect_size="full")
