@@ -343,8 +343,11 @@ def test_int8_ties_are_shown_as_ties() -> None:
 
     from types import SimpleNamespace
 
+    class Timings(dict):  # read as keys or as attributes: the summary needs only the three times
+        __getattr__ = dict.__getitem__
+
     def analysis(face: Face) -> SimpleNamespace:
-        timings = {"detect_ms": 1.0, "infer_ms": 1.0, "total_ms": 2.0}
+        timings = Timings(detect_ms=1.0, infer_ms=1.0, total_ms=2.0)
         return SimpleNamespace(faces=[face], timings=timings, model="int8", detector="haar", threads=1)
 
     text = summary(analysis(face))
