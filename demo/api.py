@@ -9,7 +9,8 @@ stalls for ``UPLOAD_STALL_S``, 413 for an upload over the size cap, whether the 
 length or is sent in chunks (the body is counted as it arrives and reading stops at the cap). The form is
 parsed by hand rather than with FastAPI parameters so that a missing field is a 400 with one
 message, like every other bad input. A client that hangs up mid-upload is not an error of the
-server: it is dropped quietly (a debug log line), not with a traceback.
+server: it is dropped quietly (a debug log line), not with a traceback. Anything unexpected is a 500
+with a fixed message; its traceback goes to the server's log, never to the client.
 
 At most ``service.workers`` requests are analyzed at once; the others wait in the event loop with
 only their upload in memory, instead of each holding a thread and a decoded image.
@@ -38,6 +39,7 @@ _FORM_OVERHEAD = 64 * 1024
 _OPTIONS = ("model", "detector", "threads")
 # Longest wait for the next piece of an upload's body: a client that stops sending is let go.
 UPLOAD_STALL_S = 30.0
+INTERNAL_ERROR = "the demo failed on this request (an internal error, logged on the server)"
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,9 @@ def router(service: DemoService) -> APIRouter:
         except ClientDisconnect:  # nobody is left to answer
             log.debug("POST /predict: the client disconnected during the upload")
             return Response(status_code=400)
+        except Exception:  # a bug or a library's own error: logged, answered without its internals
+            log.exception("POST /predict failed")
+            return JSONResponse({"error": INTERNAL_ERROR}, status_code=500)
         return JSONResponse(analysis.to_dict())
 
     return routes

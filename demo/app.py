@@ -23,6 +23,7 @@ import numpy as np
 from fastapi import FastAPI
 
 from feredge.demo import example_images
+from feredge.demo.api import INTERNAL_ERROR
 from feredge.demo.clips import IDLE_MESSAGE as VIDEO_IDLE_MESSAGE
 from feredge.demo.clips import MAX_CLIP_SECONDS, analyze_clip, human_size
 from feredge.demo.service import Analysis, DemoService
@@ -35,7 +36,6 @@ IDLE_MESSAGE = "Upload an image, take a webcam snapshot or pick an example."
 COMPARE_IDLE_MESSAGE = (
     "Upload an image: every model answers for the same faces, the default first (the Model choice does not apply)."
 )
-INTERNAL_ERROR = "the demo failed on this request (an internal error, logged on the server); try another file"
 # System fonts: the default theme fetches Google Fonts, which an offline Pi cannot reach.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 TIE_NOTE = (

@@ -364,3 +364,16 @@ def test_the_video_tab_runs_a_clip_once_and_previews_no_unplayable_upload(demo_s
     (event,) = [d for d in config["dependencies"] if d.get("api_name") == "analyze_video"]
     assert [components[target[0]]["props"].get("elem_id") for target in event["targets"]] == ["analyze-video"]
     assert stat.S_ISDIR(os.stat(upload_folder()).st_mode)
+
+
+def test_rest_predict_answers_an_unexpected_error_as_json_without_internals(demo_server, monkeypatch) -> None:
+    url, service = demo_server
+
+    def crash(*args, **kwargs):
+        raise cv2.error("OpenCV(4.10.0) /io/opencv/modules/imgproc/src/resize.cpp:4152: error: (-215:Assertion failed)")
+
+    monkeypatch.setattr(service, "analyze", crash)
+    files = {"file": ("thin.png", png(np.full((1, 4000), 128, np.uint8)), "image/png")}
+    response = httpx.post(f"{url}/predict", files=files, timeout=30)
+    assert response.status_code == 500 and response.json() == {"error": api.INTERNAL_ERROR}
+    assert "cpp" not in response.text and os.getcwd() not in response.text
