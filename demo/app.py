@@ -197,7 +197,7 @@ def comparison_table(analyses: list[Analysis], default_model: str) -> str:
         faces = ", ".join(f"{shown_label(face)} {face.confidence:.0%}" for face in analysis.faces) or "no face found"
         name = f"{analysis.model} (default)" if analysis.model == default_model else analysis.model
         t = analysis.timings
-        rows.append(f"| {name} | {faces} | {t['infer_ms']:.1f} | {t['total_ms']:.1f} |")
+        rows.append(f"| {name} | {faces} | {t.infer_ms:.1f} | {t.total_ms:.1f} |")
     return "\n".join(rows)
 
 
@@ -255,13 +255,13 @@ def summary(analysis: Analysis) -> str:
         labels = ", ".join(shown_label(face) for face in analysis.faces)
         head = f"**{count} face{'s' if count > 1 else ''}:** {labels}"
         if count > MAX_CHARTS:
-            head += f" (charts for the {MAX_CHARTS} largest)"
+            head += f" (charts for the first {MAX_CHARTS})"
         if any(len(group) > 1 for face in analysis.faces for group in tied(face.scores)):
             head += f"\n\n{TIE_NOTE}"
     t = analysis.timings
     return (
-        f"{head}\n\nlatency: detect {t['detect_ms']:.1f} ms · infer {t['infer_ms']:.1f} ms · "
-        f"total {t['total_ms']:.1f} ms — model `{analysis.model}`, detector `{analysis.detector}`, "
+        f"{head}\n\nlatency: detect {t.detect_ms:.1f} ms · infer {t.infer_ms:.1f} ms · "
+        f"total {t.total_ms:.1f} ms — model `{analysis.model}`, detector `{analysis.detector}`, "
         f"{analysis.threads} thread{'s' if analysis.threads > 1 else ''}"
     )
 

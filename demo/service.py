@@ -28,7 +28,7 @@ from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, YuNetDetector, available_detectors
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError, OptionError
 from feredge.edge.model import DEFAULT_MODEL, default_threads, shipped_models
-from feredge.edge.recognizer import EmotionRecognizer, Face
+from feredge.edge.recognizer import EmotionRecognizer, Face, Prediction, StageTimings
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 
@@ -61,7 +61,7 @@ class Analysis:
     detector: str
     threads: int
     faces: list[Face]
-    timings: dict[str, float]
+    timings: StageTimings
     decoded: ScaledImage
 
     @property
@@ -69,16 +69,10 @@ class Analysis:
         return self.decoded.image
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record; ``timings`` has the keys of ``feredge predict --json`` (milliseconds)."""
-        width, height = self.decoded.original_size
-        return {
-            "model": self.model,
-            "detector": self.detector,
-            "threads": self.threads,
-            "image_size": [width, height],
-            "faces": [face.to_dict() for face in self.faces],
-            "timings": {key: round(value, 3) for key, value in self.timings.items()},
-        }
+        """JSON-ready record: ``Prediction.to_dict`` (``image_size`` as ``[width, height]``, timings in
+        milliseconds), the record of ``feredge predict --json``, after the model, detector and threads."""
+        record: dict[str, Any] = {"model": self.model, "detector": self.detector, "threads": self.threads}
+        return record | Prediction(self.faces, self.decoded, self.timings).to_dict()
 
 
 def default_workers() -> int:
@@ -194,9 +188,9 @@ class DemoService:
         decoded = self.decoders.decode(image, name) if isinstance(image, bytes) else decode_image_scaled(image, name)
         decode_ms = (time.perf_counter() - start) * 1000.0
         with self.recognizer(model, detector, threads) as recognizer:
-            faces = recognizer.predict(decoded)
-            timings = replace(recognizer.timings, decode_ms=decode_ms).as_dict()
-        return Analysis(model, detector, threads, faces, timings, decoded)
+            result = recognizer.recognize(decoded)
+        timings = replace(result.timings, decode_ms=decode_ms)  # the decode ran in a decoder process
+        return Analysis(model, detector, threads, result.faces, timings, decoded)
 
     def compare(
         self, image: bytes | np.ndarray, detector: str | None = None, threads: int | None = None, name: str = "upload"
@@ -208,11 +202,10 @@ class DemoService:
         analyses = [first]
         for model in list(self.models)[1:]:
             with self.recognizer(model, first.detector, first.threads) as recognizer:
-                faces = recognizer.predict(first.decoded, boxes=boxes)
-                timings = replace(
-                    recognizer.timings, decode_ms=first.timings["decode_ms"], detect_ms=first.timings["detect_ms"]
-                ).as_dict()
-            analyses.append(Analysis(model, first.detector, first.threads, faces, timings, first.decoded))
+                result = recognizer.recognize(first.decoded, boxes=boxes)
+            # the image was decoded and its faces found once, for the first model: those times are shared
+            timings = replace(result.timings, decode_ms=first.timings.decode_ms, detect_ms=first.timings.detect_ms)
+            analyses.append(Analysis(model, first.detector, first.threads, result.faces, timings, first.decoded))
         return analyses
 
     @contextlib.contextmanager

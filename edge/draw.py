@@ -33,7 +33,7 @@ def label_color(label: str) -> tuple[int, int, int]:
 
 
 def annotate(image: np.ndarray | ScaledImage, faces: Sequence[Face], fps: float | None = None) -> np.ndarray:
-    """Draw each face's box and ``label 87%`` (plus ``#id`` when tracked) and an optional FPS counter.
+    """Draw each face's box and caption (``face_caption``) and an optional FPS counter.
 
     A BGR image is drawn on in place, which spares a full-size copy of a large photo; a gray image
     is converted to BGR first. For a ``ScaledImage`` (a photo decoded at reduced size) the faces'
@@ -47,17 +47,22 @@ def annotate(image: np.ndarray | ScaledImage, faces: Sequence[Face], fps: float 
     side = max(canvas.shape[:2])
     thickness = max(1, round(side / 400))
     font_scale = max(0.4, side / 1200)
-    for face in faces:
+    for number, face in enumerate(faces, 1):
         x, y, w, h = face.box
         color = label_color(face.label)
         cv2.rectangle(canvas, (x, y), (x + w, y + h), color, thickness)
-        text = f"{face.label} {face.confidence:.0%}"
-        if face.track_id is not None:
-            text = f"#{face.track_id} {text}"
-        _text_box(canvas, text, (x, y), color, font_scale, thickness)
+        _text_box(canvas, face_caption(face, number), (x, y), color, font_scale, thickness)
     if fps is not None:
         _text_box(canvas, f"{fps:.1f} FPS", (0, 0), (30, 30, 30), font_scale, thickness)
     return canvas
+
+
+def face_caption(face: Face, number: int) -> str:
+    """``2: happy 87%`` for the face a photo's table lists as face 2 (faces come in reading order, and
+    the table, the demo's charts and the picture number them alike); ``#7 happy 87%`` for a tracked
+    face, whose track id names it from frame to frame where a position number would not."""
+    text = f"{face.label} {face.confidence:.0%}"
+    return f"#{face.track_id} {text}" if face.track_id is not None else f"{number}: {text}"
 
 
 def _text_box(

@@ -4,10 +4,12 @@
     recognizer = EmotionRecognizer("model_int8.tflite", detector="haar", threads=2)
     for face in recognizer.predict("group.jpg"):
         print(face.box, face.label, face.confidence)
-    recognizer.timings.as_dict()          # per-stage milliseconds of the last call
+    result = recognizer.recognize("group.jpg")  # the faces with what this call measured
+    result.faces, result.image_size, result.timings.as_dict()
     recognizer.detect_emotions(frame)     # fer-compatible: [{"box": [...], "emotions": {...}}]
 
-Every face of a call goes through one batched model invocation.
+Every face of a call goes through one batched model invocation. A call's timings come with its
+result (``Prediction``), never from the recognizer, which a pool lends to many callers.
 """
 
 from __future__ import annotations
@@ -141,9 +143,10 @@ def reading_order(detections: Sequence[Detection]) -> list[Detection]:
     return [detection for _, row in rows for detection in sorted(row, key=lambda d: d.box[0])]
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageTimings:
-    """Milliseconds spent per stage by the last call (summed over its images)."""
+    """Milliseconds spent per stage by one call (summed over its images). A caller that decoded the
+    image itself gives its own decode time with ``dataclasses.replace``."""
 
     decode_ms: float = 0.0
     detect_ms: float = 0.0
@@ -158,17 +161,47 @@ class StageTimings:
     def as_dict(self) -> dict[str, float]:
         return {**asdict(self), "total_ms": self.total_ms}
 
+    def rounded(self) -> dict[str, float]:
+        """``as_dict`` to the microsecond: the one rounding of every JSON record (predict, REST, video)."""
+        return {key: round(value, 3) for key, value in self.as_dict().items()}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One ``recognize`` call's answer: the faces (in reading order), the decoded image they were found
+    in (``image.original_size`` is the size their boxes refer to; see ``decode_image_scaled``) and what
+    the call measured."""
+
+    faces: list[Face]
+    image: ScaledImage
+    timings: StageTimings
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the original image, in whose pixels the boxes are."""
+        return self.image.original_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record shared by ``feredge predict --json`` and the demo's REST ``/predict``:
+        ``image_size`` is ``[width, height]``, ``timings`` milliseconds to the microsecond."""
+        width, height = self.image_size
+        faces = [face.to_dict() for face in self.faces]
+        return {"image_size": [width, height], "faces": faces, "timings": self.timings.rounded()}
+
 
 @dataclass
 class _Clock:
-    timings: StageTimings = field(default_factory=StageTimings)
+    stages: dict[str, float] = field(default_factory=dict)
     _last: float = field(default_factory=time.perf_counter)
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
         attr = f"{stage}_ms"
-        setattr(self.timings, attr, getattr(self.timings, attr) + (now - self._last) * 1000.0)
+        self.stages[attr] = self.stages.get(attr, 0.0) + (now - self._last) * 1000.0
         self._last = now
+
+    def timings(self, faces: int) -> StageTimings:
+        return StageTimings(**self.stages, faces=faces)
 
 
 class EmotionRecognizer:
@@ -242,7 +275,6 @@ class EmotionRecognizer:
         self.detector = detector
         self.min_confidence = float(min_confidence)
         self.prior_tau = self.model.checked_prior_tau(prior_tau)
-        self.timings = StageTimings()
         self.model_name = Path(self.model.name).name
         self._labels = self.model.labels
         self._closed = False
@@ -276,8 +308,12 @@ class EmotionRecognizer:
             del self.model, self.detector
 
     def predict(self, image: ImageInput, boxes: Sequence[Box] | None = None) -> list[Face]:
-        """Faces found in ``image`` (path, bytes, array or ``ScaledImage``); ``boxes`` (in original
-        pixels) skips detection (video tracking).
+        """The faces of ``recognize(image, boxes)``: no timings, no image."""
+        return self.recognize(image, boxes).faces
+
+    def recognize(self, image: ImageInput, boxes: Sequence[Box] | None = None) -> Prediction:
+        """Faces found in ``image`` (path, bytes, array or ``ScaledImage``), with the decoded image and
+        this call's timings; ``boxes`` (in original pixels) skips detection (video tracking).
 
         A given box (x, y, w, h) may lie partly outside the image (a tracked face leaving the frame): its
         crop is clipped to the image, and its face is reported with the box as given, which the tracker
@@ -285,14 +321,15 @@ class EmotionRecognizer:
         A box that is not four finite numbers, has no width or height, or lies wholly outside the image
         raises ``OptionError``.
 
-        No face gives an empty list; an unreadable image, or an input of another type (``None``, a
+        No face gives empty ``faces``; an unreadable image, or an input of another type (``None``, a
         number, a list: ``predict_batch`` takes several images), raises ``ImageError``.
         """
         self._check_open()
         clock = _Clock()
         decoded = decode_image_scaled(image)
         clock.lap("decode")
-        return self._classify([decoded], [boxes], clock)[0]
+        faces = self._classify([decoded], [boxes], clock)[0]
+        return Prediction(faces, decoded, clock.timings(len(faces)))
 
     def predict_batch(self, images: Iterable[ImageInput]) -> list[list[Face]]:
         """Faces of each image; all faces of all images go through one model call.
@@ -347,8 +384,6 @@ class EmotionRecognizer:
             ]
             for scaled, faces in zip(images, found, strict=True)
         ]
-        clock.timings.faces = len(probs)
-        self.timings = clock.timings
         return results
 
 

@@ -75,7 +75,7 @@ class FrameRecord:
             "fps": round(self.fps, 2),
             "detected": self.detected,
             "faces": [face.to_dict() for face in self.faces],
-            "timings": {k: round(v, 3) for k, v in self.timings.as_dict().items()},
+            "timings": self.timings.rounded(),
         }
 
 
@@ -355,7 +355,8 @@ def process_video(
             for index, stamp, frame in itertools.chain([first], frames):
                 detected = summary.frames % detect_every == 0
                 carried = None if detected else [b for b in tracker.next_boxes if _inside(b, frame.shape)]
-                raw = recognizer.predict(frame, boxes=carried)
+                result = recognizer.recognize(frame, boxes=carried)
+                raw = result.faces
                 faces = tracker.update(raw, detected)
                 summary.label_counts.update(face.label for face in faces)
                 now = time.perf_counter()
@@ -364,7 +365,7 @@ def process_video(
                 summary.frames += 1
                 seconds = now - start if live else stamp
                 if on_frame is not None:
-                    on_frame(FrameRecord(index, seconds, fps, detected, faces, raw, recognizer.timings, total, length))
+                    on_frame(FrameRecord(index, seconds, fps, detected, faces, raw, result.timings, total, length))
                 if summary.output is not None or show:
                     annotate(frame, faces, fps)
                 if summary.output is not None:

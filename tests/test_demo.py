@@ -123,8 +123,8 @@ def test_compare_gives_every_models_answer_for_the_same_faces(service: DemoServi
     scene, placed = face_scene
     analyses = service.compare(png(scene), detector="haar", threads="1", name="scene.png")
     assert [a.model for a in analyses] == list(service.models) == ["int8", "float16"]
-    assert {(a.detector, a.threads, a.timings["detect_ms"]) for a in analyses} == {
-        ("haar", 1, analyses[0].timings["detect_ms"])
+    assert {(a.detector, a.threads, a.timings.detect_ms) for a in analyses} == {
+        ("haar", 1, analyses[0].timings.detect_ms)
     }  # one detection, shared
     for analysis in analyses:
         alone = service.analyze(png(scene), analysis.model, "haar", threads=1)

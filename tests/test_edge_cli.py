@@ -15,6 +15,7 @@ import pytest
 
 from feredge.cli import main
 from feredge.cli.options import MAX_THREADS
+from feredge.edge.detectors import DEFAULT_DETECTOR
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
 
@@ -173,6 +174,12 @@ def test_predict_uses_the_shipped_model_by_default(photos, capsys):
     record = json.loads(capsys.readouterr().out.splitlines()[0])
     assert len(record["faces"]) == 2
     assert all(face["label"] in face["scores"] and len(face["scores"]) == 7 for face in record["faces"])
+    # the demo's REST record (tests/test_demo.py), with the file in place of the thread count
+    assert set(record) == {"file", "model", "detector", "image_size", "faces", "timings"}
+    assert record["model"] == "feredge_default_int8.tflite" and record["detector"] == DEFAULT_DETECTOR
+    height, width = cv2.imread(str(photos / "scene.jpg")).shape[:2]
+    assert record["image_size"] == [width, height]
+    assert all(value == round(value, 3) for value in record["timings"].values())
 
 
 def test_video_json_and_out(tiny_int8_model, face_scene, tmp_path, capsys):

@@ -127,7 +127,6 @@ def test_all_faces_of_all_images_go_through_one_model_call(tiny_int8_model, face
     results = recognizer.predict_batch([scene, np.full((100, 100), 50, np.uint8), scene])
     assert [len(faces) for faces in results] == [2, 0, 2]
     assert sizes == [4]
-    assert recognizer.timings.faces == 4
     assert results[0] == recognizer.predict(scene)
     assert sizes == [4, 2]
 
@@ -140,10 +139,17 @@ def test_given_boxes_skip_detection(recognizer, half_face):
     assert recognizer.predict(image, boxes=[]) == []
 
 
-def test_timings_of_the_last_call(recognizer, face_scene):
+def test_a_call_returns_its_own_timings_and_image_size(recognizer, face_scene):
     scene, _ = face_scene
-    recognizer.predict(scene)
-    timings = recognizer.timings.as_dict()
+    result = recognizer.recognize(scene)
+    other = recognizer.recognize(np.full((100, 120), 50, np.uint8))  # a later call changes nothing of the first
+    assert result.faces == recognizer.predict(scene) and other.faces == []
+    assert result.image_size == (scene.shape[1], scene.shape[0]) and other.image_size == (120, 100)
+    assert other.timings.faces == 0 and not hasattr(recognizer, "timings")
+    record = result.to_dict()
+    assert set(record) == {"image_size", "faces", "timings"} and record["image_size"] == list(result.image_size)
+    assert record["timings"] == {key: round(value, 3) for key, value in result.timings.as_dict().items()}
+    timings = result.timings.as_dict()
     assert set(timings) == {"decode_ms", "detect_ms", "preprocess_ms", "infer_ms", "faces", "total_ms"}
     assert all(timings[k] > 0 for k in ("detect_ms", "preprocess_ms", "infer_ms"))
     assert timings["faces"] == 2

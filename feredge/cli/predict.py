@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -138,7 +137,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from feredge.edge.decode import decode_image_scaled
     from feredge.edge.errors import FeredgeError
     from feredge.edge.outputs import check_writable_dir
     from feredge.edge.recognizer import UNCERTAIN
@@ -182,28 +180,24 @@ def _predict(args: argparse.Namespace) -> int:
         if progress:
             print(f"\r[{number}/{len(files)}]", end="", file=sys.stderr, flush=True)
         try:
-            start = time.perf_counter()
-            image = decode_image_scaled(file)
-            decode_ms = (time.perf_counter() - start) * 1000.0
-            faces = recognizer.predict(image)
-            recognizer.timings.decode_ms += decode_ms
-            annotated = None if target is None else _write_annotated(image, faces, target)
+            result = recognizer.recognize(file)
+            annotated = None if target is None else _write_annotated(result.image, result.faces, target)
         except FeredgeError as exc:
             if progress:
                 print(file=sys.stderr)
             failed(str(file), str(exc))
             continue
         done += 1
-        labels.update(face.label for face in faces)
-        timings = recognizer.timings.as_dict()
-        stage_ms.update(timings)
-        if args.json:
-            record = {"file": str(file), "faces": [face.to_dict() for face in faces], "timings": timings}
+        labels.update(face.label for face in result.faces)
+        stage_ms.update(result.timings.as_dict())
+        if args.json:  # the demo's REST record, with the file (and its annotated copy) in place of threads
+            record = {"file": str(file), "model": recognizer.model_name, "detector": recognizer.detector_name}
+            record.update(result.to_dict())
             if annotated is not None:
                 record["annotated"] = str(annotated)
             print(json.dumps(record), flush=True)
         else:
-            table.print_rows(printable(str(file)), faces)
+            table.print_rows(printable(str(file)), result.faces)
     if progress:
         print(file=sys.stderr)
     if len(files) > 1 or failures or skipped:
