@@ -11,6 +11,29 @@ import platform
 from pathlib import Path
 from typing import Any
 
+# Interpreter threads: more than 4 per core only slows a run down, and the interpreter crashes on huge counts.
+MAX_THREADS = min(256, 4 * (os.cpu_count() or 1))
+
+
+def default_threads() -> int:
+    """All cores up to four: beyond that a small CNN gains nothing and steals the detector's CPU."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def check_threads(threads: object) -> int:
+    """``threads`` as a plain int (LiteRT refuses numpy's) from 1 to ``MAX_THREADS``, else ``OptionError``:
+    the one check of an interpreter thread count (``RecognizerOptions``, ``load_model``, ``--threads``)."""
+    from feredge.edge.errors import OptionError
+    from feredge.edge.metadata import is_integer
+
+    if is_integer(threads) and 1 <= threads <= MAX_THREADS:  # type: ignore[operator]
+        return int(threads)  # type: ignore[call-overload]
+    raise OptionError(
+        f"threads must be >= 1 (an int or None, at most {MAX_THREADS}: 4 per core), "
+        f"got {threads!r:.80} ({type(threads).__name__})"
+    )
+
+
 # SIMD features worth knowing for int8/fp16 inference, as /proc/cpuinfo names them (x86 flags, ARM Features).
 SIMD_FEATURES = (
     "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",

@@ -14,7 +14,6 @@ embedded in the model, so a model is fed exactly what it saw in training.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from feredge.edge.calibration import apply_temperature, softmax
+from feredge.edge.cpu import check_threads, default_threads
 from feredge.edge.decode import check_model_file
 from feredge.edge.errors import LabelError, MetadataError, ModelLoadError, OptionError
 from feredge.edge.labels import resolve_labels
@@ -63,11 +63,6 @@ class Runner(Protocol):
     backend: str  # pip package that runs the model, e.g. "ai-edge-litert"
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
-
-
-def default_threads() -> int:
-    """All cores up to four: beyond that a small CNN gains nothing and steals the detector's CPU."""
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 class EmotionModel:
@@ -179,10 +174,7 @@ def load_model(
     The file is checked against the checksum in its metadata (``model_sha256``) before an interpreter reads
     it: a mismatch raises ``ModelLoadError``; feredge metadata without a checksum loads with a warning.
     """
-    if threads is None:
-        threads = default_threads()
-    elif threads < 1:
-        raise OptionError(f"threads must be >= 1, got {threads}")
+    threads = default_threads() if threads is None else check_threads(threads)
     if path is None:
         if not DEFAULT_MODEL.is_file():
             raise ModelLoadError(

@@ -28,22 +28,17 @@ import numpy as np
 from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.detectors import (
     DEFAULT_DETECTOR,
-    DEFAULT_MAX_SIDE,
-    DEFAULT_MIN_FACE,
-    DETECTOR_DEFAULT,
-    DETECTORS,
     Box,
     Detection,
     Detector,
-    DetectSize,
-    check_detect_size,
     detect_faces,
     detector_name,
     make_detector,
 )
 from feredge.edge.errors import FeredgeError, ImageError, OptionError
 from feredge.edge.metadata import is_integer, is_real
-from feredge.edge.model import EmotionModel, check_prior_tau, default_threads, load_model
+from feredge.edge.model import EmotionModel, default_threads, load_model
+from feredge.edge.options import RecognizerOptions, described
 from feredge.edge.preprocess import crop_face
 
 ImageInput: TypeAlias = str | Path | bytes | bytearray | np.ndarray | ScaledImage
@@ -233,9 +228,11 @@ class EmotionRecognizer:
     ``with EmotionRecognizer() as recognizer:`` frees the interpreter and detector when the block
     ends (``close()``), rather than whenever the garbage collector gets to them.
 
-    Arguments of the wrong type or out of range raise ``OptionError`` here, before any model is
-    loaded: ``threads``, ``min_face``, ``max_side`` and ``detect_size`` are ints (not bools),
-    ``min_confidence`` and ``prior_tau`` numbers.
+    The settings are ``RecognizerOptions``'s fields, given by keyword here or as one object to
+    ``create_from_options`` (which is what the CLI, ``analyze_video``, the demo and the benchmarks do);
+    ``recognizer.options`` keeps them. Arguments of the wrong type or out of range raise ``OptionError``
+    there, before any model is loaded: ``threads`` (1 to ``MAX_THREADS``), ``min_face``, ``max_side`` and
+    ``detect_size`` are ints (not bools), ``min_confidence`` and ``prior_tau`` numbers.
     """
 
     def __init__(
@@ -243,38 +240,39 @@ class EmotionRecognizer:
         model: str | Path | EmotionModel | None = None,
         detector: str | Detector = DEFAULT_DETECTOR,
         threads: int | None = None,
-        *,
-        labels: str | Iterable[str] | None = None,
-        normalization: str | None = None,
-        detector_model: str | Path | None = None,
-        min_face: int | None = DEFAULT_MIN_FACE,
-        max_side: int = DEFAULT_MAX_SIDE,
-        min_confidence: float = 0.0,
-        prior_tau: float | None = None,
-        detect_size: DetectSize = DETECTOR_DEFAULT,
+        **options: Any,
     ) -> None:
-        _check_arguments(model, detector, normalization, detector_model, min_confidence)
-        if prior_tau is not None:
-            check_prior_tau(prior_tau)
-        threads = _checked_int("threads", threads, 1, optional=True)
-        min_face = _checked_int("min_face", min_face, 0, optional=True)
-        max_side = _checked_int("max_side", max_side, 1)
-        if detect_size != DETECTOR_DEFAULT:
-            detect_size = check_detect_size(detect_size)
-        labels = _checked_labels(labels)
+        """``options`` are the other fields of ``RecognizerOptions`` by keyword (``labels``, ``min_face``,
+        ``detect_size`` ...), which holds their defaults and checks them."""
+        self._start(RecognizerOptions(model, detector, threads, **options))
+
+    @classmethod
+    def create_from_options(cls, options: RecognizerOptions) -> EmotionRecognizer:
+        """The recognizer ``options`` describe: the way every caller that keeps its settings builds one."""
+        recognizer = cls.__new__(cls)
+        recognizer._start(options)
+        return recognizer
+
+    def _start(self, options: RecognizerOptions) -> None:
+        model, detector = options.model, options.detector
         if isinstance(model, EmotionModel):
             self.model = model
         else:
-            self.model = load_model(model, labels=labels, threads=threads, normalization=normalization)
+            self.model = load_model(
+                model, labels=options.labels, threads=options.threads, normalization=options.normalization
+            )
         # a given model keeps the threads it was loaded with (``threads`` is for loading one)
-        loaded_with = self.model.threads if isinstance(model, EmotionModel) else threads
+        loaded_with = self.model.threads if isinstance(model, EmotionModel) else options.threads
         self.threads = loaded_with if loaded_with is not None else default_threads()
         self.detector_name = detector if isinstance(detector, str) else detector_name(detector)
         if isinstance(detector, str):
-            detector = make_detector(detector, detector_model, min_face, max_side, detect_size)
+            detector = make_detector(
+                detector, options.detector_model, options.min_face, options.max_side, options.detect_size
+            )
         self.detector = detector
-        self.min_confidence = float(min_confidence)
-        self.prior_tau = self.model.checked_prior_tau(prior_tau)
+        self.options = options
+        self.min_confidence = options.min_confidence
+        self.prior_tau = self.model.checked_prior_tau(options.prior_tau)
         self.model_name = Path(self.model.name).name
         self._labels = self.model.labels
         self._closed = False
@@ -387,63 +385,6 @@ class EmotionRecognizer:
         return results
 
 
-def _described(value: object) -> str:
-    """A wrong argument for a message: its repr, cut short, and its type, which is often the problem."""
-    if isinstance(value, np.ndarray):
-        return f"an array of shape {value.shape}"
-    return f"{value!r:.80} ({type(value).__name__})"
-
-
-def _checked_int(name: str, value: object, low: int, optional: bool = False) -> int | None:
-    """``value`` as a plain int (LiteRT refuses numpy's), or None when ``optional``; else ``OptionError``."""
-    if value is None and optional:
-        return None
-    if is_integer(value) and value >= low:
-        return int(value)
-    none = " or None" if optional else ""
-    raise OptionError(f"{name} must be >= {low} (an int{none}), got {_described(value)}")
-
-
-def _check_arguments(
-    model: object, detector: object, normalization: object, detector_model: object, min_confidence: object
-) -> None:
-    """``OptionError`` for a constructor argument of the wrong type or range, before anything is loaded:
-    later it would surface as a bare ``TypeError``, or blame the model (LiteRT calls a model "not valid"
-    when given 1.5 threads)."""
-    valid_model = model is None or isinstance(model, str | os.PathLike | EmotionModel)
-    if not valid_model or (isinstance(model, str) and not model):
-        raise OptionError(
-            "model must be a model file path (str or pathlib.Path), an EmotionModel or None for the default "
-            f"model, got {_described(model)}"
-        )
-    if not isinstance(detector, str) and not callable(getattr(detector, "detect", None)):
-        raise OptionError(
-            f"detector must be a detector name ({', '.join(DETECTORS)}) or an object with a detect(image) "
-            f"method, got {_described(detector)}"
-        )
-    if normalization is not None and not isinstance(normalization, str):
-        raise OptionError(f"normalization must be a name (str) or None, got {_described(normalization)}")
-    if detector_model is not None and not isinstance(detector_model, str | os.PathLike):
-        raise OptionError(f"detector_model must be a file path or None, got {_described(detector_model)}")
-    if not is_real(min_confidence) or not 0.0 <= min_confidence <= 1.0:
-        raise OptionError(f"min_confidence must be between 0 and 1 (a number), got {_described(min_confidence)}")
-
-
-def _checked_labels(labels: object) -> str | tuple[str, ...] | None:
-    """``labels`` as ``load_model`` takes it: None, a preset or comma list, or the names as a tuple (a
-    generator is read once, here)."""
-    if labels is None or isinstance(labels, str):
-        return labels
-    if isinstance(labels, Iterable) and not isinstance(labels, bytes | bytearray):
-        names = tuple(labels)
-        if all(isinstance(name, str) for name in names):
-            return names
-    raise OptionError(
-        f"labels must be a preset name (e.g. 'fer2013'), a comma-separated string or a list of names, "
-        f"got {_described(labels)}"
-    )
-
-
 def _check_batch(images: object) -> None:
     """``ImageError`` for one image given where several are expected: iterating it would feed each
     character of a path, or each row of an array, to the decoder as an image."""
@@ -452,7 +393,7 @@ def _check_batch(images: object) -> None:
         single = images.ndim < 3 or (images.ndim == 3 and images.shape[2] in (1, 3, 4))
     if single or not isinstance(images, Iterable):
         raise ImageError(
-            f"predict_batch takes a list of images, got {_described(images)}; pass a list such as [image], "
+            f"predict_batch takes a list of images, got {described(images)}; pass a list such as [image], "
             "or call predict for one image"
         )
 
@@ -462,7 +403,7 @@ def _given_boxes(boxes: object, size: tuple[int, int]) -> list[Box]:
     ``OptionError`` for a malformed box or one with no pixel in the image. A box partly outside is kept
     as given (the crop is clipped): a tracker matches its faces by the boxes it predicted."""
     if isinstance(boxes, str | bytes | bytearray) or not isinstance(boxes, Iterable):
-        raise OptionError(f"boxes must be a list of (x, y, w, h) boxes or None, got {_described(boxes)}")
+        raise OptionError(f"boxes must be a list of (x, y, w, h) boxes or None, got {described(boxes)}")
     return [_checked_box(box, size) for box in boxes]
 
 
@@ -472,7 +413,7 @@ def _checked_box(box: object, size: tuple[int, int]) -> Box:
         values = tuple(box)
     if len(values) != 4 or not all(is_integer(v) or (is_real(v) and math.isfinite(v)) for v in values):
         raise OptionError(
-            f"a box must be 4 finite numbers (x, y, w, h) in the image's pixels, got {_described(box)}; "
+            f"a box must be 4 finite numbers (x, y, w, h) in the image's pixels, got {described(box)}; "
             "boxes takes a list of them"
         )
     x, y, w, h = (int(v) for v in values)

@@ -201,9 +201,9 @@ def test_predict_batch_still_takes_lists_and_stacks(recognizer, image):
     [
         ({"detector": None}, r"detector must be a detector name \(.*none\) or an object with a detect\(image\)"),
         ({"detector": object()}, r"detector must be a detector name"),
-        ({"threads": 1.5}, r"threads must be >= 1 \(an int or None\), got 1\.5 \(float\)"),
-        ({"threads": "2"}, r"threads must be >= 1 \(an int or None\), got '2' \(str\)"),
-        ({"threads": True}, r"threads must be >= 1 \(an int or None\), got True \(bool\)"),
+        ({"threads": 1.5}, r"threads must be >= 1 \(an int or None, at most \d+: 4 per core\), got 1\.5 \(float\)"),
+        ({"threads": "2"}, r"threads must be >= 1 \(an int or None, at most \d+: 4 per core\), got '2' \(str\)"),
+        ({"threads": True}, r"threads must be >= 1 \(an int or None, at most \d+: 4 per core\), got True \(bool\)"),
         ({"threads": 0}, r"threads must be >= 1"),
         ({"min_confidence": "0.5"}, r"min_confidence must be between 0 and 1 \(a number\), got '0\.5' \(str\)"),
         ({"min_confidence": None}, r"min_confidence must be between 0 and 1 \(a number\), got None"),

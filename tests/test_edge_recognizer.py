@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from feredge.edge import detectors
+from feredge.edge.cpu import MAX_THREADS
 from feredge.edge.decode import ScaledImage
 from feredge.edge.detectors import HaarDetector, WholeImage, YuNetDetector, make_detector
 from feredge.edge.errors import ImageError, ModelLoadError, OptionError
 from feredge.edge.labels import FER2013
 from feredge.edge.model import load_model
+from feredge.edge.options import RecognizerOptions
 from feredge.edge.recognizer import EmotionRecognizer, Face, reading_order
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
@@ -354,3 +356,16 @@ def test_faces_without_detector_facts_have_none_and_given_boxes_keep_their_order
     boxes = [(150, 100, 96, 96), (0, 0, 96, 96)]
     given = recognizer.predict(image, boxes=boxes)
     assert [face.box for face in given] == boxes and given[0].detector_score is None
+
+
+def test_options_are_checked_once_made_and_build_the_same_recognizer(tiny_int8_model):
+    options = RecognizerOptions(tiny_int8_model, "haar", np.int64(1), labels=iter(FER2013), min_face=np.int32(20))
+    assert type(options.threads) is int and options.labels == tuple(FER2013) and type(options.min_face) is int
+    recognizer = EmotionRecognizer.create_from_options(options)
+    assert recognizer.options is options and recognizer.threads == 1 and recognizer.detector.min_face == 20
+    keywords = EmotionRecognizer(tiny_int8_model, detector="haar", threads=1, labels=FER2013, min_face=20)
+    assert keywords.options == options
+    with pytest.raises(OptionError, match=r"threads must be >= 1 \(an int or None, at most \d+"):
+        RecognizerOptions(threads=MAX_THREADS + 1)  # checked before any model is looked for
+    with pytest.raises(OptionError, match=r"min_confidence must be between 0 and 1"):
+        RecognizerOptions(min_confidence=2)

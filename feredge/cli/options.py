@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from feredge.edge.cpu import MAX_THREADS
 from feredge.edge.errors import FeredgeError, PartialFailure
+
+if TYPE_CHECKING:
+    from feredge.edge.options import RecognizerOptions
+    from feredge.edge.recognizer import EmotionRecognizer
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -86,8 +90,6 @@ non_negative_int = checked_type(int, "a whole number >= 0", lambda v: v >= 0)
 positive_float = checked_type(float, "a number > 0", lambda v: v > 0)
 fraction = checked_type(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 port_number = checked_type(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
-# Interpreter threads: more than 4 per core only slows a run down, and the interpreter crashes on huge counts.
-MAX_THREADS = min(256, 4 * (os.cpu_count() or 1))
 thread_count = checked_type(
     int, f"a whole number from 1 to {MAX_THREADS} (4 per core, at most 256)", lambda v: 1 <= v <= MAX_THREADS
 )
@@ -157,7 +159,6 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--min-confidence",
         type=checked_type(float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
-        default=0.0,
         metavar="P",
         help="label a face 'uncertain' when its best score is below P; its scores are kept (default: 0, off)",
     )
@@ -229,22 +230,21 @@ def add_normalization_option(parser: argparse.ArgumentParser | Any, help: str | 
     )
 
 
-def build_recognizer(args: argparse.Namespace):
-    """The ``EmotionRecognizer`` the options describe (imported here to keep ``--help`` fast)."""
+def recognizer_options(args: argparse.Namespace) -> RecognizerOptions:
+    """The ``RecognizerOptions`` that ``add_recognizer_options``'s flags describe (imported here to keep
+    ``--help`` fast); ``RecognizerOptions`` holds the defaults of the flags not given."""
+    from feredge.edge.options import RecognizerOptions
+
+    names = "model", "detector", "threads", "labels", "normalization", "detector_model", "min_face", "min_confidence"
+    given = {name: getattr(args, name) for name in (*names, "prior_tau") if getattr(args, name) is not None}
+    return RecognizerOptions(**given, detect_size=detect_size_argument(args.detect_size))
+
+
+def build_recognizer(args: argparse.Namespace) -> EmotionRecognizer:
+    """The ``EmotionRecognizer`` the options describe."""
     from feredge.edge.recognizer import EmotionRecognizer
 
-    return EmotionRecognizer(
-        args.model,
-        detector=args.detector,
-        threads=args.threads,
-        labels=args.labels,
-        normalization=args.normalization,
-        detector_model=args.detector_model,
-        min_face=args.min_face,
-        min_confidence=args.min_confidence,
-        prior_tau=args.prior_tau,
-        detect_size=detect_size_argument(args.detect_size),
-    )
+    return EmotionRecognizer.create_from_options(recognizer_options(args))
 
 
 def run_main(prog: str, run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
