@@ -30,6 +30,7 @@ from feredge.demo.service import Analysis, DemoService
 from feredge.demo.uploads import read_uploaded, uploaded_file
 from feredge.edge.draw import annotate
 from feredge.edge.errors import FeredgeError
+from feredge.edge.options import VideoOptions
 
 MAX_CHARTS = 4
 IDLE_MESSAGE = "Upload an image, take a webcam snapshot or pick an example."
@@ -287,7 +288,12 @@ def build_video_tab(service: DemoService, model: gr.Dropdown, detector: gr.Radio
                 elem_id="input-video",
             )
             detect_every = gr.Slider(
-                1, 10, value=3, step=1, label="Run the face detector every N frames", info="higher: faster"
+                1,
+                10,
+                value=VideoOptions.detect_every,
+                step=1,
+                label="Run the face detector every N frames",
+                info="higher: faster",
             )
             button = gr.Button("Analyze video", variant="primary", elem_id="analyze-video")
         with gr.Column():

@@ -21,6 +21,7 @@ import cv2
 
 from feredge.demo.service import DemoService
 from feredge.edge.errors import VideoError
+from feredge.edge.options import VideoOptions
 from feredge.edge.timeline import record_timeline
 from feredge.edge.video import frame_count, frame_rate, open_capture, reported_frame_rate
 
@@ -112,7 +113,7 @@ def analyze_clip(
     model: str | None = None,
     detector: str | None = None,
     threads: int | None = None,
-    detect_every: int = 3,
+    detect_every: int = VideoOptions.detect_every,
     on_progress: Callable[[int, int | None], None] | None = None,
 ) -> ClipResult:
     """The annotated video, the timeline (CSV) and its plot (PNG, when matplotlib is installed) of an
@@ -131,11 +132,10 @@ def analyze_clip(
         recorder, summary = record_timeline(
             recognizer,
             str(path.absolute()),
+            VideoOptions(detect_every=detect_every, max_frames=max_frames),
             timeline=timeline,
             on_frame=None if on_progress is None else lambda record: on_progress(record.index + 1, record.total),
-            detect_every=detect_every,
             out=video,
-            max_frames=max_frames,
         )
         used = f"model `{model or service.default_model}`, detector `{recognizer.detector_name}`"
     plot = None

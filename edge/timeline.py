@@ -7,8 +7,9 @@ Columns (``timeline_columns``): ``frame`` (index in the source), ``time_s``, ``t
 ``min_confidence``), one column per class with this frame's own score (``happy``, ...), and one
 ``smoothed_<class>`` column per class.
 
-    from feredge import analyze_video
-    df = analyze_video("clip.mp4", detect_every=5)    # a pandas DataFrame (a list of dicts without pandas)
+    from feredge import RecognizerOptions, VideoOptions, analyze_video
+    df = analyze_video("clip.mp4", video=VideoOptions(detect_every=5))  # a pandas DataFrame (dicts without pandas)
+    df = analyze_video("clip.mp4", RecognizerOptions(detector="haar", threads=1))
     df.groupby("track_id")["label"].value_counts(normalize=True)
 
 CSV rows are written as they come, so a long video costs no memory for them; Parquet (needs
@@ -20,7 +21,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from feredge.edge.atomic import atomic_path
-from feredge.edge.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE
 from feredge.edge.errors import OptionError
+from feredge.edge.options import RecognizerOptions, VideoOptions
 from feredge.edge.outputs import check_writable_dir, naming_write_errors
 from feredge.edge.progress import FrameProgress
 from feredge.edge.video import (
@@ -258,20 +259,9 @@ def as_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> pandas.DataF
 
 def analyze_video(
     source: str | Path,
-    recognizer: EmotionRecognizer | None = None,
+    recognizer: EmotionRecognizer | RecognizerOptions | None = None,
+    video: VideoOptions | None = None,
     *,
-    model: str | Path | None = None,
-    detector: str = DEFAULT_DETECTOR,
-    threads: int | None = None,
-    labels: str | Iterable[str] | None = None,
-    normalization: str | None = None,
-    detector_model: str | Path | None = None,
-    min_face: int | None = DEFAULT_MIN_FACE,
-    min_confidence: float = 0.0,
-    detect_every: int = 3,
-    sample_fps: float | None = None,
-    smoothing: float = 0.4,
-    max_frames: int | None = None,
     out: str | Path | None = None,
     timeline: str | Path | None = None,
     plot: str | Path | None = None,
@@ -281,13 +271,12 @@ def analyze_video(
     tracked face (columns: ``timeline_columns``), as a pandas DataFrame when pandas is installed and
     a list of dicts otherwise; the options are those of ``feredge video``.
 
-    ``recognizer`` is used as given; without it one is built from ``model``, ``detector``,
-    ``threads``, ``labels``, ``normalization``, ``detector_model``, ``min_face`` and
-    ``min_confidence`` (as ``EmotionRecognizer`` takes them) and closed at the end. ``out`` writes the annotated video,
-    ``timeline`` the rows (``.csv`` or ``.parquet``), ``plot`` the timeline plot (PNG, needs
-    matplotlib), ``progress`` a progress bar on stderr. Ctrl-C still finishes the files (with the
-    frames processed until then) and then raises ``KeyboardInterrupt``: a truncated table is never
-    returned as if it were the whole video.
+    ``recognizer`` is used as given; ``RecognizerOptions`` (None: the defaults) build one, which is
+    closed at the end. ``video`` (``VideoOptions``; None: the defaults) says how the video is run.
+    ``out`` writes the annotated video, ``timeline`` the rows (``.csv`` or ``.parquet``), ``plot`` the
+    timeline plot (PNG, needs matplotlib), ``progress`` a progress bar on stderr. Ctrl-C still finishes
+    the files (with the frames processed until then) and then raises ``KeyboardInterrupt``: a truncated
+    table is never returned as if it were the whole video.
     """
     source = str(source)
     if out is not None:
@@ -297,35 +286,15 @@ def analyze_video(
     if plot is not None:
         check_plot_path(plot, source)
     with ExitStack() as stack:
-        if recognizer is None:
+        if recognizer is None or isinstance(recognizer, RecognizerOptions):
             from feredge.edge.recognizer import EmotionRecognizer
 
-            recognizer = stack.enter_context(
-                EmotionRecognizer(
-                    model,
-                    detector=detector,
-                    threads=threads,
-                    labels=labels,
-                    normalization=normalization,
-                    detector_model=detector_model,
-                    min_face=min_face,
-                    min_confidence=min_confidence,
-                )
-            )
+            options = RecognizerOptions() if recognizer is None else recognizer
+            recognizer = stack.enter_context(EmotionRecognizer.create_from_options(options))
         bar = FrameProgress() if progress else None
         if bar is not None:
             stack.callback(bar.close)
-        recorder, summary = record_timeline(
-            recognizer,
-            source,
-            timeline=timeline,
-            on_frame=bar,
-            detect_every=detect_every,
-            smoothing=smoothing,
-            sample_fps=sample_fps,
-            out=out,
-            max_frames=max_frames,
-        )
+        recorder, summary = record_timeline(recognizer, source, video, timeline=timeline, on_frame=bar, out=out)
     if plot is not None:
         from feredge.plots import plot_timeline
 
@@ -338,13 +307,15 @@ def analyze_video(
 def record_timeline(
     recognizer: EmotionRecognizer,
     source: str,
+    video: VideoOptions | None = None,
     *,
     timeline: str | Path | None = None,
     keep_rows: bool = True,
     on_frame: Callable[[FrameRecord], None] | None = None,
-    **video: Any,
+    out: str | Path | None = None,
+    show: bool = False,
 ) -> tuple[TimelineRecorder, VideoSummary]:
-    """``process_video`` (``video`` are its keyword options) into a ``TimelineRecorder`` that writes
+    """``process_video`` (with ``video``, ``out`` and ``show``) into a ``TimelineRecorder`` that writes
     ``timeline`` (if given): the one wiring of ``feredge video``, ``analyze_video`` and the demo's clips,
     which also need the recorder's track summary and the run's summary. ``on_frame`` sees each record
     after the recorder (a progress bar, say)."""
@@ -355,5 +326,5 @@ def record_timeline(
             if on_frame is not None:
                 on_frame(frame)
 
-        summary = process_video(recognizer, source, on_frame=record, **video)
+        summary = process_video(recognizer, source, video, out=out, show=show, on_frame=record)
     return recorder, summary

@@ -34,9 +34,10 @@ from feredge.edge.decode import input_file_problem
 from feredge.edge.detectors import Box
 from feredge.edge.draw import annotate
 from feredge.edge.errors import OptionError, OutputError, VideoError
+from feredge.edge.options import VideoOptions
 from feredge.edge.outputs import check_writable_dir
 from feredge.edge.recognizer import EmotionRecognizer, Face, StageTimings
-from feredge.edge.track import FaceTracker, check_smoothing
+from feredge.edge.track import FaceTracker
 
 log = logging.getLogger(__name__)
 
@@ -299,46 +300,40 @@ def sampler(source_fps: float, sample_fps: float | None) -> Callable[[int], bool
 def process_video(
     recognizer: EmotionRecognizer,
     source: str,
+    options: VideoOptions | None = None,
     *,
-    detect_every: int = 3,
-    smoothing: float = 0.4,
-    sample_fps: float | None = None,
     out: str | Path | None = None,
     show: bool = False,
-    max_frames: int | None = None,
     on_frame: Callable[[FrameRecord], None] | None = None,
-    drop_stale: bool | None = None,
 ) -> VideoSummary:
-    """Run ``recognizer`` over a video until it ends, ``max_frames`` or Ctrl-C (a clean stop).
+    """Run ``recognizer`` over a video until it ends, ``options.max_frames`` or Ctrl-C (a clean stop).
 
+    ``options`` (``VideoOptions``, checked when made, before the source opens; None: the defaults) say how
+    often the detector runs, how much scores are smoothed and which frames are processed: with
+    ``drop_stale`` (default: on for cameras and stream URLs, off for files) only the newest frame of a
+    live source when processing falls behind (``LatestFrameReader``); files are read in full, ahead on
+    a thread (``PrefetchReader``).
     ``out`` is written under a temporary name beside it and moved into place when the loop ends,
     Ctrl-C included, so it is either absent or complete and playable; an error leaves no file.
-    ``drop_stale`` (default: on for cameras and stream URLs, off for files) processes only the newest
-    frame of a live source when processing falls behind (``LatestFrameReader``); files are read in
-    full, ahead on a thread (``PrefetchReader``). ``sample_fps`` processes at most that many frames
-    per second of video. ``on_frame`` receives each processed frame's record.
+    ``on_frame`` receives each processed frame's record.
     """
-    if detect_every < 1:
-        raise OptionError(f"detect_every must be >= 1, got {detect_every}")
-    if max_frames is not None and max_frames < 1:
-        raise OptionError(f"max_frames must be >= 1, got {max_frames}")
-    if sample_fps is not None and not (math.isfinite(sample_fps) and sample_fps > 0):
-        raise OptionError(f"sample_fps must be > 0, got {sample_fps}")
-    check_smoothing(smoothing)  # before the source opens; FaceTracker is made after
+    options = VideoOptions() if options is None else options
     summary = VideoSummary(output=Path(out) if out is not None else None)
     if summary.output is not None:
         check_output(summary.output, source)
     capture = open_capture(source)
     live = is_live(source)
     source_fps = frame_rate(capture)
+    sample_fps = options.sample_fps
     rate = min(sample_fps, source_fps) if sample_fps is not None else source_fps  # processed frames per second
     tracker = FaceTracker(
         recognizer.labels,
-        alpha=smoothing,
+        alpha=options.smoothing,
         max_missed=max(2, round(TRACK_MEMORY_S * rate)),
         min_confidence=recognizer.min_confidence,
     )
-    frames = _read_frames(capture, live, live if drop_stale is None else drop_stale, source_fps, sample_fps, summary)
+    drop_stale = live if options.drop_stale is None else options.drop_stale
+    frames = _read_frames(capture, live, drop_stale, source_fps, sample_fps, summary)
     total = None if live else frame_count(capture)
     length = None if total is None else total / source_fps
     if show and not display_available():
@@ -353,7 +348,7 @@ def process_video(
             if first is None:
                 raise VideoError(f"{source}: opened, but no frame could be read")
             for index, stamp, frame in itertools.chain([first], frames):
-                detected = summary.frames % detect_every == 0
+                detected = summary.frames % options.detect_every == 0
                 carried = None if detected else [b for b in tracker.next_boxes if _inside(b, frame.shape)]
                 result = recognizer.recognize(frame, boxes=carried)
                 raw = result.faces
@@ -379,7 +374,7 @@ def process_video(
                     cv2.imshow("feredge", frame)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                         break
-                if max_frames is not None and summary.frames >= max_frames:
+                if options.max_frames is not None and summary.frames >= options.max_frames:
                     break
         except KeyboardInterrupt:
             summary.interrupted = True

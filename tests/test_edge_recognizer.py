@@ -13,7 +13,7 @@ from feredge.edge.detectors import HaarDetector, WholeImage, YuNetDetector, make
 from feredge.edge.errors import ImageError, ModelLoadError, OptionError
 from feredge.edge.labels import FER2013
 from feredge.edge.model import load_model
-from feredge.edge.options import RecognizerOptions
+from feredge.edge.options import RecognizerOptions, VideoOptions
 from feredge.edge.recognizer import EmotionRecognizer, Face, reading_order
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: .ci/run also runs it in an edge-only venv
@@ -268,11 +268,11 @@ def test_bad_values_raise_option_errors(tiny_int8_model, tmp_path):
     recognizer = EmotionRecognizer(tiny_int8_model, threads=1)
     missing = str(tmp_path / "never-opened.mp4")
     with pytest.raises(OptionError, match="detect_every must be >= 1"):
-        process_video(recognizer, missing, detect_every=0)
+        process_video(recognizer, missing, VideoOptions(detect_every=0))
     with pytest.raises(OptionError, match="smoothing alpha must be in"):
-        process_video(recognizer, missing, smoothing=0.0)
+        process_video(recognizer, missing, VideoOptions(smoothing=0.0))
     with pytest.raises(OptionError, match="max_frames must be >= 1"):
-        process_video(recognizer, missing, max_frames=0)
+        process_video(recognizer, missing, VideoOptions(max_frames=0))
 
 
 def test_a_registered_detector_is_offered_and_built_by_name(monkeypatch):

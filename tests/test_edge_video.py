@@ -14,6 +14,7 @@ from synthetic import frame_count
 from feredge.edge import video
 from feredge.edge.errors import VideoError
 from feredge.edge.labels import FER2013
+from feredge.edge.options import VideoOptions
 from feredge.edge.recognizer import EmotionRecognizer, Face, face_from_scores
 from feredge.edge.track import FaceTracker, greedy_match, iou
 from feredge.edge.video import LatestFrameReader, process_video
@@ -112,7 +113,7 @@ def test_detection_every_n_frames_with_boxes_carried(recognizer, clip, tmp_path)
     records = []
     out = tmp_path / "annotated.mp4"
     try:
-        summary = process_video(recognizer, str(clip), detect_every=4, out=out, on_frame=records.append)
+        summary = process_video(recognizer, str(clip), VideoOptions(detect_every=4), out=out, on_frame=records.append)
     finally:
         recognizer.detector.detect_faces = detect
     assert summary.frames == 12 and not summary.interrupted
@@ -140,7 +141,7 @@ def test_ctrl_c_stops_cleanly_and_the_output_stays_playable(recognizer, clip, tm
 
 
 def test_max_frames(recognizer, clip):
-    assert process_video(recognizer, str(clip), max_frames=3).frames == 3
+    assert process_video(recognizer, str(clip), VideoOptions(max_frames=3)).frames == 3
 
 
 @pytest.mark.parametrize(
@@ -177,7 +178,7 @@ def test_unsupported_output_type(recognizer, clip, tmp_path):
 def test_show_without_display_is_ignored(recognizer, clip, monkeypatch, caplog):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    assert process_video(recognizer, str(clip), show=True, max_frames=2).frames == 2
+    assert process_video(recognizer, str(clip), VideoOptions(max_frames=2), show=True).frames == 2
     assert "--show ignored" in caplog.text
 
 
@@ -260,7 +261,7 @@ def test_out_is_written_under_a_temporary_name_and_moved_into_place(recognizer, 
     def look(record):
         seen.append((out.exists(), sorted(p.name for p in tmp_path.iterdir())))
 
-    process_video(recognizer, str(clip), out=out, max_frames=3, on_frame=look)
+    process_video(recognizer, str(clip), VideoOptions(max_frames=3), out=out, on_frame=look)
     assert all(not exists for exists, _ in seen)
     assert any(name.endswith(".part.mp4") for name in seen[-1][1])
     assert [p.name for p in tmp_path.iterdir()] == ["result.mp4"] and frame_count(out) == 3

@@ -9,6 +9,7 @@ import itertools
 import json
 import sys
 from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,7 @@ import pytest
 from feredge.cli import main
 from feredge.edge.errors import OptionError
 from feredge.edge.labels import FER2013
+from feredge.edge.options import RecognizerOptions, VideoOptions
 from feredge.edge.recognizer import StageTimings, face_from_scores
 from feredge.edge.timeline import TimelineRecorder, analyze_video, timeline_columns
 from feredge.edge.video import FrameRecord
@@ -138,7 +140,9 @@ def test_track_ids_stay_with_their_faces_across_the_crossing_and_through_misses(
 
 
 def test_track_ids_survive_detection_every_3_frames(tiny_int8_model, crossing):
-    rows = as_records(analyze_video(crossing, model=tiny_int8_model, detect_every=3, threads=1))
+    rows = as_records(
+        analyze_video(crossing, RecognizerOptions(tiny_int8_model, threads=1), VideoOptions(detect_every=3))
+    )
     assert_two_stable_tracks(rows)
 
 
@@ -182,7 +186,9 @@ def test_sample_fps_skips_frames_and_keeps_their_timestamps(tiny_int8_model, cro
 
 
 def test_carried_frames_are_marked_not_detected(tiny_int8_model, crossing):
-    rows = as_records(analyze_video(crossing, model=tiny_int8_model, detect_every=3, max_frames=6, threads=1))
+    rows = as_records(
+        analyze_video(crossing, RecognizerOptions(tiny_int8_model, threads=1), VideoOptions(max_frames=6))
+    )
     assert {row["frame"]: row["detected"] for row in rows} == {i: i % 3 == 0 for i in range(6)}
 
 
@@ -192,7 +198,7 @@ def as_records(table) -> list[dict]:
 
 def test_analyze_video_returns_a_dataframe_with_pandas(tiny_int8_model, crossing):
     pandas = pytest.importorskip("pandas")
-    frame = analyze_video(crossing, model=tiny_int8_model, max_frames=3, threads=1)
+    frame = analyze_video(crossing, RecognizerOptions(tiny_int8_model, threads=1), VideoOptions(max_frames=3))
     assert isinstance(frame, pandas.DataFrame)
     assert list(frame.columns) == COLUMNS
     assert sorted(frame["frame"].unique()) == [0, 1, 2] and frame["track_id"].nunique() == 2
@@ -200,21 +206,25 @@ def test_analyze_video_returns_a_dataframe_with_pandas(tiny_int8_model, crossing
 
 def test_analyze_video_returns_a_list_of_dicts_without_pandas(tiny_int8_model, crossing, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` fails as if it were not installed
-    rows = analyze_video(str(crossing), model=tiny_int8_model, max_frames=3, threads=1)
+    rows = analyze_video(str(crossing), RecognizerOptions(tiny_int8_model, threads=1), VideoOptions(max_frames=3))
     assert isinstance(rows, list) and len(rows) == 6
     assert all(list(row) == COLUMNS for row in rows)
     assert isinstance(rows[0]["frame"], int) and isinstance(rows[0]["happy"], float)
 
 
 def test_analyze_video_with_min_confidence_labels_uncertain(tiny_int8_model, crossing):
-    rows = as_records(analyze_video(crossing, model=tiny_int8_model, max_frames=2, min_confidence=0.99))
+    rows = as_records(
+        analyze_video(crossing, RecognizerOptions(tiny_int8_model, min_confidence=0.99), VideoOptions(max_frames=2))
+    )
     assert rows and {row["label"] for row in rows} == {"uncertain"}
     assert all(0 < row["confidence"] < 0.99 for row in rows)
 
 
 def test_analyze_video_writes_the_same_rows_as_csv(tiny_int8_model, crossing, tmp_path):
     out = tmp_path / "rows.csv"
-    rows = as_records(analyze_video(crossing, model=tiny_int8_model, max_frames=3, timeline=out))
+    rows = as_records(
+        analyze_video(crossing, RecognizerOptions(tiny_int8_model), VideoOptions(max_frames=3), timeline=out)
+    )
     _, written = read_csv(out)
     assert [(int(r["frame"]), int(r["track_id"])) for r in written] == [(r["frame"], r["track_id"]) for r in rows]
 
@@ -269,7 +279,7 @@ def test_an_output_that_is_an_existing_folder_is_refused_before_any_work(
     message = f"{folder}: is a folder; name a file to write the {what} to"
     assert capsys.readouterr().err == f"feredge video: error: {message}\n"
     with pytest.raises(OptionError, match="is a folder"):
-        analyze_video(crossing, model=missing_model, **{keyword: folder})
+        analyze_video(crossing, RecognizerOptions(missing_model), **{keyword: folder})
     assert list(folder.iterdir()) == []
 
 
@@ -321,7 +331,7 @@ def test_plot_writes_a_png_with_a_panel_per_track(tiny_int8_model, crossing, tmp
     image = cv2.imread(str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image is not None
     one = tmp_path / "one.png"
-    rows = analyze_video(crossing, model=tiny_int8_model, max_frames=8)
+    rows = analyze_video(crossing, RecognizerOptions(tiny_int8_model), VideoOptions(max_frames=8))
     from feredge.plots import plot_timeline
 
     single = [row for row in as_records(rows) if row["track_id"] == 1]
@@ -350,7 +360,7 @@ def test_a_fast_face_keeps_its_id_between_sparse_detections_but_a_lost_track_is_
 
 
 def test_analyze_video_progress_bar_on_stderr(tiny_int8_model, crossing, capsys):
-    analyze_video(crossing, model=tiny_int8_model, max_frames=3, progress=True)
+    analyze_video(crossing, RecognizerOptions(tiny_int8_model), VideoOptions(max_frames=3), progress=True)
     err = capsys.readouterr().err
     assert f"1/{FRAMES} frames" in err and "ETA" in err and err.endswith("\n")
 
@@ -364,9 +374,10 @@ def test_a_video_without_faces_gives_a_header_only_timeline_and_says_so(tiny_int
 
 
 def test_analyze_video_takes_the_recognizer_options_of_the_cli(tiny_float_model, crossing):
-    rows = as_records(analyze_video(crossing, model=tiny_float_model, labels="fer2013", max_frames=2, min_face=100))
+    options = RecognizerOptions(tiny_float_model, labels="fer2013", min_face=100)
+    rows = as_records(analyze_video(crossing, options, VideoOptions(max_frames=2)))
     assert rows == []  # every face is smaller than min_face
-    rows = as_records(analyze_video(crossing, model=tiny_float_model, labels="fer2013", max_frames=2))
+    rows = as_records(analyze_video(crossing, replace(options, min_face=None), VideoOptions(max_frames=2)))
     assert len(rows) == 4 and list(rows[0])[-len(FER2013) :] == [f"smoothed_{label}" for label in FER2013]
 
 

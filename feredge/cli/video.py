@@ -30,7 +30,10 @@ from feredge.cli.options import (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from feredge.edge.video import WRITER_CODECS  # here, not at import: `feredge --help` stays light
+    from feredge.edge.options import VideoOptions  # here, not at import: `feredge --help` stays light
+    from feredge.edge.video import WRITER_CODECS
+
+    defaults = VideoOptions()
 
     parser.add_argument("source", metavar="SOURCE", help="video file, camera index (0) or rtsp:// / http:// URL")
     add_recognizer_options(parser)
@@ -38,9 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     speed.add_argument(
         "--detect-every",
         type=positive_int,
-        default=3,
+        default=defaults.detect_every,
         metavar="N",
-        help="run the detector every N processed frames, counted after --sample-fps skips (default: 3)",
+        help="run the detector every N processed frames, counted after --sample-fps skips (default: %(default)s)",
     )
     speed.add_argument(
         "--sample-fps",
@@ -51,9 +54,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--smoothing",
         type=fraction,
-        default=0.4,
+        default=defaults.smoothing,
         metavar="ALPHA",
-        help="weight of the newest frame in each face's score average, in (0, 1]; 1 disables smoothing (default: 0.4)",
+        help="weight of the newest frame in each face's score average, in (0, 1]; 1 disables smoothing "
+        "(default: %(default)s)",
     )
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--out", metavar="OUT.mp4", help=f"write the annotated video ({', '.join(WRITER_CODECS)})")
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from feredge.edge.atomic import sigterm_as_interrupt
+    from feredge.edge.options import VideoOptions
     from feredge.edge.progress import FrameProgress
     from feredge.edge.timeline import check_plot_path, check_timeline_path, record_timeline
     from feredge.edge.video import FrameRecord, check_output
@@ -91,6 +96,13 @@ def run(args: argparse.Namespace) -> int:
         check_timeline_path(args.timeline, args.source)
     if args.plot is not None:
         check_plot_path(args.plot, args.source)
+    video = VideoOptions(
+        detect_every=args.detect_every,
+        smoothing=args.smoothing,
+        sample_fps=args.sample_fps,
+        max_frames=args.max_frames,
+        drop_stale=False if args.all_frames else None,
+    )
     recognizer = build_recognizer(args)
     terminal = sys.stderr.isatty() and not args.json
     bar = FrameProgress(labels=True)
@@ -111,16 +123,12 @@ def run(args: argparse.Namespace) -> int:
         recorder, summary = record_timeline(
             recognizer,
             args.source,
+            video,
             timeline=args.timeline,
             keep_rows=args.plot is not None,
             on_frame=on_frame,
-            detect_every=args.detect_every,
-            smoothing=args.smoothing,
-            sample_fps=args.sample_fps,
             out=args.out,
             show=args.show,
-            max_frames=args.max_frames,
-            drop_stale=False if args.all_frames else None,
         )
         if terminal:
             print(file=sys.stderr)
