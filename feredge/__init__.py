@@ -33,6 +33,10 @@ if (_checkout / "pyproject.toml").is_file() and (_checkout / "edge" / "__init__.
 _PUBLIC = {
     "EmotionRecognizer": "feredge.edge.recognizer",
     "Face": "feredge.edge.recognizer",
+    "Prediction": "feredge.edge.recognizer",
+    "StageTimings": "feredge.edge.recognizer",
+    "RecognizerOptions": "feredge.edge.options",
+    "VideoOptions": "feredge.edge.options",
     "RecognizerClosedError": "feredge.edge.recognizer",
     "Detector": "feredge.edge.detectors",
     "load_model": "feredge.edge.model",
@@ -61,8 +65,12 @@ __all__ = [
     "OptionError",
     "OutputError",
     "PartialFailure",
+    "Prediction",
     "RecognizerClosedError",
+    "RecognizerOptions",
+    "StageTimings",
     "VideoError",
+    "VideoOptions",
     "__version__",
     "analyze_video",
     "load_model",
@@ -83,7 +91,8 @@ if TYPE_CHECKING:
         VideoError,
     )
     from feredge.edge.model import load_model
-    from feredge.edge.recognizer import EmotionRecognizer, Face, RecognizerClosedError
+    from feredge.edge.options import RecognizerOptions, VideoOptions
+    from feredge.edge.recognizer import EmotionRecognizer, Face, Prediction, RecognizerClosedError, StageTimings
     from feredge.edge.timeline import analyze_video
 
 

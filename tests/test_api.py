@@ -26,7 +26,10 @@ ERRORS = [
     "DataError", "FeredgeError", "ImageError", "LabelError", "MetadataError", "ModelLoadError", "OptionError",
     "OutputError", "PartialFailure", "VideoError",
 ]  # fmt: skip
-API = ["EmotionRecognizer", "Face", "RecognizerClosedError", "Detector", "analyze_video", "load_model"]
+API = [
+    "EmotionRecognizer", "Face", "Prediction", "StageTimings", "RecognizerOptions", "VideoOptions",
+    "RecognizerClosedError", "Detector", "analyze_video", "load_model",
+]  # fmt: skip
 PUBLIC = sorted(API + ERRORS)
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PHOTO = ROOT / "demo" / "examples" / "two_faces.jpg"  # shipped with the demo; two drawn faces
