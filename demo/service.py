@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, YuNetDetector, available_detectors
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError, OptionError
 from feredge.edge.model import DEFAULT_MODEL, default_threads, shipped_models
+from feredge.edge.options import RecognizerOptions
 from feredge.edge.recognizer import EmotionRecognizer, Face, Prediction, StageTimings
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -125,19 +126,20 @@ class RecognizerPool:
 class DemoService:
     """Cached recognizers for a fixed set of models and detectors, shared by all requests.
 
-    Every model is loaded once at construction (default detector and threads), and a YuNet
-    ``detector_model`` is loaded once too, so a bad model file fails at start-up rather than on the
-    first request. ``labels`` (a preset or a comma list) labels models without feredge metadata.
-    ``workers`` (default: the number of cores) is how many requests run at once per model, and how many
-    decoder processes there are at most; a decode longer than ``decode_timeout_s`` is refused.
+    ``options`` (``RecognizerOptions``) are the settings every recognizer shares: ``labels`` for models
+    without feredge metadata, a YuNet ``detector_model``, ``detect_size``, ``prior_tau``, ``min_face``,
+    ``min_confidence``; a request picks only the model, the detector and the threads. Every model is
+    loaded once at construction (default detector and threads), and a ``detector_model`` is loaded once
+    too, so a bad model file fails at start-up rather than on the first request. ``workers`` (default:
+    the number of cores) is how many requests run at once per model, and how many decoder processes
+    there are at most; a decode longer than ``decode_timeout_s`` is refused.
     """
 
     def __init__(
         self,
         models: Mapping[str, str | Path],
-        detector_model: str | Path | None = None,
+        options: RecognizerOptions | None = None,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
-        labels: str | Iterable[str] | None = None,
         workers: int | None = None,
         decode_timeout_s: float = DECODE_TIMEOUT_S,
     ) -> None:
@@ -145,12 +147,11 @@ class DemoService:
             raise ModelLoadError(f"no default model is installed (expected {DEFAULT_MODEL}); pass --model PATH")
         if workers is not None and workers < 1:
             raise OptionError(f"workers must be >= 1, got {workers}")
-        if detector_model is not None:
-            YuNetDetector(detector_model)  # raises ModelLoadError for a missing or unusable file
-        self.labels = labels
+        self.options = RecognizerOptions() if options is None else options
+        if self.options.detector_model is not None:
+            YuNetDetector(self.options.detector_model)  # raises ModelLoadError for a missing or unusable file
         self.models = {name: Path(path) for name, path in models.items()}
-        self.detectors = available_detectors(detector_model)
-        self.detector_model = detector_model
+        self.detectors = available_detectors(self.options.detector_model)
         self.max_upload_bytes = max_upload_bytes
         self.workers = workers or default_workers()
         self.default_model = next(iter(self.models))
@@ -242,13 +243,11 @@ class DemoService:
         return model, detector, threads
 
     def _make(self, model: str, detector: str, threads: int) -> EmotionRecognizer:
-        return EmotionRecognizer(
-            self.models[model],
-            detector=detector,
-            threads=threads,
-            labels=self.labels,
-            detector_model=self.detector_model if DETECTORS[detector].model_file else None,
+        detector_model = self.options.detector_model if DETECTORS[detector].model_file else None
+        options = replace(
+            self.options, model=self.models[model], detector=detector, threads=threads, detector_model=detector_model
         )
+        return EmotionRecognizer.create_from_options(options)
 
 
 def _whole_number(value: Any) -> int:

@@ -31,6 +31,7 @@ from feredge.edge import detectors
 from feredge.edge.detectors import DEFAULT_DETECTOR, available_detectors
 from feredge.edge.errors import ImageError
 from feredge.edge.labels import FER2013
+from feredge.edge.options import RecognizerOptions
 
 
 def png(image: np.ndarray) -> bytes:
@@ -337,7 +338,7 @@ def test_a_detector_model_goes_only_to_the_detector_that_runs_one(tiny_models: d
     """``--detector-model`` replaces YuNet's file; the other detectors still serve without one."""
     from feredge.edge.detectors import YUNET_MODEL, detector_names
 
-    service = DemoService({"int8": tiny_models["int8"]}, detector_model=YUNET_MODEL)
+    service = DemoService({"int8": tiny_models["int8"]}, RecognizerOptions(detector_model=YUNET_MODEL))
     for detector in detector_names():
         analysis = service.analyze(np.full((64, 64, 3), 128, np.uint8), detector=detector)
         assert analysis.detector == detector
@@ -356,7 +357,26 @@ def test_labels_option_serves_models_without_metadata(tiny_models: dict[str, Pat
 
     with pytest.raises(MetadataError, match="metadata has no labels"):
         DemoService({"plain": tiny_models["no_labels"]})
-    service = DemoService({"plain": tiny_models["no_labels"]}, labels="fer2013")
+    service = DemoService({"plain": tiny_models["no_labels"]}, RecognizerOptions(labels="fer2013"))
     (face,) = service.analyze(png(face_drawer())).faces
     assert set(face.scores) == set(FER2013)
     assert cli.build_parser().parse_args(["demo", "--labels", "fer5"]).labels == "fer5"
+
+
+def test_demo_prior_tau_and_detect_size_reach_every_recognizer(tiny_models: dict[str, Path], monkeypatch) -> None:
+    from feredge.edge.errors import ModelLoadError
+
+    given = []
+
+    def stop(models, options, **kwargs):
+        given.append(options)
+        raise ModelLoadError("stopped before serving")
+
+    monkeypatch.setattr("feredge.demo.service.DemoService", stop)
+    assert cli.main(["demo", "--model", str(tiny_models["int8"]), "--prior-tau", "0", "--detect-size", "full"]) == 2
+    assert (given[0].prior_tau, given[0].detect_size) == (0.0, None)
+    monkeypatch.undo()
+    service = DemoService({"int8": tiny_models["int8"]}, RecognizerOptions(prior_tau=0.0, detect_size=160))
+    for detector in ("haar", "yunet"):
+        with service.recognizer(detector=detector) as recognizer:
+            assert recognizer.prior_tau == 0.0 and recognizer.detector.detect_size == 160

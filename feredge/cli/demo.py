@@ -8,7 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from feredge.cli.options import add_labels_option, port_number, positive_int
+from feredge.cli.options import (
+    add_detect_size_option,
+    add_labels_option,
+    add_prior_tau_option,
+    detect_size_argument,
+    port_number,
+    positive_int,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,15 +43,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "cores / N interpreter threads each)",
     )
     add_labels_option(parser)
+    add_detect_size_option(parser)
+    add_prior_tau_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from feredge.demo.server import BackgroundServer, create_app
     from feredge.demo.service import DemoService, model_choices
+    from feredge.edge.options import RecognizerOptions
 
-    service = DemoService(
-        model_choices(args.model), detector_model=args.detector_model, labels=args.labels, workers=args.workers
+    options = RecognizerOptions(
+        labels=args.labels,
+        detector_model=args.detector_model,
+        prior_tau=args.prior_tau,
+        detect_size=detect_size_argument(args.detect_size),
     )
+    service = DemoService(model_choices(args.model), options, workers=args.workers)
     with BackgroundServer(create_app(service), args.host, args.port) as server:
         print(f"feredge demo: open {server.url}  (REST: POST {server.url}/predict)", flush=True)
         if args.share:
