@@ -31,6 +31,7 @@ from feredge.edge.artifacts import format_label
 from feredge.edge.detectors import DEFAULT_DETECTOR, Detector, make_detector
 from feredge.edge.errors import DataError
 from feredge.edge.model import EmotionModel
+from feredge.edge.options import RecognizerOptions
 from feredge.edge.recognizer import EmotionRecognizer
 from feredge.edge.tflite_runner import interpreter_class
 
@@ -160,7 +161,7 @@ def _bench_threads(subject: Subject, threads: int, context: _Context, entry: dic
     row: dict[str, Any] = {"threads": threads, "load_ms": load_ms}
     row.update(face_latency(model, face, settings.runs, settings.warmup))
     row["throughput"] = throughput(model, face, settings.runs)
-    recognizer = EmotionRecognizer(model, detector=context.detector)
+    recognizer = EmotionRecognizer.create_from_options(RecognizerOptions(model, context.detector))
     row["pipeline"] = {
         str(faces): {"faces": faces, **pipeline_latency(recognizer, frame, settings.frames, PIPELINE_WARMUP, threads)}
         for faces, frame in context.scenes.items()

@@ -19,6 +19,7 @@ from feredge.benchmarks.errors import PeerError
 from feredge.benchmarks.latency import opencv_threads, summarize
 from feredge.edge.detectors import DETECTOR_DEFAULT, Box, DetectSize
 from feredge.edge.model import load_model
+from feredge.edge.options import RecognizerOptions
 from feredge.edge.recognizer import EmotionRecognizer
 
 FRAME_SHAPE = (480, 640)
@@ -84,7 +85,7 @@ def frame_comparison(
     with opencv_threads(threads):
         model = load_model(model_path, threads=threads)
         for name, detector, size in FRAME_VARIANTS:
-            recognizer = EmotionRecognizer(model, detector=detector, detect_size=size)
+            recognizer = EmotionRecognizer.create_from_options(RecognizerOptions(model, detector, detect_size=size))
             times = _timed(lambda r=recognizer: len(r.predict(frame)), frames, warmup)
             used = recognizer.detector.detect_size
             rows.append({"pipeline": name, "detector": detector, "detect_size": used, **times})

@@ -22,6 +22,7 @@ from feredge.benchmarks.photos import Cropper, Photo, photo_scores
 from feredge.edge.detectors import Detector, detect_faces
 from feredge.edge.errors import DataError
 from feredge.edge.model import EmotionModel
+from feredge.edge.options import RecognizerOptions
 from feredge.edge.recognizer import EmotionRecognizer
 
 # Label index of the largest face in a decoded image, or None when no face is found.
@@ -38,7 +39,7 @@ def photo_pipeline(subject: Subject, model: EmotionModel, detector: Detector) ->
         from feredge.benchmarks.facex_pipeline import facex_detector, facex_face_crop
 
         return "facex: its Haar cascade and crop", _peer_pipeline(model, facex_detector(), facex_face_crop)
-    recognizer = EmotionRecognizer(model, detector=detector)
+    recognizer = EmotionRecognizer.create_from_options(RecognizerOptions(model, detector))
     column = {label: i for i, label in enumerate(model.labels)}
 
     def served(image: np.ndarray) -> int | None:
