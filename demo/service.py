@@ -25,7 +25,7 @@ import numpy as np
 from feredge.demo.decoder import DECODE_TIMEOUT_S, DecoderPool
 from feredge.edge.artifacts import display_names
 from feredge.edge.decode import ScaledImage, decode_image_scaled
-from feredge.edge.detectors import DEFAULT_DETECTOR, DETECTORS, YuNetDetector, available_detectors
+from feredge.edge.detectors import DEFAULT_DETECTOR, YuNetDetector, available_detectors
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError, OptionError
 from feredge.edge.model import DEFAULT_MODEL, default_threads, shipped_models
 from feredge.edge.options import RecognizerOptions
@@ -243,7 +243,8 @@ class DemoService:
         return model, detector, threads
 
     def _make(self, model: str, detector: str, threads: int) -> EmotionRecognizer:
-        detector_model = self.options.detector_model if DETECTORS[detector].model_file else None
+        # the demo's --detector-model is a YuNet file (checked at start-up); other detectors keep their own
+        detector_model = self.options.detector_model if detector == YuNetDetector.registry_name else None
         options = replace(
             self.options, model=self.models[model], detector=detector, threads=threads, detector_model=detector_model
         )

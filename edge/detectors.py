@@ -11,7 +11,11 @@ description. CLI choices, the demo's offer and the benchmark's pipeline all read
   ``--detector-model PATH`` runs another YuNet file.
 - ``blazeface``: MediaPipe's BlazeFace short range on the LiteRT interpreter (``edge/blazeface.py``);
   six landmarks, about a millisecond per frame, for faces that fill a good part of the frame. Its
-  ``.tflite`` ships beside YuNet's (Apache-2.0, ``LICENSE.mediapipe``).
+  ``.tflite`` ships beside YuNet's (Apache-2.0, ``LICENSE.mediapipe``); ``--detector-model PATH`` runs
+  another short-range file (one 1x128x128x3 float input, checked).
+
+YuNet and BlazeFace keep the faces scoring at least their score threshold (``DetectorEntry.score``; set
+with ``make_detector(score_threshold=...)``, ``RecognizerOptions.detector_score`` or ``--detector-score``).
 - ``none``: the input already is a face crop; the whole image is the one box.
 
 Every detector offers ``detect(image) -> boxes``; the learned ones also ``detect_faces(image) ->
@@ -80,6 +84,10 @@ YUNET_OUTPUTS = {
     for stride in (8, 16, 32)
 }
 BLAZEFACE_SCORE = 0.5
+# Haar's search: each scale 1.1 times the last, and a face where 5 neighbouring windows agree (OpenCV's own
+# advice); fixed, as Haar is the fallback detector rather than one to tune.
+HAAR_SCALE_FACTOR = 1.1
+HAAR_MIN_NEIGHBORS = 5
 
 DETECTOR_MODELS = Path(__file__).resolve().parent / "models" / "detectors"
 YUNET_MODEL = DETECTOR_MODELS / "face_detection_yunet_2023mar.onnx"
@@ -126,8 +134,8 @@ def detect_faces(detector: Detector, image: np.ndarray) -> list[Detection]:
     return [Detection((int(x), int(y), int(w), int(h))) for x, y, w, h in detector.detect(image)]
 
 
-# (model_path, min_face, max_side, detect_size) -> detector
-DetectorBuilder = Callable[[ModelPath, int, int, int | None], Detector]
+# (model_path, min_face, max_side, detect_size, score_threshold) -> detector
+DetectorBuilder = Callable[[ModelPath, int, int, int | None, float | None], Detector]
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,8 @@ class DetectorEntry:
     as one (no use for a pipeline benchmark); ``ready(model_path)``: it can be built here, which
     decides whether the demo offers it; ``min_face``: its smallest face side when none is asked for;
     ``detect_size``: the long side it detects at when none is asked for (None: full resolution), chosen
-    by the rule in ``docs/deploy.md``.
+    by the rule in ``docs/deploy.md``; ``score``: its score threshold when none is asked for (None: it
+    has none to set).
     """
 
     name: str
@@ -151,6 +160,7 @@ class DetectorEntry:
     ready: Callable[[ModelPath], bool] = lambda model_path: True
     min_face: int = 0
     detect_size: int | None = None
+    score: float | None = None
 
 
 DETECTORS: dict[str, DetectorEntry] = {}
@@ -166,9 +176,10 @@ def register_detector(
     ready: Callable[[ModelPath], bool] | None = None,
     min_face: int = 0,
     detect_size: int | None = None,
+    score: float | None = None,
 ) -> Callable[[DetectorBuilder], DetectorBuilder]:
-    """Decorator: add ``build(model_path, min_face, max_side, detect_size) -> Detector`` to ``DETECTORS``
-    as ``name``."""
+    """Decorator: add ``build(model_path, min_face, max_side, detect_size, score_threshold) -> Detector``
+    to ``DETECTORS`` as ``name``."""
 
     def wrap(build: DetectorBuilder) -> DetectorBuilder:
         if name in DETECTORS:
@@ -184,6 +195,7 @@ def register_detector(
             **extra,
             min_face=min_face,
             detect_size=detect_size,
+            score=score,
         )
         return build
 
@@ -217,9 +229,12 @@ def make_detector(
     min_face: int | None = DEFAULT_MIN_FACE,
     max_side: int = DEFAULT_MAX_SIDE,
     detect_size: DetectSize = DETECTOR_DEFAULT,
+    score_threshold: float | None = None,
 ) -> Detector:
-    """A detector by name, one of ``DETECTORS``; an unknown name, a bad size or a ``model_path`` for a
-    detector without a replaceable model file (it would be ignored) is an ``OptionError``.
+    """A detector by name, one of ``DETECTORS``; an unknown name, a bad size or a ``model_path`` or
+    ``score_threshold`` for a detector without a replaceable model file or a score (it would be
+    ignored) is an ``OptionError``. ``score_threshold`` None is the detector's own
+    (``DetectorEntry.score``).
 
     ``min_face`` None is the detector's own default (``DetectorEntry.min_face``); ``detect_size`` is the
     long side of the copy detection runs on (never above ``max_side``, never upscaled), None the image's
@@ -232,8 +247,21 @@ def make_detector(
             f"detector {name!r} takes no detector model file ({model_path}); "
             f"one can be given only for: {', '.join(detector_names(model_file=True))}"
         )
+    if score_threshold is not None and entry.score is None:
+        scored = ", ".join(name for name, other in DETECTORS.items() if other.score is not None)
+        raise OptionError(f"detector {name!r} has no score threshold to set; one can be given only for: {scored}")
     size = entry.detect_size if detect_size == DETECTOR_DEFAULT else check_detect_size(detect_size)
-    return entry.build(model_path, entry.min_face if min_face is None else min_face, max_side, size)
+    score = entry.score if score_threshold is None else check_score_threshold(score_threshold)
+    return entry.build(model_path, entry.min_face if min_face is None else min_face, max_side, size, score)
+
+
+def check_score_threshold(score_threshold: object) -> float:
+    """``score_threshold`` as a float in (0, 1), else ``OptionError``: 0 would keep every anchor, 1 none."""
+    if isinstance(score_threshold, bool) or not isinstance(score_threshold, int | float | np.number):
+        score_threshold = float("nan")
+    if not 0.0 < float(score_threshold) < 1.0:  # NaN fails the comparison
+        raise OptionError(f"detector_score must be a number between 0 and 1 (exclusive), got {score_threshold!r:.80}")
+    return float(score_threshold)
 
 
 def default_detect_size(name: str) -> int | None:
@@ -322,8 +350,6 @@ class HaarDetector(_ScaledDetector):
         self,
         min_face: int = HAAR_MIN_FACE,
         max_side: int = DEFAULT_MAX_SIDE,
-        scale_factor: float = 1.1,
-        min_neighbors: int = 5,
         detect_size: int | None = None,
     ) -> None:
         super().__init__(min_face, max_side, detect_size)
@@ -336,14 +362,12 @@ class HaarDetector(_ScaledDetector):
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise ModelLoadError(f"{path}: cannot load OpenCV's Haar face cascade")
-        self.scale_factor = scale_factor
-        self.min_neighbors = min_neighbors
 
     def _detect(self, image: np.ndarray, min_size: int) -> Found:
         faces = self._cascade.detectMultiScale(
             cv2.equalizeHist(to_gray(image)),
-            scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
+            scaleFactor=HAAR_SCALE_FACTOR,
+            minNeighbors=HAAR_MIN_NEIGHBORS,
             minSize=(min_size, min_size),
         )
         boxes = np.asarray(faces, np.float64).reshape(-1, 4)
@@ -468,7 +492,9 @@ def _file_ready(shipped: Path) -> Callable[[ModelPath], bool]:
     min_face=HAAR_MIN_FACE,
     detect_size=HAAR_DETECT_SIZE,
 )
-def _haar(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
+def _haar(
+    model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None, score: float | None
+) -> Detector:
     return HaarDetector(min_face, max_side, detect_size=detect_size)
 
 
@@ -479,22 +505,31 @@ def _haar(model_path: ModelPath, min_face: int, max_side: int, detect_size: int 
     landmarks=True,
     ready=_file_ready(YUNET_MODEL),
     detect_size=YUNET_DETECT_SIZE,
+    score=YUNET_SCORE,
 )
-def _yunet(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
-    return YuNetDetector(model_path, min_face, max_side, detect_size=detect_size)
+def _yunet(
+    model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None, score: float | None
+) -> Detector:
+    return YuNetDetector(model_path, min_face, max_side, score or YUNET_SCORE, detect_size)
 
 
 @register_detector(
     BlazeFaceDetector.registry_name,
     "MediaPipe BlazeFace short range on LiteRT, about 1 ms, faces near the camera, 6 landmarks",
+    model_file=True,
     landmarks=True,
     ready=_file_ready(BLAZEFACE_MODEL),
     detect_size=BLAZEFACE_DETECT_SIZE,
+    score=BLAZEFACE_SCORE,
 )
-def _blazeface(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
-    return BlazeFaceDetector(None, min_face, max_side, detect_size=detect_size)
+def _blazeface(
+    model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None, score: float | None
+) -> Detector:
+    return BlazeFaceDetector(model_path, min_face, max_side, score or BLAZEFACE_SCORE, detect_size)
 
 
 @register_detector(WholeImage.registry_name, "no detection, each input already is a face crop", whole_image=True)
-def _whole_image(model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None) -> Detector:
+def _whole_image(
+    model_path: ModelPath, min_face: int, max_side: int, detect_size: int | None, score: float | None
+) -> Detector:
     return WholeImage()

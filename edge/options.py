@@ -31,6 +31,7 @@ from feredge.edge.detectors import (
     Detector,
     DetectSize,
     check_detect_size,
+    check_score_threshold,
 )
 from feredge.edge.errors import OptionError
 from feredge.edge.metadata import is_integer, is_real
@@ -56,7 +57,8 @@ class RecognizerOptions:
     ever runs at; ``detect_size``: the long side of the copy detection runs on (``DETECTOR_DEFAULT``: the
     detector's own; None: the frame up to ``max_side``); ``min_confidence``: below it a face is labelled
     ``uncertain``; ``prior_tau``: the multiple of the log training class prior removed from the scores
-    (None: the model's own). See ``EmotionRecognizer`` for what each does.
+    (None: the model's own); ``detector_score``: the score a face needs from a detector that scores
+    (YuNet, BlazeFace; None: the detector's own). See ``EmotionRecognizer`` for what each does.
     """
 
     model: str | Path | EmotionModel | None = None
@@ -70,6 +72,7 @@ class RecognizerOptions:
     min_confidence: float = 0.0
     prior_tau: float | None = None
     detect_size: DetectSize = DETECTOR_DEFAULT
+    detector_score: float | None = None
 
     def __post_init__(self) -> None:
         model = self.model
@@ -102,6 +105,8 @@ class RecognizerOptions:
         }
         if self.detect_size != DETECTOR_DEFAULT:
             checked["detect_size"] = check_detect_size(self.detect_size)
+        if self.detector_score is not None:
+            checked["detector_score"] = check_score_threshold(self.detector_score)
         for name, value in checked.items():  # plain values: LiteRT refuses numpy ints, a generator is read once
             object.__setattr__(self, name, value)
 

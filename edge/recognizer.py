@@ -267,7 +267,12 @@ class EmotionRecognizer:
         self.detector_name = detector if isinstance(detector, str) else detector_name(detector)
         if isinstance(detector, str):
             detector = make_detector(
-                detector, options.detector_model, options.min_face, options.max_side, options.detect_size
+                detector,
+                options.detector_model,
+                options.min_face,
+                options.max_side,
+                options.detect_size,
+                options.detector_score,
             )
         self.detector = detector
         self.options = options

@@ -11,6 +11,8 @@ import pytest
 from feredge.edge import blazeface, detectors
 from feredge.edge.detectors import BlazeFaceDetector, YuNetDetector, detect_faces, make_detector
 from feredge.edge.errors import ModelLoadError, OptionError
+from feredge.edge.options import RecognizerOptions
+from feredge.edge.recognizer import EmotionRecognizer
 
 pytestmark = pytest.mark.edge  # needs only `pip install .`: the detector models are package data
 
@@ -103,9 +105,10 @@ def test_a_corrupt_or_truncated_detector_file_is_a_model_load_error(build, shipp
             build(path)
 
 
-@pytest.mark.parametrize("name", ["haar", "blazeface", "none"])
+@pytest.mark.parametrize("name", ["haar", "none"])
 def test_a_model_path_for_a_detector_without_a_model_file_is_refused(name) -> None:
-    with pytest.raises(OptionError, match=f"detector '{name}' takes no detector model file .*only for: yunet$"):
+    only = "only for: yunet, blazeface$"
+    with pytest.raises(OptionError, match=f"detector '{name}' takes no detector model file .*{only}"):
         make_detector(name, model_path=detectors.YUNET_MODEL)
     assert make_detector(name, model_path=None).detect(np.zeros((80, 80, 3), np.uint8)) is not None
 
@@ -192,3 +195,21 @@ def test_weighted_nms_merges_one_face_and_keeps_two() -> None:
     kept = blazeface.weighted_nms(rows, np.array([0.9, 0.9, 0.7]), 0.3)
     assert [score for _, score in kept] == [0.9, 0.7]
     assert np.allclose(kept[0][0][:4], (0.11, 0.1, 0.31, 0.3))
+
+
+def test_every_detector_setting_is_reachable_through_the_recognizer_options(tiny_int8_model) -> None:
+    options = RecognizerOptions(tiny_int8_model, "yunet", detector_score=0.4, detect_size=None, max_side=320)
+    detector = EmotionRecognizer.create_from_options(options).detector
+    assert detector._net.getScoreThreshold() == pytest.approx(0.4) and detector.max_side == 320
+    assert make_detector("yunet")._net.getScoreThreshold() == pytest.approx(detectors.YUNET_SCORE)
+    blaze = RecognizerOptions(
+        tiny_int8_model, "blazeface", detector_model=detectors.BLAZEFACE_MODEL, detector_score=0.3
+    )
+    assert EmotionRecognizer.create_from_options(blaze).detector._model.score_threshold == pytest.approx(0.3)
+    with pytest.raises(ModelLoadError, match="not a BlazeFace short-range model"):
+        make_detector("blazeface", model_path=tiny_int8_model)  # --detector-model reaches BlazeFace too
+    with pytest.raises(OptionError, match=r"detector 'haar' has no score threshold to set; .*: yunet, blazeface"):
+        make_detector("haar", score_threshold=0.5)
+    for bad in (0, 1, 1.5, float("nan"), "0.5", True):
+        with pytest.raises(OptionError, match="detector_score must be a number between 0 and 1"):
+            RecognizerOptions(detector_score=bad)

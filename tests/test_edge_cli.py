@@ -323,7 +323,7 @@ def test_help_describes_exactly_the_choices_each_option_takes(capsys):
     assert "yunet: YuNet" in bench and "none:" not in bench  # bench refuses --detector none
     video = _help(main, ["video", "--help"], capsys)
     assert f"write the annotated video ({', '.join(WRITER_CODECS)})" in video
-    assert "another model file for the detector (yunet;" in video
+    assert "another model file for the detector (yunet, blazeface;" in video
 
 
 def test_a_detector_model_for_a_detector_without_one_is_refused(tiny_int8_model, photos, tmp_path, capsys):
@@ -333,7 +333,7 @@ def test_a_detector_model_for_a_detector_without_one_is_refused(tiny_int8_model,
     assert main([*argv, "--detector", "haar"]) == 2
     assert capsys.readouterr().err == (
         f"feredge predict: error: detector 'haar' takes no detector model file ({onnx}); "
-        "one can be given only for: yunet\n"
+        "one can be given only for: yunet, blazeface\n"
     )
 
 

@@ -157,6 +157,13 @@ def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     )
     add_detect_size_option(group)
     group.add_argument(
+        "--detector-score",
+        type=checked_type(float, "a number between 0 and 1 (exclusive)", lambda v: 0 < v < 1),
+        metavar="P",
+        help="the score a face needs from yunet or blazeface: lower finds more faces and more false ones "
+        "(default: the detector's own: yunet 0.7, blazeface 0.5)",
+    )
+    group.add_argument(
         "--min-confidence",
         type=checked_type(float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
         metavar="P",
@@ -230,13 +237,27 @@ def add_normalization_option(parser: argparse.ArgumentParser | Any, help: str | 
     )
 
 
+# add_recognizer_options's flags that RecognizerOptions takes as they are (a flag not given: its default)
+RECOGNIZER_FLAGS = (
+    "model",
+    "detector",
+    "threads",
+    "labels",
+    "normalization",
+    "detector_model",
+    "min_face",
+    "min_confidence",
+    "prior_tau",
+    "detector_score",
+)
+
+
 def recognizer_options(args: argparse.Namespace) -> RecognizerOptions:
     """The ``RecognizerOptions`` that ``add_recognizer_options``'s flags describe (imported here to keep
     ``--help`` fast); ``RecognizerOptions`` holds the defaults of the flags not given."""
     from feredge.edge.options import RecognizerOptions
 
-    names = "model", "detector", "threads", "labels", "normalization", "detector_model", "min_face", "min_confidence"
-    given = {name: getattr(args, name) for name in (*names, "prior_tau") if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in RECOGNIZER_FLAGS if getattr(args, name) is not None}
     return RecognizerOptions(**given, detect_size=detect_size_argument(args.detect_size))
 
 
