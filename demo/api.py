@@ -36,7 +36,7 @@ from feredge.edge.errors import FeredgeError, ImageError
 
 # Multipart boundaries and headers around the file; a body beyond cap + this is refused unread.
 _FORM_OVERHEAD = 64 * 1024
-_OPTIONS = ("model", "detector", "threads")
+_OPTIONS = ("model", "detector", "threads", "prior_tau")
 # Longest wait for the next piece of an upload's body: a client that stops sending is let go.
 UPLOAD_STALL_S = 30.0
 INTERNAL_ERROR = "the demo failed on this request (an internal error, logged on the server)"
@@ -79,13 +79,13 @@ def router(service: DemoService) -> APIRouter:
 
     @routes.post("/predict")
     async def predict(request: Request) -> JSONResponse:
-        """Multipart ``file`` (an image); optional ``model``, ``detector`` and ``threads`` as query or form fields."""
+        """Multipart ``file`` (an image); optional ``model``, ``detector``, ``threads`` and ``prior_tau`` as
+        query or form fields."""
         try:
             data, name, fields = await _read_upload(request, service.max_upload_bytes)
             threads = _threads(fields.get("threads"))
-            analyze = functools.partial(
-                service.analyze, data, fields.get("model"), fields.get("detector"), threads, name=name
-            )
+            choices = fields.get("model"), fields.get("detector"), threads
+            analyze = functools.partial(service.analyze, data, *choices, name=name, prior_tau=fields.get("prior_tau"))
             analysis = await anyio.to_thread.run_sync(analyze, limiter=limiter)
         except FeredgeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=error_status(exc))

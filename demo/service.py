@@ -27,7 +27,8 @@ from feredge.edge.artifacts import display_names
 from feredge.edge.decode import ScaledImage, decode_image_scaled
 from feredge.edge.detectors import DEFAULT_DETECTOR, YuNetDetector, available_detectors
 from feredge.edge.errors import FeredgeError, ImageError, ModelLoadError, OptionError
-from feredge.edge.model import DEFAULT_MODEL, default_threads, shipped_models
+from feredge.edge.metadata import PRIOR_TAU_RANGE
+from feredge.edge.model import DEFAULT_MODEL, check_prior_tau, default_threads, shipped_models
 from feredge.edge.options import RecognizerOptions
 from feredge.edge.recognizer import EmotionRecognizer, Face, Prediction, StageTimings
 
@@ -175,21 +176,28 @@ class DemoService:
         detector: str | None = None,
         threads: int | None = None,
         name: str = "upload",
+        prior_tau: Any = None,
     ) -> Analysis:
         """Decode ``image`` (encoded bytes, or a BGR/gray array such as a webcam frame) and find its faces.
 
         Encoded bytes are decoded in a worker process (``feredge.demo.decoder``), so a decode that takes
-        too long is stopped and refused. Raises ``UploadTooLargeError``, ``ImageError`` (named after
-        ``name``; ``DecodeTimeoutError`` for a slow decode) or ``DemoRequestError``.
+        too long is stopped and refused. ``prior_tau`` (a number or its text; None: the service's) is this
+        request's alone, served by the same cached recognizers. Raises ``UploadTooLargeError``,
+        ``ImageError`` (named after ``name``; ``DecodeTimeoutError`` for a slow decode) or
+        ``DemoRequestError``.
         """
         model, detector, threads = self._choices(model, detector, threads)
+        tau = None if prior_tau is None else _prior_tau(prior_tau)
         if isinstance(image, bytes) and len(image) > self.max_upload_bytes:
             raise UploadTooLargeError(f"{name}: larger than the {self.max_upload_bytes / 2**20:g} MB upload limit")
         start = time.perf_counter()
         decoded = self.decoders.decode(image, name) if isinstance(image, bytes) else decode_image_scaled(image, name)
         decode_ms = (time.perf_counter() - start) * 1000.0
         with self.recognizer(model, detector, threads) as recognizer:
-            result = recognizer.recognize(decoded)
+            try:
+                result = recognizer.recognize(decoded, prior_tau=tau)
+            except OptionError as exc:  # a prior_tau this model cannot take: it has no training prior
+                raise DemoRequestError(str(exc)) from exc
         timings = replace(result.timings, decode_ms=decode_ms)  # the decode ran in a decoder process
         return Analysis(model, detector, threads, result.faces, timings, decoded)
 
@@ -249,6 +257,17 @@ class DemoService:
             self.options, model=self.models[model], detector=detector, threads=threads, detector_model=detector_model
         )
         return EmotionRecognizer.create_from_options(options)
+
+
+def _prior_tau(value: Any) -> float:
+    """An API caller's prior_tau ("1", 0.5) as a float in ``PRIOR_TAU_RANGE``; anything else is a request error."""
+    try:
+        number = float(value)
+        check_prior_tau(number)
+    except (TypeError, ValueError):  # OptionError is a ValueError
+        low, high = PRIOR_TAU_RANGE
+        raise DemoRequestError(f"prior_tau must be a number from {low:g} to {high:g}, got {value!r:.80}") from None
+    return number
 
 
 def _whole_number(value: Any) -> int:

@@ -314,9 +314,13 @@ class EmotionRecognizer:
         """The faces of ``recognize(image, boxes)``: no timings, no image."""
         return self.recognize(image, boxes).faces
 
-    def recognize(self, image: ImageInput, boxes: Sequence[Box] | None = None) -> Prediction:
+    def recognize(
+        self, image: ImageInput, boxes: Sequence[Box] | None = None, *, prior_tau: float | None = None
+    ) -> Prediction:
         """Faces found in ``image`` (path, bytes, array or ``ScaledImage``), with the decoded image and
         this call's timings; ``boxes`` (in original pixels) skips detection (video tracking).
+        ``prior_tau`` (None: the recognizer's) is this call's alone, checked as ``RecognizerOptions``
+        checks it: the demo's requests each choose theirs from one cached recognizer.
 
         A given box (x, y, w, h) may lie partly outside the image (a tracked face leaving the frame): its
         crop is clipped to the image, and its face is reported with the box as given, which the tracker
@@ -328,10 +332,11 @@ class EmotionRecognizer:
         number, a list: ``predict_batch`` takes several images), raises ``ImageError``.
         """
         self._check_open()
+        tau = self.prior_tau if prior_tau is None else self.model.checked_prior_tau(prior_tau)
         clock = _Clock()
         decoded = decode_image_scaled(image)
         clock.lap("decode")
-        faces = self._classify([decoded], [boxes], clock)[0]
+        faces = self._classify([decoded], [boxes], clock, tau)[0]
         return Prediction(faces, decoded, clock.timings(len(faces)))
 
     def predict_batch(self, images: Iterable[ImageInput]) -> list[list[Face]]:
@@ -348,7 +353,7 @@ class EmotionRecognizer:
         for image in images:
             decoded.append(decode_image_scaled(image))
             clock.lap("decode")
-        return self._classify(decoded, [None] * len(decoded), clock)
+        return self._classify(decoded, [None] * len(decoded), clock, self.prior_tau)
 
     def detect_emotions(self, image: ImageInput) -> list[dict[str, Any]]:
         """fer-compatible view: ``[{"box": [x, y, w, h], "emotions": {label: score}}]``."""
@@ -359,7 +364,7 @@ class EmotionRecognizer:
             raise RecognizerClosedError(f"{self!r} was closed; create a new one")
 
     def _classify(
-        self, images: list[ScaledImage], given: list[Sequence[Box] | None], clock: _Clock
+        self, images: list[ScaledImage], given: list[Sequence[Box] | None], clock: _Clock, prior_tau: float
     ) -> list[list[Face]]:
         # per image: (box in original pixels, box in its pixels, the detector's finding or None)
         found: list[list[tuple[Box, Box, Detection | None]]] = []
@@ -377,7 +382,7 @@ class EmotionRecognizer:
         crops = [crop_face(scaled.image, box, margin, offset) for scaled, faces in pairs for _, box, _ in faces]
         batch = self.model.preprocess(crops)
         clock.lap("preprocess")
-        probs = self.model.predict(batch, self.prior_tau)
+        probs = self.model.predict(batch, prior_tau)
         clock.lap("infer")
         rows = iter(probs)
         results = [

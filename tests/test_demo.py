@@ -278,6 +278,22 @@ def test_rest_predict_takes_threads_as_query_or_form_field(demo_server, face_dra
     assert bad.status_code == 400 and "threads must be between 1 and" in bad.json()["error"]
 
 
+def test_rest_predict_takes_prior_tau_for_this_request_alone(demo_server, face_drawer) -> None:
+    url, service = demo_server
+    files = {"file": ("face.png", png(face_drawer()), "image/png")}
+    raw = httpx.post(f"{url}/predict", files=files, data={"prior_tau": "0"})
+    assert raw.status_code == 200 and set(raw.json()) == set(httpx.post(f"{url}/predict", files=files).json())
+    # the tiny model has no training prior: a tau of 1 reaches its check and is refused as a request error
+    refused = httpx.post(f"{url}/predict", files=files, params={"prior_tau": "1"})
+    assert refused.status_code == 400 and "prior_tau must be 0, got 1: it has no training class prior" in refused.text
+    with service.recognizer() as recognizer:
+        assert recognizer.prior_tau == 0.0  # the request's tau did not stay with the cached recognizer
+    for value in ("many", "5", "nan"):
+        bad = httpx.post(f"{url}/predict", files=files, params={"prior_tau": value})
+        assert bad.status_code == 400
+        assert bad.json()["error"] == f"prior_tau must be a number from 0 to 3, got {value!r}"
+
+
 def test_chunked_upload_without_length_is_refused_at_the_cap(demo_server) -> None:
     url, _ = demo_server
     chunk = 64 * 1024
