@@ -71,7 +71,8 @@ def _stub_converter(out: Path, monkeypatch: pytest.MonkeyPatch, max_f1_drop: flo
 
     targets = np.array([0, 1, 0, 1])
     perfect = np.eye(2, dtype=np.float32)[targets]
-    monkeypatch.setattr("feredge.edge.model.load_model", lambda path, threads=None: SimpleNamespace(predict=None))
+    model = SimpleNamespace(predict=lambda batch, prior_tau=None: perfect)  # never called: score_batches is stubbed
+    monkeypatch.setattr("feredge.edge.model.load_model", lambda path, threads=None: model)
     monkeypatch.setattr(converter, "score_batches", lambda *a, **k: perfect)
     conv = converter.Converter.__new__(converter.Converter)
     conv.source = SimpleNamespace(stem="model", path=out / "model.keras", float_bytes=4096)

@@ -151,6 +151,8 @@ def test_video_on_a_full_disk_names_the_file_and_keeps_nothing(tiny_int8_model, 
     real_writer = cv2.VideoWriter
 
     class FullDisk:  # OpenCV's writer drops a frame it cannot write and says nothing
+        fourcc = staticmethod(real_writer.fourcc)
+
         def __init__(self, *args) -> None:
             self._writer = real_writer(*args)
 
