@@ -22,7 +22,7 @@ import numpy as np
 
 from feredge.convert.data import ConversionData, calibration_sample, representative_dataset
 from feredge.convert.edgetpu import compile_edgetpu
-from feredge.convert.embed import embed_metadata
+from feredge.convert.embed import embed_metadata, embedded_metadata
 from feredge.convert.errors import CalibrationError, ConversionError, GateFailed, ParityError, PartialConversion
 from feredge.convert.formats import BuildInput, Format, variants
 from feredge.convert.gate import GateResult, compare, report_markdown, write_report
@@ -187,7 +187,8 @@ class Converter:
         elif not result.passed and final.exists():  # a model the user may rely on: never ours to delete
             earlier = f"{final.name} is from an earlier conversion that passed the gate, not from this run; kept"
             log.warning("%s: %s", name, earlier)
-        report = self._report(fmt, variant, status, path, data, metadata, convert_seconds, check_seconds, result)
+        sealed = embedded_metadata(data, fmt.artifact.runtime) or metadata  # with the checksum the file carries
+        report = self._report(fmt, variant, status, path, data, sealed, convert_seconds, check_seconds, result)
         report["calibration"] = calibration
         report["earlier_artefact"] = str(final) if earlier else None
         write_report(report, self.out / fmt.artifact.report_stem(self.source.stem, variant))

@@ -10,7 +10,15 @@ seals the file again.
 from __future__ import annotations
 
 from feredge.convert.errors import ConversionError
-from feredge.edge.metadata import METADATA_KEY, SHA256_PLACEHOLDER, ModelMetadata, model_digest, tflite_metadata_spans
+from feredge.edge.errors import MetadataError
+from feredge.edge.metadata import (
+    METADATA_KEY,
+    SHA256_PLACEHOLDER,
+    ModelMetadata,
+    model_digest,
+    read_tflite_metadata,
+    tflite_metadata_spans,
+)
 
 
 def embed_tflite_metadata(model: bytes, metadata: ModelMetadata) -> bytes:
@@ -45,6 +53,25 @@ def embed_metadata(model: bytes, runtime: str, metadata: ModelMetadata) -> bytes
     proto = onnx.load_from_string(model)
     embed_onnx_metadata(proto, metadata)
     return proto.SerializeToString()
+
+
+def embedded_metadata(model: bytes, runtime: str) -> ModelMetadata | None:
+    """The metadata an artefact's bytes carry, its sealed checksum included (None without feredge metadata).
+
+    Reports record this, not the metadata handed to ``embed_metadata``, whose checksum is not yet known.
+    """
+    if runtime == "tflite":
+        try:
+            return read_tflite_metadata(model)
+        except MetadataError:
+            return None
+    import onnx
+
+    try:
+        props = {p.key: p.value for p in onnx.load_from_string(model).metadata_props}
+    except Exception:  # onnx raises its own DecodeError for bytes that are no model
+        return None
+    return ModelMetadata.from_json(props[METADATA_KEY]) if METADATA_KEY in props else None
 
 
 def _name(entry) -> str:
