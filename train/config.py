@@ -101,7 +101,7 @@ class TrainConfig:
     balance: str = "sqrt"  # none | sqrt | balanced | oversample
     val_fraction: float = 0.1
     ferplus_votes: str | None = None  # fer2013new.csv beside a fer2013.csv `data` (FER+ folders need none)
-    label_mode: str = "majority"  # FER+ votes as targets: majority | probability | crossentropy
+    label_mode: str = "crossentropy"  # FER+ votes as targets: majority | probability | crossentropy (measured best)
     crop_margin: float = 0.1
     test_time_flip: bool = False
     final_fit: bool = False  # train on train + val for exactly `epochs`, keep the last
