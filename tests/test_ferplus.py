@@ -194,3 +194,17 @@ def test_users_fine_tune_the_default_on_their_own_labels_with_its_contract_carri
     assert meta.labels == ("happy", "pain", "sad")
     assert (meta.backbone, meta.photometric, meta.input_size) == ("compact_deep(alpha=1.0)", "clahe", 48)
     assert "new head" in caplog.text and "carried over from feredge_default_fp16.tflite" in caplog.text
+
+
+@pytest.mark.slow
+def test_an_int8_model_is_a_start_too_dequantized_within_its_rounding():
+    from feredge.edge.labels import FER2013
+    from feredge.edge.model import load_model
+    from feredge.train.backbones import build_model
+    from feredge.train.tflite_weights import shipped_weights
+
+    shipped = load_model(shipped_weights("feredge_ferplus_int8"), threads=1)
+    faces = np.random.default_rng(0).uniform(0, 1, (32, 48, 48, 1)).astype(np.float32)
+    rebuilt = build_model("compact_deep", 7, 48, "feredge_ferplus_int8", labels=FER2013).predict_on_batch(faces)
+    raw = shipped.runner.run(faces)  # int8 activations too: the float rebuild differs by their rounding only
+    assert np.abs(rebuilt - raw).max() < 0.05 and (rebuilt.argmax(1) == raw.argmax(1)).mean() >= 0.9
