@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SPACE_ATTR = "feredge_space"  # study user attributes: what every worker of the study must agree on
 FIXED_ATTR = "feredge_fixed"
-PER_MACHINE = {"data", "out", "workers", "strategy", "mixed_precision"}  # may differ between workers
+PER_MACHINE = {"data", "ferplus_votes", "out", "workers", "strategy", "mixed_precision"}  # may differ between workers
 ALWAYS_IN_COMMAND = {"epochs", "seed"}
 MAX_RETRIES = 3  # a trial that keeps killing its worker is given up after this many retries
 OBJECTIVE = "val macro-F1"
