@@ -486,7 +486,7 @@ def _load_ferplus_csv(path: Path, votes_path: Path, wanted, size: int, mode: str
             _label, face = _csv_face(emotion, pixels)
         except ValueError as exc:
             raise DataError(f"{path} line {line}: {exc}") from exc
-        faces, votes_list = by_split.setdefault(ferplus.CSV_USAGE.get(usage, "train"), ([], []))
+        faces, votes_list = by_split.setdefault(CSV_USAGE.get(usage, "train"), ([], []))
         faces.append(prepare_face(face, size))
         votes_list.append(votes)
     if count != len(votes_rows):

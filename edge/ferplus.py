@@ -32,7 +32,6 @@ EMOTIONS = COLUMNS[:8]
 UNKNOWN, NOT_FACE = 8, 9
 LABEL_MODES = ("majority", "probability", "crossentropy")
 SPLIT_FOLDERS = {"fer2013train": "train", "fer2013valid": "val", "fer2013test": "test"}
-CSV_USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
 NO_EMOTION = "FER+ face(s) where 'unknown' or 'not a face' won"
 NO_MAJORITY = "FER+ face(s) without a clear majority (the paper's rule)"
 NOT_IN_FERPLUS = "FER2013 row(s) that FER+ left out"
